@@ -1,0 +1,30 @@
+# The two commands of the README: `make run` (install + the default target) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: install run test lint clean
+
+$(BIN)/snakemake: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch 2.13.0 first: on the project's CPU machines pip takes the local CPU build of it
+	$(BIN)/python -m pip install --quiet "torch==2.13.0"
+	$(BIN)/python -m pip install --quiet -e ".[dev,slurm]"
+	touch $@
+
+install: $(BIN)/snakemake
+
+run: install
+	$(BIN)/snakemake --cores all
+
+test: install
+	$(BIN)/python -m pytest -x -q
+
+lint: install
+	$(BIN)/ruff check workflow/scripts tests benchmarks
+	$(BIN)/snakemake --lint
+
+clean:
+	rm -rf results resources logs .snakemake

@@ -1,0 +1,113 @@
+"""Shared fixtures: tiny random GPT-2 checkpoints, and workflow copies in temp dirs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+def make_gpt2(folder: Path, n_head: int = 4, n_embd: int = 64, n_layer: int = 2, vocab: int = 1000,
+              positions: int = 128, safetensors: bool = True, seed: int = 0, tied: bool = True) -> Path:
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=vocab, n_positions=positions, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
+                        initializer_range=0.2, tie_word_embeddings=tied)
+    model = GPT2LMHeadModel(config).eval()
+    with torch.no_grad():  # non-trivial layer norms and biases, so a wrong split cannot hide
+        for name, param in model.named_parameters():
+            if "ln" in name or "bias" in name:
+                param.add_(torch.randn_like(param) * 0.1)
+    model.save_pretrained(folder, safe_serialization=safetensors)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory) -> Path:
+    return make_gpt2(tmp_path_factory.mktemp("tiny") / "hf")
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_bin(tmp_path_factory) -> Path:
+    return make_gpt2(tmp_path_factory.mktemp("tiny-bin") / "hf", safetensors=False)
+
+
+@pytest.fixture(scope="session")
+def six_head_gpt2(tmp_path_factory) -> Path:
+    return make_gpt2(tmp_path_factory.mktemp("six") / "hf", n_head=6, n_embd=96)
+
+
+class Workflow:
+    """A copy of the workflow in a temp dir, driven by the real snakemake CLI."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def run(self, *args: str, config: dict | None = None, check: bool = True, timeout: int = 900):
+        cmd = [SNAKEMAKE, "--cores", "2", *args]
+        if config is not None:
+            import yaml
+
+            (self.path / "test-config.yaml").write_text(yaml.safe_dump(config))
+            cmd += ["--configfile", "test-config.yaml"]
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+        proc = subprocess.run(cmd, cwd=self.path, capture_output=True, text=True, timeout=timeout, env=env)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+        return proc
+
+    def planned_jobs(self, *targets: str, config: dict | None = None) -> list[tuple[str, dict]]:
+        """(rule, wildcards) of each job a dry run plans, parsed per job block."""
+        proc = self.run("-n", "--quiet", "progress", *targets, config=config)
+        jobs, rule = [], None
+        for line in (proc.stdout + proc.stderr).splitlines():
+            stripped = line.strip()
+            if stripped.startswith(("rule ", "localrule ")) and stripped.endswith(":"):
+                rule = stripped.split()[1].rstrip(":")
+                jobs.append((rule, {}))
+            elif stripped.startswith("wildcards:") and jobs:
+                pairs = stripped.removeprefix("wildcards:").split(",")
+                jobs[-1][1].update(dict(p.strip().split("=", 1) for p in pairs if "=" in p))
+        return [(r, w) for r, w in jobs if r != "all"]
+
+
+def copy_workflow(dest: Path) -> Workflow:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("Snakefile", "workflow", "config", "profiles"):
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dest / name)
+    return Workflow(dest)
+
+
+@pytest.fixture
+def workflow_dir(tmp_path) -> Workflow:
+    return copy_workflow(tmp_path / "wf")
+
+
+@pytest.fixture(scope="session")
+def demo_resources(tmp_path_factory) -> Path:
+    """The demo dataset and model, made once per session by the real workflow rules."""
+    wf = copy_workflow(tmp_path_factory.mktemp("demo-resources"))
+    wf.run("resources/models/demo/hf", "resources/datasets/demo/test.jsonl")
+    return wf.path / "resources"
+
+
+@pytest.fixture
+def demo_workflow(tmp_path, demo_resources) -> Workflow:
+    """A workflow copy whose resources/ already holds the demo model and dataset."""
+    wf = copy_workflow(tmp_path / "wf")
+    shutil.copytree(demo_resources, wf.path / "resources")
+    return wf

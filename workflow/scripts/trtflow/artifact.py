@@ -1,0 +1,152 @@
+"""Artifacts that are never half-written: temp sibling + rename, and a MANIFEST.json per folder.
+
+Every stage writes its output folder through `atomic_dir`: the folder is built under a hidden
+temporary sibling and renamed into place only after MANIFEST.json is written, so an interrupted job
+leaves no folder that looks complete. The next stage calls `verify_manifest` before reading.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+MANIFEST = "MANIFEST.json"
+
+
+class ArtifactError(RuntimeError):
+    """An artifact folder is missing, incomplete or was modified after it was written."""
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _temp_sibling(target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+
+
+def clean_stale_temps(target: Path) -> None:
+    """Remove temp siblings left by a killed earlier attempt at `target`."""
+    if target.parent.is_dir():
+        for stale in target.parent.glob(f".{target.name}.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish_mode(tmp: Path, mode: int) -> None:
+    """mkdtemp/mkstemp create private (0700/0600) entries; artifacts get the usual umask mode."""
+    os.chmod(tmp, mode & ~_umask())
+
+
+def _replace(tmp: Path, target: Path) -> None:
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    elif target.exists():
+        target.unlink()
+    os.replace(tmp, target)
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | Path, meta: dict[str, Any] | None = None) -> Iterator[Path]:
+    """Yield a temp folder; on success write its manifest and rename it to `target`."""
+    target = Path(target)
+    clean_stale_temps(target)
+    tmp = _temp_sibling(target)
+    try:
+        yield tmp
+        write_manifest(tmp, meta or {})
+        _publish_mode(tmp, 0o777)
+        _replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_file(target: str | Path, mode: str = "w") -> Iterator[Any]:
+    """Open a temp sibling for writing; rename it to `target` only when the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    os.close(fd)
+    try:
+        encoding = None if "b" in mode else "utf-8"
+        with open(tmp_name, mode, encoding=encoding) as handle:
+            yield handle
+        _publish_mode(Path(tmp_name), 0o666)
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def write_json(target: str | Path, obj: Any) -> None:
+    with atomic_file(target) as handle:
+        json.dump(obj, handle, indent=2, sort_keys=False)
+        handle.write("\n")
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise ArtifactError(f"{path} is missing") from err
+    except json.JSONDecodeError as err:
+        raise ArtifactError(f"{path} is not valid JSON ({err}); delete it and rerun the step that writes it") from err
+
+
+def write_manifest(folder: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    files = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST):
+        rel = path.relative_to(folder).as_posix()
+        files[rel] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
+    manifest = {**meta, "files": files}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest
+
+
+def verify_manifest(folder: str | Path, check_hashes: bool = True) -> dict[str, Any]:
+    """Check that `folder` holds exactly the files its manifest lists, with their sizes and hashes."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ArtifactError(f"{folder} does not exist; run the step that produces it")
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        raise ArtifactError(
+            f"{folder} has no {MANIFEST}: it was not written by trtflow or its writer was interrupted; "
+            f"delete {folder} and rerun"
+        )
+    manifest = read_json(manifest_path)
+    for rel, entry in manifest["files"].items():
+        path = folder / rel
+        if not path.is_file():
+            raise ArtifactError(f"{path} is listed in {manifest_path} but missing; delete {folder} and rerun")
+        size = path.stat().st_size
+        if size != entry["size"]:
+            raise ArtifactError(
+                f"{path} has {size} bytes but {manifest_path} records {entry['size']} (truncated or modified); "
+                f"delete {folder} and rerun"
+            )
+        if check_hashes and sha256_file(path) != entry["sha256"]:
+            raise ArtifactError(
+                f"{path} does not match the sha256 in {manifest_path} (modified after it was written); "
+                f"delete {folder} and rerun"
+            )
+    return manifest

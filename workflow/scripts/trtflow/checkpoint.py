@@ -1,0 +1,155 @@
+"""Read a Hugging Face GPT-2 checkpoint tensor by tensor, without holding the model twice.
+
+`model.safetensors` is memory-mapped and each tensor is a zero-copy view of the mapping; the pages of a
+tensor are given back (madvise) once it has been converted, so peak memory stays near one tensor.
+`pytorch_model.bin` is loaded with `torch.load(mmap=True)`. Names are normalised to the
+`transformer.`-prefixed names that `GPT2LMHeadModel.named_parameters()` yields (hub GPT-2 files omit the
+prefix), and buffers (`attn.bias`, `attn.masked_bias`) are dropped, as hf_gpt_convert.py does.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import struct
+from pathlib import Path
+
+import torch
+
+SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                      "F64": torch.float64, "I64": torch.int64, "U8": torch.uint8}
+PAGE = mmap.PAGESIZE
+
+
+class CheckpointError(ValueError):
+    """The checkpoint folder cannot be read as a GPT-2 checkpoint."""
+
+
+def read_hf_config(hf_dir: str | Path) -> dict:
+    path = Path(hf_dir) / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: a Hugging Face checkpoint folder needs its config.json "
+                              "(save the model with save_pretrained, or fix models.<name>.path)")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path} is not valid JSON ({err})") from err
+    if config.get("model_type") != "gpt2":
+        raise CheckpointError(f"{path} has model_type {config.get('model_type')!r}; trtflow converts GPT-2 "
+                              "checkpoints only (model_type 'gpt2')")
+    config.setdefault("n_inner", None)
+    config.setdefault("tie_word_embeddings", True)
+    return config
+
+
+def _normalise(name: str) -> str | None:
+    if name.endswith((".attn.bias", ".attn.masked_bias")):
+        return None
+    if name.startswith("lm_head."):
+        return name
+    return name if name.startswith("transformer.") else f"transformer.{name}"
+
+
+class SafetensorsReader:
+    def __init__(self, path: Path):
+        self.path = path
+        self._file = open(path, "rb")
+        try:
+            (header_len,) = struct.unpack("<Q", self._file.read(8))
+            header = json.loads(self._file.read(header_len))
+        except (struct.error, json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise CheckpointError(f"{path} is not a safetensors file ({err}); re-download or re-save it") from err
+        self._base = 8 + header_len
+        header.pop("__metadata__", None)
+        size = path.stat().st_size
+        self._entries = {}
+        for raw_name, entry in header.items():
+            start, end = entry["data_offsets"]
+            if self._base + end > size:
+                raise CheckpointError(f"{path} is truncated: tensor {raw_name} ends at byte {self._base + end} "
+                                      f"but the file has {size} bytes; re-download or re-save the checkpoint")
+            name = _normalise(raw_name)
+            if name:
+                self._entries[name] = (entry["dtype"], entry["shape"], start, end)
+        self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_COPY)
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def get(self, name: str) -> torch.Tensor:
+        dtype, shape, start, end = self._entries[name]
+        if dtype not in SAFETENSORS_DTYPES:
+            raise CheckpointError(f"{self.path}: tensor {name} has unsupported dtype {dtype}")
+        torch_dtype = SAFETENSORS_DTYPES[dtype]
+        count = (end - start) // torch_dtype.itemsize
+        flat = torch.frombuffer(self._map, dtype=torch_dtype, count=count, offset=self._base + start)
+        return flat.reshape(shape)
+
+    def release(self, name: str) -> None:
+        """Give the pages of a converted tensor back to the OS (they are re-read if touched again)."""
+        _, _, start, end = self._entries[name]
+        lo = (self._base + start) // PAGE * PAGE
+        hi = self._base + end
+        if hasattr(self._map, "madvise") and hi > lo:
+            self._map.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class TorchBinReader:
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+        except Exception as err:  # torch raises several types for a bad archive
+            raise CheckpointError(f"{path} cannot be loaded as a PyTorch state dict ({err}); re-download or "
+                                  "re-save the checkpoint") from err
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise CheckpointError(f"{path} is not a state dict of tensors (found {type(state).__name__}); "
+                                  "save it with model.save_pretrained()")
+        self._state = {}
+        for raw_name, tensor in state.items():
+            name = _normalise(raw_name)
+            if name:
+                self._state[name] = tensor
+
+    def names(self) -> list[str]:
+        return list(self._state)
+
+    def get(self, name: str) -> torch.Tensor:
+        return self._state[name]
+
+    def release(self, name: str) -> None:
+        self._state.pop(name, None)
+
+    def close(self) -> None:
+        self._state.clear()
+
+
+def open_checkpoint(hf_dir: str | Path):
+    hf_dir = Path(hf_dir)
+    for filename, reader in (("model.safetensors", SafetensorsReader), ("pytorch_model.bin", TorchBinReader)):
+        if (hf_dir / filename).is_file():
+            return reader(hf_dir / filename)
+    raise CheckpointError(f"{hf_dir} has neither model.safetensors nor pytorch_model.bin; "
+                          "point the model at a folder written by save_pretrained()")
+
+
+def check_shapes(reader, config: dict, where: str) -> None:
+    """Catch a checkpoint whose tensors disagree with its config.json before converting anything."""
+    hidden, vocab = config["n_embd"], config["vocab_size"]
+    expected = {"transformer.wte.weight": [vocab, hidden],
+                "transformer.wpe.weight": [config["n_positions"], hidden]}
+    names = set(reader.names())
+    for name, shape in expected.items():
+        if name not in names:
+            raise CheckpointError(f"{where}: tensor {name} is missing; the weights do not belong to a GPT-2 model")
+        actual = list(reader.get(name).shape)
+        if actual != shape:
+            raise CheckpointError(f"{where}: {name} has shape {actual} but config.json says {shape} "
+                                  "(vocab_size / n_embd / n_positions); the weights and config.json disagree")
+    for layer in range(config["n_layer"]):
+        if f"transformer.h.{layer}.attn.c_attn.weight" not in names:
+            raise CheckpointError(f"{where}: layer {layer} is missing (config.json says n_layer "
+                                  f"{config['n_layer']}); the checkpoint is incomplete")

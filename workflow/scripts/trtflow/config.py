@@ -1,0 +1,222 @@
+"""Config validation, normalised build flags and the build key.
+
+`validate` runs when the workflow is parsed, before any job: the JSON schema (which also fills
+defaults), then the cross-field flag rules of the seed recipe. Every rejection is a `ConfigError`
+naming the key, the bad value and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+TORCH_BACKEND_VERSION = "torch-runtime-1"
+DTYPES = ("float16", "float32", "bfloat16")
+
+
+class ConfigError(ValueError):
+    """A config value that trtflow refuses, with the fix in the message."""
+
+
+def _fail(key: str, value: Any, problem: str, fix: str) -> None:
+    raise ConfigError(f"config key `{key}` = {value!r}: {problem}. Fix: {fix}")
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def _fill_defaults(schema: dict, instance: Any) -> None:
+    if not isinstance(instance, dict):
+        return
+    for key, sub in schema.get("properties", {}).items():
+        if key not in instance and "default" in sub:
+            instance[key] = json.loads(json.dumps(sub["default"]))
+        if key in instance:
+            _fill_defaults(sub, instance[key])
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key, value in instance.items():
+            if key not in schema.get("properties", {}):
+                _fill_defaults(extra, value)
+
+
+def _schema_fix(error) -> str:
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        return f"remove or rename it; allowed keys here: {', '.join(allowed) or '(none)'}"
+    if error.validator == "enum":
+        return "use one of " + ", ".join(repr(v) for v in error.validator_value)
+    if error.validator in ("minimum", "exclusiveMinimum"):
+        return f"use a value >= {error.validator_value}"
+    if error.validator == "minItems":
+        return f"list at least {error.validator_value} item(s)"
+    if error.validator == "type":
+        return f"use a value of type {error.validator_value}"
+    if error.validator == "required":
+        return "add the missing key"
+    return "see config/README.md"
+
+
+def check_schema(config: dict, schema_path: str | Path) -> None:
+    import jsonschema
+
+    schema = yaml.safe_load(Path(schema_path).read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        error = errors[0]
+        key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        value = error.instance
+        if error.validator == "additionalProperties":
+            unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+            key = ".".join([*map(str, error.absolute_path), unknown[0]])
+            value = error.instance[unknown[0]]
+            _fail(key, value, "unknown key", _schema_fix(error))
+        _fail(key, value, error.message, _schema_fix(error))
+    _fill_defaults(schema, config)
+
+
+# --------------------------------------------------------------------------- cross-field rules
+
+
+def _check_models(config: dict) -> None:
+    for name, spec in config["models"].items():
+        if not SAFE_NAME.match(name) or ".." in name:
+            _fail(f"models.{name}", name, "a model name becomes a folder name and must not contain "
+                  "'/', '..', spaces or quotes", "use letters, digits, '.', '_' and '-' only")
+        source = spec["source"]
+        if source == "hf":
+            if not spec.get("repo_id"):
+                _fail(f"models.{name}.repo_id", None, "an `hf` model needs the hub repository",
+                      "set repo_id, e.g. openai-community/gpt2-medium")
+            if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$", spec["repo_id"]) \
+                    or ".." in spec["repo_id"]:
+                _fail(f"models.{name}.repo_id", spec["repo_id"], "not a hub repository id",
+                      "use `owner/name` with letters, digits, '.', '_' and '-'")
+            revision = spec.get("revision", "main")
+            if not SAFE_NAME.match(revision) or ".." in revision:
+                _fail(f"models.{name}.revision", revision, "a revision must not contain '/', '..', spaces "
+                      "or quotes", "use a branch, tag or commit sha such as `main`")
+        if source == "local" and not spec.get("path"):
+            _fail(f"models.{name}.path", None, "a `local` model needs the checkpoint folder",
+                  "set path to a folder with config.json and the weights")
+        if source != "demo" and spec.get("recipe"):
+            _fail(f"models.{name}.recipe", spec["recipe"], "only `demo` models take a recipe", "remove it")
+    for target in config["targets"]:
+        if target not in config["models"]:
+            _fail("targets", target, "not a model defined under `models`",
+                  f"use one of {', '.join(config['models'])}")
+
+
+def _check_tp(config: dict) -> None:
+    seen = set()
+    for tp in config["tp"]:
+        if tp < 1:
+            _fail("tp", tp, "the tensor-parallel degree must be at least 1", "use 1, 2, 4 …")
+        if tp in seen:
+            _fail("tp", config["tp"], f"tp {tp} is listed twice", "list each degree once")
+        seen.add(tp)
+
+
+def _check_build(build: dict) -> None:
+    if build["enable_context_fmha"] and build["enable_context_fmha_fp32_acc"]:
+        _fail("build.enable_context_fmha_fp32_acc", True, "enable_context_fmha and "
+              "enable_context_fmha_fp32_acc are mutually exclusive (build.py)",
+              "turn one of them off (fp32_acc already enables FMHA with fp32 accumulation)")
+    fmha = build["enable_context_fmha"] or build["enable_context_fmha_fp32_acc"]
+    if fmha and not build["use_gpt_attention_plugin"] and not build["use_inflight_batching"]:
+        _fail("build.enable_context_fmha", True, "context FMHA runs inside the GPT attention plugin, "
+              "which is off", "set build.use_gpt_attention_plugin: float16 or turn context FMHA off")
+    tpb = build["tokens_per_block"]
+    if tpb & (tpb - 1):
+        _fail("build.tokens_per_block", tpb, "must be a power of two (build.py)", "use 32, 64, 128 …")
+    if fmha and tpb < 128 and (build["paged_kv_cache"] or build["use_inflight_batching"]):
+        _fail("build.tokens_per_block", tpb, "must be >= 128 with context FMHA (build.py)", "use 128 or more")
+
+
+def validate(config: dict, schema_path: str | Path) -> dict:
+    """Schema (filling defaults) and cross-field rules; returns the same dict, completed."""
+    check_schema(config, schema_path)
+    _check_models(config)
+    _check_tp(config)
+    _check_build(config["build"])
+    return config
+
+
+def check_model_fits(config: dict, model: str, hf_config: dict, where: str = "config.json") -> None:
+    """Rules that need the checkpoint's dimensions: tp divides heads, lengths fit positions."""
+    heads = hf_config["n_head"]
+    for tp in config["tp"]:
+        if heads % tp:
+            _fail("tp", tp, f"model `{model}` has {heads} attention heads ({where}), which {tp} does not "
+                  "divide", "use a tp that divides the head count: " +
+                  ", ".join(str(d) for d in range(1, heads + 1) if heads % d == 0))
+    build = config["build"]
+    total = build["max_input_len"] + build["max_output_len"]
+    if total > hf_config["n_positions"]:
+        _fail("build.max_input_len", build["max_input_len"], f"max_input_len + max_output_len = {total} "
+              f"exceeds model `{model}`'s n_positions {hf_config['n_positions']} ({where})",
+              "lower build.max_input_len or build.max_output_len")
+
+
+# --------------------------------------------------------------------------- normalisation and keys
+
+
+def normalise_build(build: dict, engine_dtype: str) -> dict:
+    """The build flags as they take effect (build.py's implications applied, plugin dtypes explicit)."""
+    flags = dict(build)
+    for plugin in ("use_gpt_attention_plugin", "use_gemm_plugin"):
+        if flags[plugin] in (False, None):
+            flags[plugin] = None
+        elif flags[plugin] is True:
+            flags[plugin] = engine_dtype
+    if flags["use_inflight_batching"]:
+        flags["use_gpt_attention_plugin"] = flags["use_gpt_attention_plugin"] or "float16"
+        flags["remove_input_padding"] = True
+        flags["paged_kv_cache"] = True
+    if flags["enable_context_fmha_fp32_acc"]:
+        flags["enable_context_fmha"] = False
+    if not flags["paged_kv_cache"]:
+        flags["tokens_per_block"] = None
+    return dict(sorted(flags.items()))
+
+
+def model_identity(spec: dict) -> dict:
+    """What identifies a model's checkpoint bytes, known before anything is downloaded."""
+    if spec["source"] == "hf":
+        return {"source": "hf", "repo_id": spec["repo_id"], "revision": spec.get("revision", "main")}
+    if spec["source"] == "local":
+        return {"source": "local", "path": str(Path(spec["path"]).expanduser().resolve())}
+    return {"source": "demo", "recipe": dict(sorted((spec.get("recipe") or {}).items()))}
+
+
+def backend_version(config: dict) -> str:
+    if config["build"]["backend"] == "trtllm":
+        return f"tensorrt_llm-{config['trtllm']['flow']}"
+    return TORCH_BACKEND_VERSION
+
+
+def build_key(config: dict, model: str, tp: int) -> str:
+    """Short stable hash of everything that changes the engine bytes."""
+    storage = config["convert"]["storage_type"]
+    ident = {
+        "backend": config["build"]["backend"],
+        "backend_version": backend_version(config),
+        "build": normalise_build(config["build"], storage),
+        "model": model_identity(config["models"][model]),
+        "storage_type": storage,
+        "tp": int(tp),
+    }
+    blob = json.dumps(ident, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def canonical(obj: Any) -> str:
+    """One canonical string for a group of settings passed to a rule as a single param."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))

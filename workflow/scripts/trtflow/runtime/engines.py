@@ -1,0 +1,29 @@
+"""Open whatever engine folder is given, by the backend its config.json names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..artifact import ArtifactError, read_json
+from .dist import DistInfo
+
+
+def engine_backend(engine_dir: str | Path) -> str:
+    config_path = Path(engine_dir) / "config.json"
+    if not config_path.is_file():
+        raise ArtifactError(f"{config_path} is missing: {engine_dir} is not an engine folder; rebuild it")
+    config = read_json(config_path)
+    if "backend" in config:
+        return config["backend"]
+    return "trtllm"  # TensorRT-LLM writes builder_config/plugin_config (0.8) or version/build_config (1.x)
+
+
+def open_engine(engine_dir: str | Path, dist: DistInfo):
+    backend = engine_backend(engine_dir)
+    if backend == "torch":
+        from .generator import TorchEngineGenerator
+
+        return TorchEngineGenerator(engine_dir, dist)
+    from ..trtllm.runner import TrtllmGenerator
+
+    return TrtllmGenerator(engine_dir, dist)

@@ -1,0 +1,171 @@
+"""GPT-2 over rank-local weights: the model reads top to bottom, tensor parallelism is two all-reduces.
+
+Each rank holds its slice of QKV and the MLP fc (split by output columns) and of the attention dense and
+MLP proj (split by input rows); the partial outputs of the row-split projections are summed across
+ranks by `all_reduce`, then the (replicated) bias is added once. Embeddings, layer norms and the
+lm_head are replicated, so every rank computes the same logits.
+
+Weights (engine layout, [out, in] for linears): wte, wpe, ln_f.{weight,bias}, optional lm_head.weight,
+and per layer `layers.{i}.` ln_1, qkv [3·H/tp, H] (Q, K, V rows of this rank), dense [H, H/tp], ln_2,
+fc [I/tp, H], proj [H, I/tp], each with its bias.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .dist import all_reduce
+from .kvcache import KVCache
+
+
+@dataclass(frozen=True)
+class ModelDims:
+    vocab_size: int
+    hidden: int
+    heads: int
+    layers: int
+    positions: int
+    inner: int
+    eps: float
+    activation: str
+    tied: bool
+
+    @classmethod
+    def from_json(cls, obj: dict) -> ModelDims:
+        return cls(**{k: obj[k] for k in cls.__dataclass_fields__})
+
+
+def activation_fn(name: str):
+    if name in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
+        return lambda x: F.gelu(x, approximate="tanh")
+    if name == "gelu":
+        return F.gelu
+    if name == "relu":
+        return F.relu
+    raise ValueError(f"activation {name!r} is not supported by the torch runtime")
+
+
+class ParallelGPT2(torch.nn.Module):
+    def __init__(self, dims: ModelDims, tp: int, weights: dict[str, torch.Tensor], fused_attention: bool = True):
+        super().__init__()
+        self.dims, self.tp = dims, tp
+        self.local_heads = dims.heads // tp
+        self.head_dim = dims.hidden // dims.heads
+        self.fused_attention = fused_attention
+        self.act = activation_fn(dims.activation)
+        self.w = weights
+        self.lm_head = weights.get("lm_head.weight", weights["wte"])
+
+    # ------------------------------------------------------------------ pieces
+
+    def _ln(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        return F.layer_norm(x, (self.dims.hidden,), self.w[f"{name}.weight"], self.w[f"{name}.bias"], self.dims.eps)
+
+    def _attend(self, q, k, v, mask) -> torch.Tensor:
+        """q [B,h,Tq,d]; k, v [B,h,Tk,d]; mask bool [B,1,Tq,Tk] (True = attend) or None for causal."""
+        if self.fused_attention:
+            if mask is None:
+                return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        scores = (q @ k.transpose(-1, -2)).float() / math.sqrt(self.head_dim)
+        if mask is None:
+            tq, tk = q.shape[-2], k.shape[-2]
+            mask = torch.ones(tq, tk, dtype=torch.bool, device=q.device).tril(tk - tq)
+        scores = scores.masked_fill(~mask, float("-inf"))
+        return (scores.softmax(-1).to(v.dtype)) @ v
+
+    def _mlp(self, x: torch.Tensor, p: str) -> torch.Tensor:
+        h = self.act(F.linear(x, self.w[p + "fc.weight"], self.w[p + "fc.bias"]))
+        out = all_reduce(F.linear(h, self.w[p + "proj.weight"]))
+        return out + self.w[p + "proj.bias"]
+
+    def _qkv(self, x: torch.Tensor, p: str):
+        """x [..., T, H] → q, k, v [..., h, T, d] for this rank's heads."""
+        qkv = F.linear(x, self.w[p + "qkv.weight"], self.w[p + "qkv.bias"])
+        q, k, v = qkv.split(self.local_heads * self.head_dim, dim=-1)
+        shape = (*x.shape[:-1], self.local_heads, self.head_dim)
+        return (t.reshape(shape).transpose(-3, -2) for t in (q, k, v))
+
+    def _dense(self, attn: torch.Tensor, p: str) -> torch.Tensor:
+        """attn [..., h, T, d] → [..., T, H] summed over ranks."""
+        merged = attn.transpose(-3, -2).reshape(*attn.shape[:-3], attn.shape[-2], -1)
+        return all_reduce(F.linear(merged, self.w[p + "dense.weight"])) + self.w[p + "dense.bias"]
+
+    def _embed(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return F.embedding(tokens, self.w["wte"]) + F.embedding(positions, self.w["wpe"])
+
+    def _logits(self, h: torch.Tensor) -> torch.Tensor:
+        return F.linear(self._ln(h, "ln_f"), self.lm_head).float()
+
+    # ------------------------------------------------------------------ phases
+
+    def context(self, prompts: list[torch.Tensor], cache: KVCache, packed: bool,
+                all_logits: bool = False) -> list[torch.Tensor] | torch.Tensor:
+        """Run the prompts, fill the cache. Returns last-token logits [B, V] (or per-prompt all logits)."""
+        if packed:
+            return self._context_packed(prompts, cache, all_logits)
+        return self._context_padded(prompts, cache, all_logits)
+
+    def _context_packed(self, prompts, cache: KVCache, all_logits: bool):
+        """remove_input_padding: all prompts as one token stream; attention per prompt; no pad computed."""
+        lengths = [len(p) for p in prompts]
+        device = prompts[0].device
+        tokens = torch.cat(prompts)
+        positions = torch.cat([torch.arange(n, device=device) for n in lengths])
+        seq_ids = torch.cat([torch.full((n,), b, device=device) for b, n in enumerate(lengths)])
+        h = self._embed(tokens, positions)  # [N, H]
+        for layer in range(self.dims.layers):
+            p = f"layers.{layer}."
+            q, k, v = self._qkv(self._ln(h, p + "ln_1"), p)  # [h, N, d]
+            cache.write(layer, seq_ids, positions, k.transpose(0, 1), v.transpose(0, 1))
+            outs = [self._attend(qs[None], ks[None], vs[None], None)[0]
+                    for qs, ks, vs in zip(q.split(lengths, 1), k.split(lengths, 1), v.split(lengths, 1))]
+            h = h + self._dense(torch.cat(outs, dim=1), p)
+            h = h + self._mlp(self._ln(h, p + "ln_2"), p)
+        if all_logits:
+            return list(self._logits(h).split(lengths))
+        last = torch.tensor(lengths, device=device).cumsum(0) - 1
+        return self._logits(h[last])
+
+    def _context_padded(self, prompts, cache: KVCache, all_logits: bool):
+        """Padded batch [B, Tmax] (right padding masked out), as engines without padding removal run."""
+        lengths = torch.tensor([len(p) for p in prompts], device=prompts[0].device)
+        batch, width = len(prompts), int(lengths.max())
+        tokens = torch.zeros(batch, width, dtype=torch.long, device=lengths.device)
+        for b, prompt in enumerate(prompts):
+            tokens[b, : len(prompt)] = prompt
+        positions = torch.arange(width, device=lengths.device).expand(batch, width)
+        valid = positions < lengths[:, None]  # [B, T]
+        mask = torch.ones(width, width, dtype=torch.bool, device=lengths.device).tril()[None, None] & valid[:, None, None, :]
+        mask = mask | ~valid[:, None, :, None]  # pad queries attend to everything: finite, ignored
+        seq_ids, pos_ids = valid.nonzero(as_tuple=True)
+        h = self._embed(tokens, positions)  # [B, T, H]
+        for layer in range(self.dims.layers):
+            p = f"layers.{layer}."
+            q, k, v = self._qkv(self._ln(h, p + "ln_1"), p)  # [B, h, T, d]
+            cache.write(layer, seq_ids, pos_ids, k.permute(0, 2, 1, 3)[valid], v.permute(0, 2, 1, 3)[valid])
+            h = h + self._dense(self._attend(q, k, v, mask), p)
+            h = h + self._mlp(self._ln(h, p + "ln_2"), p)
+        if all_logits:
+            logits = self._logits(h)
+            return [logits[b, : int(n)] for b, n in enumerate(lengths)]
+        return self._logits(h[torch.arange(batch, device=h.device), lengths - 1])
+
+    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache, span: int) -> torch.Tensor:
+        """One generation step: tokens [B] at positions [B]; attends over cache slots [0, span)."""
+        batch = tokens.shape[0]
+        seq_ids = torch.arange(batch, device=tokens.device)
+        h = self._embed(tokens, positions)[:, None]  # [B, 1, H]
+        mask = (torch.arange(span, device=tokens.device)[None] <= positions[:, None])[:, None, None, :]
+        for layer in range(self.dims.layers):
+            p = f"layers.{layer}."
+            q, k, v = self._qkv(self._ln(h, p + "ln_1"), p)  # [B, h, 1, d]
+            cache.write(layer, seq_ids, positions, k[:, :, 0], v[:, :, 0])
+            keys, values = cache.read(layer, span)
+            h = h + self._dense(self._attend(q, keys, values, mask), p)
+            h = h + self._mlp(self._ln(h, p + "ln_2"), p)
+        return self._logits(h[:, 0])

@@ -1,0 +1,85 @@
+"""Small helpers the rules call at DAG time (kept here so they are importable and tested)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict
+from pathlib import Path
+
+from .demo_model import DemoRecipe
+
+
+def model_regex(models: dict) -> str:
+    return "|".join(re.escape(name) for name in models)
+
+
+def names_with_source(models: dict, sources: tuple[str, ...]) -> str:
+    names = [re.escape(n) for n, spec in models.items() if spec["source"] in sources]
+    return "|".join(names) if names else "(?!)"
+
+
+def demo_recipe(spec: dict) -> DemoRecipe:
+    return DemoRecipe(**(spec.get("recipe") or {}))
+
+
+def known_model_config(config: dict, model: str) -> tuple[dict, str] | None:
+    """The checkpoint dimensions when they are known before any job runs (demo recipe or fetched config)."""
+    path = Path("resources/models") / model / "hf" / "config.json"
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8")), str(path)
+    spec = config["models"][model]
+    if spec["source"] == "demo":
+        recipe = asdict(demo_recipe(spec))
+        return {k: recipe[k] for k in ("n_head", "n_positions")}, f"demo recipe of model `{model}`"
+    return None
+
+
+def dataset_file(name: str) -> str:
+    return f"resources/datasets/{name}/test.jsonl"
+
+
+def hub_args(spec: dict) -> str:
+    """trtflow.hub flags for a model entry, shell-quoted."""
+    import shlex
+
+    if spec["source"] == "local":
+        return f"--source local --path {shlex.quote(spec['path'])}"
+    include = " ".join(shlex.quote(p) for p in spec["include"])
+    return (f"--source hf --repo-id {shlex.quote(spec['repo_id'])} --revision {shlex.quote(spec['revision'])}"
+            f" --include {include}")
+
+
+def generate_args(settings: dict) -> str:
+    import shlex
+
+    texts = " ".join(shlex.quote(t) for t in settings["input_text"])
+    return f"--input-text {texts} --max-output-len {settings['max_output_len']}"
+
+
+def summarize_args(settings: dict) -> str:
+    args = (f"--dataset-name {settings['dataset']} --max-ite {settings['max_ite']} --batch-size "
+            f"{settings['batch_size']} --output-len {settings['output_len']} --max-input-length "
+            f"{settings['max_input_length']}")
+    return args + (" --compare-hf" if settings["compare_hf"] else "")
+
+
+def benchmark_args(settings: dict) -> str:
+    sizes = ";".join(str(b) for b in settings["batch_sizes"])
+    pairs = ";".join(f"{i},{o}" for i, o in settings["input_output_len"])
+    return (f"--batch-size '{sizes}' --input-output-len '{pairs}' --warm-up {settings['warm_up']} "
+            f"--num-runs {settings['num_runs']} --duration {settings['duration']}")
+
+
+def report_runs(config: dict) -> list[dict]:
+    runs = []
+    for model in config["targets"]:
+        for tp in config["tp"]:
+            base = f"results/{model}/tp{tp}"
+            runs.append({"model": model, "tp": tp, "rouge": f"{base}/rouge.json", "gate": f"{base}/accuracy.ok",
+                         "benchmark": f"{base}/benchmark.csv", "plot": f"{base}/benchmark.png"})
+    return runs
+
+
+def report_inputs(config: dict) -> list[str]:
+    return [run[key] for run in report_runs(config) for key in ("rouge", "gate", "benchmark", "plot")]
