@@ -56,15 +56,18 @@ class Workflow:
     def run(self, *args: str, config: dict | None = None, check: bool = True, timeout: int = 900):
         cmd = [SNAKEMAKE, "--cores", "2", *args]
         if config is not None:
-            import yaml
-
-            (self.path / "test-config.yaml").write_text(yaml.safe_dump(config))
-            cmd += ["--configfile", "test-config.yaml"]
+            self.write_config(config)
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
         proc = subprocess.run(cmd, cwd=self.path, capture_output=True, text=True, timeout=timeout, env=env)
         if check and proc.returncode != 0:
             raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
         return proc
+
+    def write_config(self, config: dict) -> None:
+        """Replace config/config.yaml, as a user editing it would."""
+        import yaml
+
+        (self.path / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
     def planned_jobs(self, *targets: str, config: dict | None = None) -> list[tuple[str, dict]]:
         """(rule, wildcards) of each job a dry run plans, parsed per job block."""

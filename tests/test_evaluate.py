@@ -1,0 +1,89 @@
+"""ROUGE against hand-computed values, the accuracy gate, and the benchmark CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from trtflow import bench, cmodel, gate, rouge
+from trtflow.engine.torch_engine import build
+from test_runtime import engine_flags
+
+
+def test_rouge_matches_hand_computed_values():
+    # pred: the cat sat on the mat / ref: the cat lay on the mat
+    # unigrams: 5 of 6 match both ways → F 83.33; bigrams: 3 of 5 → 60; LCS 5 of 6 → 83.33
+    scores = rouge.score(["the cat sat on the mat"], ["the cat lay on the mat"])
+    assert scores["rouge1"] == pytest.approx(500 / 6)
+    assert scores["rouge2"] == pytest.approx(60.0)
+    assert scores["rougeL"] == pytest.approx(500 / 6)
+    assert scores["rougeLsum"] == pytest.approx(500 / 6)
+
+
+def test_rouge_mean_and_per_sample():
+    # second pair shares nothing; rouge_score lower-cases and drops punctuation
+    scores = rouge.score(["The cat sat on the mat.", "a b c"], ["the cat lay on the mat", "d e f"])
+    assert [s["rouge1"] for s in scores["per_sample"]] == pytest.approx([500 / 6, 0.0])
+    assert scores["mean"]["rouge1"] == pytest.approx(250 / 6)
+    assert 0 <= scores["rouge1"] <= 500 / 6
+
+
+def test_rouge_aggregate_is_seeded():
+    preds, refs = ["a b c d", "a b", "c d e", "x y"], ["a b c", "a c", "c d", "y z"]
+    assert rouge.aggregate(preds, refs) == rouge.aggregate(preds, refs)
+
+
+def _rouge_json(engine_scores, hf_scores):
+    def side(scores):
+        return {"rouge1": sum(scores) / len(scores), "per_sample": [{"rouge1": s} for s in scores]}
+
+    return {"engine": side(engine_scores), "hf": side(hf_scores) if hf_scores else None}
+
+
+def test_gate_passes_equal_and_fails_below_threshold():
+    assert gate.evaluate_gate(_rouge_json([40, 50, 60], [40, 50, 60]), 14, 3)["passed"]
+    verdict = gate.evaluate_gate(_rouge_json([10, 12, 11], None), 14, 3)
+    assert not verdict["passed"] and "below the threshold 14" in verdict["failures"][0]
+
+
+def test_gate_fails_an_engine_clearly_worse_than_hf():
+    engine = [40, 42, 38, 41, 39, 40]
+    hf = [60, 61, 59, 62, 58, 60]
+    verdict = gate.evaluate_gate(_rouge_json(engine, hf), 14, 3)
+    assert not verdict["passed"]
+    assert "worse than Hugging Face" in verdict["failures"][0]
+
+
+def test_gate_tolerates_noise_within_k_standard_errors():
+    engine = [50, 70, 40, 65, 55, 60]
+    hf = [55, 65, 45, 60, 60, 58]
+    assert gate.evaluate_gate(_rouge_json(engine, hf), 14, 3)["passed"]
+
+
+def test_gate_cli_exits_with_the_message_and_writes_nothing(tmp_path, capsys):
+    (tmp_path / "rouge.json").write_text(json.dumps(_rouge_json([5, 6], [50, 60])))
+    with pytest.raises(SystemExit) as exit_info:
+        gate.main(["--rouge", str(tmp_path / "rouge.json"), "--out", str(tmp_path / "accuracy.ok")])
+    assert "accuracy gate FAILED" in str(exit_info.value) and "below the threshold" in str(exit_info.value)
+    assert not (tmp_path / "accuracy.ok").exists()
+
+
+def test_benchmark_csv(tiny_gpt2, tmp_path, capsys):
+    source = cmodel.convert(tiny_gpt2, tmp_path / "c", 1, "float32", progress=False)
+    engine = build(source, tmp_path / "e", engine_flags(), "0" * 10)
+    out = tmp_path / "benchmark.csv"
+    bench.main(["--engine-dir", str(engine), "--model", "tiny", "--batch-size", "1;16", "--input-output-len",
+                "8,4;80,4", "--warm-up", "1", "--num-runs", "3", "--out", str(out)])
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0]) == bench.COLUMNS
+    assert [(r["batch_size"], r["input_len"]) for r in rows] == [("1", "8"), ("1", "80"), ("16", "8"), ("16", "80")]
+    ok = rows[0]
+    assert ok["status"] == "ok" and int(ok["iterations"]) == 3
+    assert float(ok["tokens_per_s"]) == pytest.approx(1 * 4 / (float(ok["latency_ms"]) / 1000), rel=1e-3)
+    assert float(ok["p50_ms"]) <= float(ok["p99_ms"])
+    assert rows[1]["status"].startswith("not run: input length 80 > the engine's max_input_len 64")
+    assert rows[2]["status"].startswith("not run: batch size 16 > the engine's max_batch_size 8")
+    assert rows[1]["latency_ms"] == "" and rows[1]["tokens_per_s"] == ""
+    assert "[BENCHMARK] batch_size 1 input_length 8 output_length 4 latency(ms)" in capsys.readouterr().out

@@ -1,0 +1,133 @@
+"""The torch backend's TP runtime against Hugging Face, in real multi-process runs on CPU."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from trtflow import cmodel
+from trtflow.config import normalise_build
+from trtflow.engine.torch_engine import build
+from trtflow.launch import launch_command
+from trtflow.runtime.dist import init_distributed
+from trtflow.runtime.generator import EngineLimitError, EngineMismatchError, HFGenerator, TorchEngineGenerator
+
+HERE = Path(__file__).resolve().parent
+PROMPTS = [[5, 17, 300, 2, 999, 41, 7], [8] * 3 + [12, 400, 33, 90, 1, 2, 3, 4, 5, 6, 7, 8, 9], list(range(100, 130))]
+BASE_FLAGS = {"backend": "torch", "use_gpt_attention_plugin": "float16", "use_gemm_plugin": None,
+              "remove_input_padding": True, "enable_context_fmha": False, "enable_context_fmha_fp32_acc": False,
+              "paged_kv_cache": False, "use_inflight_batching": False, "tokens_per_block": 8, "max_batch_size": 8,
+              "max_input_len": 64, "max_output_len": 40, "cuda_graphs": False}
+VARIANTS = {  # name → flag overrides
+    "packed-contiguous-sdpa": {},
+    "padded-contiguous-sdpa": {"remove_input_padding": False},
+    "packed-paged-sdpa": {"paged_kv_cache": True},
+    "padded-paged-math": {"remove_input_padding": False, "paged_kv_cache": True, "use_gpt_attention_plugin": None},
+    "packed-contiguous-math": {"use_gpt_attention_plugin": None},
+}
+
+
+def engine_flags(**overrides) -> dict:
+    return normalise_build({**BASE_FLAGS, **overrides}, "float32")
+
+
+@pytest.fixture(scope="module")
+def hf_reference(tiny_gpt2):
+    hf = HFGenerator(tiny_gpt2, torch.device("cpu"), "float32")
+    return {
+        "logits": hf.forward_logits(PROMPTS[0]),
+        "tokens": [hf.generate([p], 32, ignore_eos=True).output_ids[0] for p in PROMPTS],
+    }
+
+
+def build_engines(hf_dir: Path, root: Path, tp: int) -> list[str]:
+    source = cmodel.convert(hf_dir, root / "c", tp, "float32", progress=False)
+    return [str(build(source, root / name, engine_flags(**over), "0" * 10)) for name, over in VARIANTS.items()]
+
+
+@pytest.mark.parametrize("tp", [1, 2, 4])
+def test_tp_runtime_matches_hf(tiny_gpt2, hf_reference, tmp_path, tp):
+    engines = build_engines(tiny_gpt2, tmp_path, tp)
+    (tmp_path / "prompts.json").write_text(json.dumps(PROMPTS))
+    out = tmp_path / "out.json"
+    cmd = launch_command(tp, str(HERE / "tp_check.py"), [str(out), str(tmp_path / "prompts.json"), *engines])
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = json.loads(out.read_text())
+    for engine_dir, result in results.items():
+        name = Path(engine_dir).name
+        logits = torch.tensor(result["logits"])
+        diff = (logits - hf_reference["logits"]).abs().max().item()
+        assert diff < 1e-4, f"{name} tp{tp}: max |logit − HF| = {diff}"
+        assert result["single"] == hf_reference["tokens"], f"{name} tp{tp}: greedy tokens differ from HF"
+        assert result["batch"] == hf_reference["tokens"], f"{name} tp{tp}: batched tokens differ from one-at-a-time"
+
+
+def test_variants_really_differ_in_configuration(tiny_gpt2, tmp_path):
+    engines = build_engines(tiny_gpt2, tmp_path, 1)
+    runtimes = {json.dumps(json.loads((Path(e) / "config.json").read_text())["runtime"], sort_keys=True)
+                for e in engines}
+    assert len(runtimes) == len(VARIANTS)
+
+
+def test_engine_limits_are_enforced(tiny_gpt2, tmp_path):
+    engine = TorchEngineGenerator(build_engines(tiny_gpt2, tmp_path, 1)[0], init_distributed())
+    with pytest.raises(EngineLimitError, match="max_batch_size 8"):
+        engine.generate([[1, 2]] * 9, 4)
+    with pytest.raises(EngineLimitError, match="max_input_len 64"):
+        engine.generate([[1] * 65], 4)
+    with pytest.raises(EngineLimitError, match="max_output_len 40"):
+        engine.generate([[1, 2]], 41)
+    with pytest.raises(EngineLimitError, match="beam search"):
+        from trtflow.runtime.generator import Sampling
+
+        engine.generate([[1, 2]], 4, Sampling(num_beams=2))
+
+
+def test_world_size_mismatch_is_refused(tiny_gpt2, tmp_path):
+    source = cmodel.convert(tiny_gpt2, tmp_path / "c", 2, "float32", progress=False)
+    engine_dir = build(source, tmp_path / "e", engine_flags(), "0" * 10)
+    with pytest.raises(EngineMismatchError, match="built for world size 2 but 1"):
+        TorchEngineGenerator(engine_dir, init_distributed())
+
+
+def test_sampling_is_seeded_and_stops_at_end_id(tiny_gpt2, tmp_path):
+    from trtflow.runtime.generator import Sampling
+
+    engine = TorchEngineGenerator(build_engines(tiny_gpt2, tmp_path, 1)[0], init_distributed())
+    sampling = Sampling(top_k=50, top_p=0.9, temperature=0.8, random_seed=3)
+    first = engine.generate(PROMPTS, 20, sampling, ignore_eos=True).output_ids
+    assert engine.generate(PROMPTS, 20, sampling, ignore_eos=True).output_ids == first
+    greedy = engine.generate([PROMPTS[0]], 20, ignore_eos=True).output_ids[0]
+    stop_at = greedy[5]
+    stopped = engine.generate([PROMPTS[0]], 20, end_id=stop_at).output_ids[0]
+    assert stopped == greedy[: greedy.index(stop_at)]
+
+
+@pytest.mark.parametrize("n, root, cores, expected", [
+    (1, False, 2, ["PY", "-m", "m"]),
+    (2, True, 2, ["MPIRUN", "-np", "2", "--allow-run-as-root", "PY", "-m", "m"]),
+    (4, False, 2, ["MPIRUN", "-np", "4", "--oversubscribe", "PY", "-m", "m"]),
+])
+def test_launch_command(n, root, cores, expected, monkeypatch):
+    import trtflow.launch as launch
+
+    monkeypatch.setattr(launch, "_find", lambda program: "MPIRUN" if program == "mpirun" else None)
+    monkeypatch.setattr(sys, "executable", "PY")
+    assert launch.launch_command(n, "m", [], cpu_count=cores, is_root=root) == expected
+
+
+def test_launch_falls_back_to_torchrun_then_errors(monkeypatch):
+    import trtflow.launch as launch
+
+    monkeypatch.setattr(launch, "_find", lambda program: "TORCHRUN" if program == "torchrun" else None)
+    assert launch.launch_command(2, "m", ["--x"])[:3] == ["TORCHRUN", "--standalone", "--nproc-per-node=2"]
+    monkeypatch.setattr(launch, "_find", lambda program: None)
+    with pytest.raises(launch.LauncherError, match="neither mpirun nor torchrun"):
+        launch.launch_command(2, "m", [])
+
