@@ -71,7 +71,7 @@ class Workflow:
 
     def planned_jobs(self, *targets: str, config: dict | None = None) -> list[tuple[str, dict]]:
         """(rule, wildcards) of each job a dry run plans, parsed per job block."""
-        proc = self.run("-n", "--quiet", "progress", *targets, config=config)
+        proc = self.run(*targets, "-n", "--quiet", "progress", config=config)
         jobs, rule = [], None
         for line in (proc.stdout + proc.stderr).splitlines():
             stripped = line.strip()

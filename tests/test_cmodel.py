@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-
 from trtflow import cmodel, trtllm_ckpt
 from trtflow.artifact import ArtifactError, verify_manifest
 from trtflow.checkpoint import CheckpointError

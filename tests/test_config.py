@@ -6,7 +6,6 @@ import copy
 
 import pytest
 import yaml
-
 from conftest import ROOT
 
 BASE = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())

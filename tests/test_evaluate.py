@@ -6,10 +6,9 @@ import csv
 import json
 
 import pytest
-
+from test_runtime import engine_flags
 from trtflow import bench, cmodel, gate, rouge
 from trtflow.engine.torch_engine import build
-from test_runtime import engine_flags
 
 
 def test_rouge_matches_hand_computed_values():

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from trtflow import cmodel
 from trtflow.config import normalise_build
 from trtflow.engine.torch_engine import build
@@ -119,15 +118,24 @@ def test_launch_command(n, root, cores, expected, monkeypatch):
 
     monkeypatch.setattr(launch, "_find", lambda program: "MPIRUN" if program == "mpirun" else None)
     monkeypatch.setattr(sys, "executable", "PY")
-    assert launch.launch_command(n, "m", [], cpu_count=cores, is_root=root) == expected
+    assert launch.launch_command(n, "m", [], cpu_count=cores, is_root=root, env={}) == expected
+
+
+def test_launch_uses_srun_inside_a_slurm_job(monkeypatch):
+    import trtflow.launch as launch
+
+    monkeypatch.setattr(launch, "_find", lambda program: program.upper())
+    monkeypatch.setattr(sys, "executable", "PY")
+    assert launch.launch_command(2, "m", ["--a"], env={"SLURM_JOB_ID": "7"}) == ["SRUN", "-n", "2", "PY", "-m", "m", "--a"]
+    assert launch.launch_command(1, "m", [], env={"SLURM_JOB_ID": "7"}) == ["PY", "-m", "m"]
 
 
 def test_launch_falls_back_to_torchrun_then_errors(monkeypatch):
     import trtflow.launch as launch
 
     monkeypatch.setattr(launch, "_find", lambda program: "TORCHRUN" if program == "torchrun" else None)
-    assert launch.launch_command(2, "m", ["--x"])[:3] == ["TORCHRUN", "--standalone", "--nproc-per-node=2"]
+    assert launch.launch_command(2, "m", ["--x"], env={})[:3] == ["TORCHRUN", "--standalone", "--nproc-per-node=2"]
     monkeypatch.setattr(launch, "_find", lambda program: None)
     with pytest.raises(launch.LauncherError, match="neither mpirun nor torchrun"):
-        launch.launch_command(2, "m", [])
+        launch.launch_command(2, "m", [], env={})
 

@@ -16,10 +16,12 @@ rule benchmark:
         tasks=rank_tasks,
         tasks_per_gpu=tasks_per_gpu,
         mpi=mpi_launcher,
+    conda:
+        "../../envs/torch.yaml"
     log:
         "logs/benchmark/{model}/tp{tp}.log",
     shell:
-        "{PY} trtflow.launch -n {wildcards.tp} trtflow.bench --engine-dir {input.engine}"
+        "python -m trtflow.launch -n {wildcards.tp} trtflow.bench --engine-dir {input.engine}"
         " --model {wildcards.model} {params.args} --out {output} > {log} 2>&1"
 
 
@@ -34,7 +36,9 @@ rule benchmark_plot:
             labels={"model": "{model}", "tp": "{tp}", "kind": "plot"},
         ),
     localrule: True
+    conda:
+        "../../envs/torch.yaml"
     log:
         "logs/benchmark/{model}/tp{tp}-plot.log",
     shell:
-        "{PY} trtflow.report plot --csv {input} --out {output} > {log} 2>&1"
+        "python -m trtflow.report plot --csv {input} --out {output} > {log} 2>&1"

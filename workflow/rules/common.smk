@@ -1,4 +1,3 @@
-import shlex
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from trtflow.workflow_support import (  # noqa: E402
     known_model_config,
     model_regex,
     names_with_source,
+    prepare_job_environment,
     report_inputs,
     report_runs,
     summarize_args,
@@ -28,8 +28,9 @@ try:
 except tfc.ConfigError as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
 
-# Every job runs the trtflow package with the Python that runs Snakemake.
-PY = f"PYTHONPATH={shlex.quote(str(SCRIPTS))} {shlex.quote(sys.executable)} -m"
+# Jobs run `python -m trtflow.<stage>`: the Python (and mpirun) beside the one running Snakemake come
+# first on PATH, and the package is importable without installing it.
+prepare_job_environment(SCRIPTS)
 
 
 wildcard_constraints:

@@ -7,11 +7,13 @@ rule build_engine:
         flags=get_build_flags,
         backend=config["build"]["backend"],
         trtllm=tfc.canonical(config["trtllm"]),
+    conda:
+        "../../envs/torch.yaml"
     log:
         "logs/engine/{model}/tp{tp}-{build_key}.log",
     benchmark:
         "logs/benchmarks/engine/{model}/tp{tp}-{build_key}.tsv"
     shell:
-        "{PY} trtflow.build_engine --backend {params.backend} --source-dir {input.source}"
+        "python -m trtflow.build_engine --backend {params.backend} --source-dir {input.source}"
         " --out-dir {output} --flags {params.flags:q} --build-key {wildcards.build_key}"
         " --trtllm {params.trtllm:q} > {log} 2>&1"

@@ -12,10 +12,12 @@ rule generate:
         tasks=rank_tasks,
         tasks_per_gpu=tasks_per_gpu,
         mpi=mpi_launcher,
+    conda:
+        "../../envs/torch.yaml"
     log:
         "logs/generate/{model}/tp{tp}.log",
     shell:
-        "{PY} trtflow.launch -n {wildcards.tp} trtflow.generate --engine-dir {input.engine}"
+        "python -m trtflow.launch -n {wildcards.tp} trtflow.generate --engine-dir {input.engine}"
         " --tokenizer-dir {input.hf} {params.args} --build-key {params.build_key}"
         " --out {output} > {log} 2>&1"
 
@@ -40,12 +42,14 @@ rule summarize:
         tasks=rank_tasks,
         tasks_per_gpu=tasks_per_gpu,
         mpi=mpi_launcher,
+    conda:
+        "../../envs/torch.yaml"
     log:
         "logs/summarize/{model}/tp{tp}.log",
     benchmark:
         "logs/benchmarks/summarize/{model}/tp{tp}.tsv"
     shell:
-        "{PY} trtflow.launch -n {wildcards.tp} trtflow.summarize --engine-dir {input.engine}"
+        "python -m trtflow.launch -n {wildcards.tp} trtflow.summarize --engine-dir {input.engine}"
         " --hf-model-dir {input.hf} --dataset-file {input.dataset} {params.args}"
         " --build-key {params.build_key} --out {output} > {log} 2>&1"
 
@@ -59,8 +63,10 @@ rule accuracy_gate:
         threshold=config["summarize"]["rouge1_threshold"],
         k=config["summarize"]["max_se_below_hf"],
     localrule: True
+    conda:
+        "../../envs/torch.yaml"
     log:
         "logs/gate/{model}/tp{tp}.log",
     shell:
-        "{PY} trtflow.gate --rouge {input} --threshold {params.threshold} --k {params.k}"
+        "python -m trtflow.gate --rouge {input} --threshold {params.threshold} --k {params.k}"
         " --out {output} > {log} 2>&1"

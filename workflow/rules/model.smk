@@ -2,10 +2,12 @@ rule demo_dataset:
     output:
         train="resources/datasets/demo/train.jsonl",
         test="resources/datasets/demo/test.jsonl",
+    conda:
+        "../../envs/torch.yaml"
     log:
         "logs/datasets/demo.log",
     shell:
-        "{PY} trtflow.demo_data --out-dir resources/datasets/demo > {log} 2>&1"
+        "python -m trtflow.demo_data --out-dir resources/datasets/demo > {log} 2>&1"
 
 
 rule cnn_dailymail_dataset:
@@ -14,10 +16,12 @@ rule cnn_dailymail_dataset:
     localrule: True
     resources:
         hf_hub=1,
+    conda:
+        "../../envs/torch.yaml"
     log:
         "logs/datasets/cnn_dailymail.log",
     shell:
-        "{PY} trtflow.datasets_hub --out {output} > {log} 2>&1"
+        "python -m trtflow.datasets_hub --out {output} > {log} 2>&1"
 
 
 rule demo_model:
@@ -30,12 +34,14 @@ rule demo_model:
     params:
         recipe=lambda wc: tfc.canonical(config["models"][wc.model].get("recipe") or {}),
     threads: 2
+    conda:
+        "../../envs/torch.yaml"
     log:
         "logs/models/{model}.log",
     benchmark:
         "logs/benchmarks/models/{model}.tsv"
     shell:
-        "{PY} trtflow.demo_model --train-file {input.train} --out-dir {output}"
+        "python -m trtflow.demo_model --train-file {input.train} --out-dir {output}"
         " --recipe {params.recipe:q} > {log} 2>&1"
 
 
@@ -49,7 +55,9 @@ rule download_model:
     localrule: True
     resources:
         hf_hub=1,
+    conda:
+        "../../envs/torch.yaml"
     log:
         "logs/models/{model}.log",
     shell:
-        "{PY} trtflow.hub {params.source} --out-dir {output} > {log} 2>&1"
+        "python -m trtflow.hub {params.source} --out-dir {output} > {log} 2>&1"

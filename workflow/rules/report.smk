@@ -6,7 +6,9 @@ rule report_html:
     params:
         runs=tfc.canonical(report_runs(config)),
     localrule: True
+    conda:
+        "../../envs/torch.yaml"
     log:
         "logs/report.log",
     shell:
-        "{PY} trtflow.report html --runs {params.runs:q} --out {output} > {log} 2>&1"
+        "python -m trtflow.report html --runs {params.runs:q} --out {output} > {log} 2>&1"

@@ -21,7 +21,7 @@ def evaluate_gate(rouge: dict, threshold: float, k: float) -> dict:
         verdict["failures"].append(f"engine ROUGE-1 {engine['rouge1']:.2f} is below the threshold {threshold}")
     hf = rouge.get("hf")
     if hf:
-        diffs = [e["rouge1"] - h["rouge1"] for e, h in zip(engine["per_sample"], hf["per_sample"])]
+        diffs = [e["rouge1"] - h["rouge1"] for e, h in zip(engine["per_sample"], hf["per_sample"], strict=True)]
         n = len(diffs)
         mean = sum(diffs) / n
         se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1) / n) if n > 1 else 0.0

@@ -48,13 +48,13 @@ def main(argv: list[str] | None = None) -> None:
             "outputs": [
                 {"input_text": text, "input_ids": ids, "output_ids": out,
                  "output_text": tokenizer.decode(out, skip_special_tokens=True)}
-                for text, ids, out in zip(args.input_text, batch, result.output_ids)
+                for text, ids, out in zip(args.input_text, batch, result.output_ids, strict=True)
             ],
             "timing": {"total_s": result.total_s, "context_s": result.context_s, "output_tokens": generated,
                        "tokens_per_s": generated / result.total_s if result.total_s else None},
             **result.info,
         })
-        for text, out in zip(args.input_text, result.output_ids):
+        for text, out in zip(args.input_text, result.output_ids, strict=True):
             print(f"Input: {text!r}\nOutput: {tokenizer.decode(out, skip_special_tokens=True)!r}")
     shutdown()
 

@@ -1,9 +1,11 @@
-"""Start a trtflow stage (a module, or a script path ending in .py) on N ranks: the one launcher helper every multi-rank stage goes through.
+"""Start a trtflow stage (a module, or a script ending in .py) on N ranks.
+
+The one launcher helper every multi-rank stage goes through:
 
     python -m trtflow.launch -n 2 trtflow.generate --engine-dir … --out …
 
 n = 1 runs the module in this process's place (exec). n > 1 uses, in order: the launcher given with
---launcher (e.g. `srun` under Slurm), `mpirun -np N` (adding --allow-run-as-root as root and
+--launcher, `srun -n N` inside a Slurm job, `mpirun -np N` (adding --allow-run-as-root as root and
 --oversubscribe when N exceeds the cores), or `torchrun --nproc-per-node N` when mpirun is absent.
 """
 
@@ -27,7 +29,8 @@ def _find(program: str) -> str | None:
 
 
 def launch_command(n: int, module: str, args: list[str], launcher: str = "auto",
-                   cpu_count: int | None = None, is_root: bool | None = None) -> list[str]:
+                   cpu_count: int | None = None, is_root: bool | None = None,
+                   env: dict | None = None) -> list[str]:
     python = [sys.executable, *([module] if module.endswith(".py") else ["-m", module]), *args]
     if n == 1 and launcher in ("auto", "", "none"):
         return python
@@ -36,6 +39,10 @@ def launch_command(n: int, module: str, args: list[str], launcher: str = "auto",
     if launcher not in ("auto", "", "none", "mpirun", "torchrun"):
         # An explicit launcher such as `srun` or `mpirun --bind-to none`: its own flags, then -n.
         return [*shlex.split(launcher), "-n", str(n), *python]
+    env = os.environ if env is None else env
+    srun = _find("srun")
+    if launcher in ("auto", "") and "SLURM_JOB_ID" in env and srun:
+        return [srun, "-n", str(n), *python]  # inside a Slurm allocation: its tasks and GPUs
     mpirun = _find("mpirun")
     if launcher in ("auto", "", "none", "mpirun") and mpirun:
         cmd = [mpirun, "-np", str(n)]

@@ -56,5 +56,5 @@ def provenance(extra: dict) -> dict:
         "accelerator": accelerator(),
         "host": socket.gethostname(),
         "git_commit": git_commit(),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }

@@ -17,7 +17,7 @@ def per_sample(predictions: list[str], references: list[str]) -> list[dict[str, 
 
     scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=False)
     return [{k: s.fmeasure * 100 for k, s in scorer.score(ref, pred).items()}
-            for pred, ref in zip(predictions, references)]
+            for pred, ref in zip(predictions, references, strict=True)]
 
 
 def aggregate(predictions: list[str], references: list[str], seed: int = 0) -> dict[str, float]:
@@ -25,7 +25,7 @@ def aggregate(predictions: list[str], references: list[str], seed: int = 0) -> d
 
     scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=False)
     aggregator = scoring.BootstrapAggregator()
-    for pred, ref in zip(predictions, references):
+    for pred, ref in zip(predictions, references, strict=True):
         aggregator.add_scores(scorer.score(ref, pred))
     np.random.seed(seed)
     result = aggregator.aggregate()

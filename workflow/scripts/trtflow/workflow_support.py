@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -83,3 +85,10 @@ def report_runs(config: dict) -> list[dict]:
 
 def report_inputs(config: dict) -> list[str]:
     return [run[key] for run in report_runs(config) for key in ("rouge", "gate", "benchmark", "plot")]
+
+
+def prepare_job_environment(scripts_dir: Path) -> None:
+    """Jobs run `python -m trtflow.<stage>`: the Python (and mpirun) beside the one running Snakemake
+    come first on PATH, and the package is importable without installing it."""
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(scripts_dir), os.environ.get("PYTHONPATH")) if p)

@@ -7,7 +7,6 @@ bytes on any machine.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 

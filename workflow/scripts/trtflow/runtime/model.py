@@ -123,7 +123,7 @@ class ParallelGPT2(torch.nn.Module):
             q, k, v = self._qkv(self._ln(h, p + "ln_1"), p)  # [h, N, d]
             cache.write(layer, seq_ids, positions, k.transpose(0, 1), v.transpose(0, 1))
             outs = [self._attend(qs[None], ks[None], vs[None], None)[0]
-                    for qs, ks, vs in zip(q.split(lengths, 1), k.split(lengths, 1), v.split(lengths, 1))]
+                    for qs, ks, vs in zip(q.split(lengths, 1), k.split(lengths, 1), v.split(lengths, 1), strict=True)]
             h = h + self._dense(torch.cat(outs, dim=1), p)
             h = h + self._mlp(self._ln(h, p + "ln_2"), p)
         if all_logits:

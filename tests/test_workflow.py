@@ -1,0 +1,243 @@
+"""The whole demo DAG through real `snakemake` in temp dirs: outputs, accuracy, and what reruns when.
+
+One module-scoped run builds tp 1 and 2; tests that change things work on copies of it.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, Workflow, copy_workflow
+from trtflow import config as tfc
+from trtflow.artifact import verify_manifest
+
+pytestmark = pytest.mark.slow
+
+BASE = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def demo_config(**build) -> dict:
+    config = copy.deepcopy(BASE)
+    config["summarize"]["max_ite"] = 8
+    config["benchmark"] = {"batch_sizes": [1, 2], "input_output_len": [[16, 8]], "warm_up": 1, "num_runs": 2,
+                           "duration": 0}
+    config["build"].update(build)
+    return config
+
+
+def key_of(config: dict, tp: int, model: str = "demo") -> str:
+    return tfc.build_key(tfc.validate(copy.deepcopy(config), ROOT / "workflow/schemas/config.schema.yaml"), model, tp)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, demo_resources) -> Workflow:
+    wf = copy_workflow(tmp_path_factory.mktemp("built") / "wf")
+    shutil.copytree(demo_resources, wf.path / "resources")
+    wf.write_config(demo_config())
+    wf.run()
+    return wf
+
+
+def clone(built: Workflow, tmp_path: Path) -> Workflow:
+    shutil.copytree(built.path, tmp_path / "wf", symlinks=True)
+    return Workflow(tmp_path / "wf")
+
+
+def read(wf: Workflow, rel: str):
+    path = wf.path / rel
+    return json.loads(path.read_text()) if path.suffix in (".json", ".ok") else path.read_text()
+
+
+def rules_by_tp(jobs) -> set[tuple[str, str]]:
+    return {(rule, wildcards.get("tp", "")) for rule, wildcards in jobs}
+
+
+# ------------------------------------------------------------------ A1–A5: the outputs
+
+
+def test_every_default_target_exists_and_passes(built):
+    for tp in (1, 2):
+        base = f"results/demo/tp{tp}"
+        for name in ("generate.json", "rouge.json", "accuracy.ok", "benchmark.csv", "benchmark.png"):
+            assert (built.path / base / name).is_file(), name
+        assert read(built, f"{base}/accuracy.ok")["passed"]
+    page = read(built, "results/report.html")
+    assert "R-1 engine" in page and "data:image/png;base64," in page and "http" not in page.split("<body>")[1]
+
+
+def test_demo_rouge_engine_agrees_with_hf(built):
+    for tp in (1, 2):
+        rouge = read(built, f"results/demo/tp{tp}/rouge.json")
+        assert rouge["engine"]["rouge1"] >= 40, rouge["engine"]["rouge1"]
+        assert abs(rouge["engine"]["rouge1"] - rouge["hf"]["rouge1"]) <= 0.5
+        assert rouge["dataset"]["indices"] == list(range(8)) and rouge["build_key"] == key_of(demo_config(), tp)
+        assert len(rouge["engine"]["texts"]) == 8 and rouge["engine"]["output_tokens"] > 0
+
+
+def test_tp2_generates_the_same_tokens_as_tp1(built):
+    tp1 = read(built, "results/demo/tp1/generate.json")
+    tp2 = read(built, "results/demo/tp2/generate.json")
+    assert tp1["outputs"][0]["output_ids"] == tp2["outputs"][0]["output_ids"]
+    assert len(tp1["outputs"][0]["output_ids"]) > 0 and tp2["world_size"] == 2
+
+
+def test_benchmark_csv_rows(built):
+    rows = list(csv.DictReader((built.path / "results/demo/tp2/benchmark.csv").open()))
+    assert [(r["batch_size"], r["input_len"], r["output_len"], r["status"]) for r in rows] == [
+        ("1", "16", "8", "ok"), ("2", "16", "8", "ok")]
+    for row in rows:
+        assert row["tp"] == "2" and row["build_key"] == key_of(demo_config(), 2)
+        assert float(row["tokens_per_s"]) == pytest.approx(int(row["batch_size"]) * 8 / float(row["latency_ms"]) * 1000,
+                                                           rel=1e-3)
+
+
+def test_artifacts_carry_manifests_and_provenance(built):
+    for tp in (1, 2):
+        verify_manifest(built.path / f"results/demo/c-model/{tp}-gpu")
+        engine = built.path / f"results/demo/engines/tp{tp}/{key_of(demo_config(), tp)}"
+        manifest = verify_manifest(engine)
+        assert set(manifest["files"]) == {"config.json", "PROVENANCE.json", *(f"rank{r}.safetensors" for r in range(tp))}
+        provenance = json.loads((engine / "PROVENANCE.json").read_text())
+        assert provenance["build_key"] == engine.name and provenance["versions"]["torch"]
+    verify_manifest(built.path / "resources/models/demo/hf")
+
+
+def test_untrained_model_scores_far_below_the_trained_one(demo_resources):
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+    from trtflow.data import read_dataset
+    from trtflow.prompts import summarize_prompt
+    from trtflow.rouge import aggregate
+    from trtflow.runtime.generator import HFGenerator
+    from trtflow.tokenizer import encode, load_tokenizer
+
+    hf_dir = demo_resources / "models/demo/hf"
+    torch.manual_seed(0)
+    untrained = HFGenerator(hf_dir, torch.device("cpu"), "float32")
+    untrained.model = GPT2LMHeadModel(GPT2Config.from_pretrained(hf_dir)).eval()
+    tokenizer = load_tokenizer(hf_dir)
+    rows = read_dataset(demo_resources / "datasets/demo/test.jsonl")[:10]
+    ids = [encode(tokenizer, summarize_prompt(r["article"]), 923) for r in rows]
+    texts = [tokenizer.decode(o, skip_special_tokens=True) for o in untrained.generate(ids, 30).output_ids]
+    assert aggregate(texts, [r["highlights"] for r in rows])["rouge1"] < 10
+
+
+def test_demo_model_and_dataset_are_byte_identical_across_runs(tmp_path, demo_resources):
+    from trtflow import demo_data
+    from trtflow.demo_model import DemoRecipe, build_demo_model
+
+    for run in ("a", "b"):
+        demo_data.main(["--out-dir", str(tmp_path / run / "data"), "--train", "200", "--test", "20"])
+        build_demo_model(tmp_path / run / "data" / "train.jsonl", tmp_path / run / "hf", DemoRecipe(steps=15))
+    for rel in ("data/train.jsonl", "data/test.jsonl", "hf/model.safetensors", "hf/tokenizer.json", "hf/config.json"):
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+
+
+# ------------------------------------------------------------------ B: change one thing, rebuild only what depends on it
+
+PER_TP_RERUN = {"build_engine", "generate", "summarize", "accuracy_gate", "benchmark", "benchmark_plot"}
+
+
+def test_nothing_changed_means_nothing_to_do(built):
+    started = time.perf_counter()
+    proc = built.run("-n")
+    elapsed = time.perf_counter() - started
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+    print(f"no-op dry run of the full demo DAG: {elapsed:.2f} s")
+
+
+def test_flag_change_reruns_engine_and_below_for_every_tp(built, tmp_path):
+    jobs = clone(built, tmp_path).planned_jobs(config=demo_config(remove_input_padding=False))
+    assert rules_by_tp(jobs) == {(r, tp) for r in PER_TP_RERUN for tp in ("1", "2")} | {("report_html", "")}
+    new_keys = {w["build_key"] for r, w in jobs if r == "build_engine"}
+    assert new_keys == {key_of(demo_config(remove_input_padding=False), tp) for tp in (1, 2)}
+
+
+def test_storage_type_change_reconverts_but_never_retrains(built, tmp_path):
+    config = demo_config()
+    config["convert"]["storage_type"] = "float32"
+    rules = {rule for rule, _ in clone(built, tmp_path).planned_jobs(config=config)}
+    assert "convert_cmodel" in rules and PER_TP_RERUN <= rules
+    assert "demo_model" not in rules and "demo_dataset" not in rules
+
+
+def test_adding_tp4_runs_only_the_tp4_chain(built, tmp_path):
+    config = demo_config()
+    config["tp"] = [1, 2, 4]
+    jobs = clone(built, tmp_path).planned_jobs(config=config)
+    assert rules_by_tp(jobs) == {(r, "4") for r in PER_TP_RERUN | {"convert_cmodel"}} | {("report_html", "")}
+
+
+def test_switching_back_reuses_the_earlier_engine(built, tmp_path):
+    wf = clone(built, tmp_path)
+    first_key = key_of(demo_config(), 1)
+    engine = wf.path / f"results/demo/engines/tp1/{first_key}"
+    engine_mtime = engine.stat().st_mtime
+    wf.write_config(demo_config(paged_kv_cache=True))
+    wf.run("results/demo/tp1/generate.json")
+    paged_key = key_of(demo_config(paged_kv_cache=True), 1)
+    assert read(wf, "results/demo/tp1/generate.json")["build_key"] == paged_key
+    wf.write_config(demo_config())
+    jobs = wf.planned_jobs("results/demo/tp1/generate.json")
+    assert [rule for rule, _ in jobs] == ["generate"]  # the earlier engine folder is reused, not rebuilt
+    wf.run("results/demo/tp1/generate.json")
+    assert read(wf, "results/demo/tp1/generate.json")["build_key"] == first_key
+    assert engine.stat().st_mtime == engine_mtime
+
+
+def test_failed_build_after_a_flag_change_is_not_lost(built, tmp_path):
+    """Snakemake alone can record the new params for a failed job and then report nothing to do."""
+    wf = clone(built, tmp_path)
+    shard = wf.path / "results/demo/c-model/1-gpu/model.layers.0.mlp.dense_h_to_4h.weight.0.bin"
+    good = shard.read_bytes()
+    shard.write_bytes(good[:-64])  # a damaged input makes the build fail
+    wf.write_config(demo_config(use_gpt_attention_plugin=None))
+    proc = wf.run("results/demo/tp1/generate.json", check=False)
+    assert proc.returncode != 0
+    assert "truncated or modified" in proc.stdout + proc.stderr
+    new_key = key_of(demo_config(use_gpt_attention_plugin=None), 1)
+    assert not (wf.path / f"results/demo/engines/tp1/{new_key}").exists()
+    assert not list((wf.path / "results/demo/engines/tp1").glob(".*tmp*"))
+    shard.write_bytes(good)  # fixed
+    wf.run("results/demo/tp1/generate.json")
+    assert read(wf, "results/demo/tp1/generate.json")["build_key"] == new_key
+
+
+def test_comment_edits_and_config_reformatting_rebuild_nothing(built, tmp_path):
+    wf = clone(built, tmp_path)
+    helper = wf.path / "workflow/scripts/trtflow/workflow_support.py"
+    helper.write_text(helper.read_text() + "\n# a comment that changes nothing\n")
+    common = wf.path / "workflow/rules/common.smk"
+    common.write_text("# reviewed\n" + common.read_text())
+    config_file = wf.path / "config/config.yaml"
+    config_file.write_text(yaml.safe_dump(yaml.safe_load(config_file.read_text()), default_flow_style=True, width=60))
+    proc = wf.run("-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_two_clean_workdirs_give_identical_bytes(tmp_path, demo_resources):
+    outputs = []
+    for name in ("one", "two"):
+        wf = copy_workflow(tmp_path / name)
+        shutil.copytree(demo_resources, wf.path / "resources")
+        config = demo_config()
+        config["tp"] = [2]
+        wf.write_config(config)
+        wf.run("results/demo/tp2/generate.json")
+        outputs.append(wf.path)
+    key = key_of(demo_config(), 2)
+    for rel_dir in ("results/demo/c-model/2-gpu", f"results/demo/engines/tp2/{key}"):
+        one, two = outputs[0] / rel_dir, outputs[1] / rel_dir
+        names = sorted(p.name for p in one.iterdir() if p.name != "PROVENANCE.json" and p.name != "MANIFEST.json")
+        assert names == sorted(p.name for p in two.iterdir() if p.name not in ("PROVENANCE.json", "MANIFEST.json"))
+        for name in names:
+            assert (one / name).read_bytes() == (two / name).read_bytes(), f"{rel_dir}/{name}"
+    tokens = [json.loads((p / "results/demo/tp2/generate.json").read_text())["outputs"][0]["output_ids"] for p in outputs]
+    assert tokens[0] == tokens[1]
