@@ -21,13 +21,15 @@ PROMPTS = [[5, 17, 300, 2, 999, 41, 7], [8] * 3 + [12, 400, 33, 90, 1, 2, 3, 4, 
 BASE_FLAGS = {"backend": "torch", "use_gpt_attention_plugin": "float16", "use_gemm_plugin": None,
               "remove_input_padding": True, "enable_context_fmha": False, "enable_context_fmha_fp32_acc": False,
               "paged_kv_cache": False, "use_inflight_batching": False, "tokens_per_block": 8, "max_batch_size": 8,
-              "max_input_len": 64, "max_output_len": 40, "cuda_graphs": False}
+              "max_input_len": 64, "max_output_len": 40, "cuda_graphs": False,
+              "torch_compile": False}
 VARIANTS = {  # name → flag overrides
     "packed-contiguous-sdpa": {},
     "padded-contiguous-sdpa": {"remove_input_padding": False},
     "packed-paged-sdpa": {"paged_kv_cache": True},
     "padded-paged-math": {"remove_input_padding": False, "paged_kv_cache": True, "use_gpt_attention_plugin": None},
     "packed-contiguous-math": {"use_gpt_attention_plugin": None},
+    "static-cache": {"cuda_graphs": True},  # the CUDA-graph decode path, run uncaptured on CPU
 }
 
 

@@ -29,6 +29,15 @@ NOT_APPLICABLE = {
 }
 
 
+def not_applicable(flags: dict) -> dict[str, str]:
+    notes = {k: v for k, v in NOT_APPLICABLE.items() if flags.get(k)}
+    if flags["cuda_graphs"] and flags["paged_kv_cache"]:
+        notes["cuda_graphs"] = "graphs need the static contiguous KV cache; paged engines decode eagerly"
+    if flags["torch_compile"] and not flags["cuda_graphs"]:
+        notes["torch_compile"] = "compiles the graph-captured decode step; has no effect without cuda_graphs"
+    return notes
+
+
 def runtime_layout(tensors: dict[str, torch.Tensor], layers: int, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """c-model names and [in, out] shards → engine names, [out, in] linears, QKV rows Q|K|V."""
     out = {
@@ -93,8 +102,9 @@ def build(cmodel_dir: str | Path, out_dir: str | Path, flags: dict, build_key: s
             "kv_cache": "paged" if flags["paged_kv_cache"] else "contiguous",
             "tokens_per_block": flags["tokens_per_block"],
             "cuda_graphs": flags["cuda_graphs"],
+            "torch_compile": flags["torch_compile"],
         },
-        "not_applicable": {k: v for k, v in NOT_APPLICABLE.items() if flags.get(k)},
+        "not_applicable": not_applicable(flags),
         "end_id": end_id,
         "pad_id": _token_id(cmodel.settings, "pad_token_id", end_id),
         "files": [f"rank{r}.safetensors" for r in range(cmodel.tp)],

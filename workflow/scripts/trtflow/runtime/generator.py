@@ -112,6 +112,13 @@ class TorchEngineGenerator:
         self.tokens_per_block = runtime["tokens_per_block"]
         self.limits = {k: config["build"][k] for k in ("max_batch_size", "max_input_len", "max_output_len")}
         self.end_id, self.pad_id = config["end_id"], config["pad_id"]
+        self.static = None
+        if runtime["cuda_graphs"] and not self.paged:  # on CPU: the same static cache, no capture
+            from .graphs import StaticDecoder
+
+            capacity = self.limits["max_input_len"] + self.limits["max_output_len"]
+            self.static = StaticDecoder(self.model, self.limits["max_batch_size"], capacity, self.compute_dtype,
+                                        self.device, compile_step=runtime.get("torch_compile", False))
 
     def check_limits(self, batch: list[list[int]], max_new_tokens: int) -> None:
         if not batch or any(len(p) == 0 for p in batch):
@@ -154,6 +161,8 @@ class TorchEngineGenerator:
         end_id = self.end_id if end_id is None else end_id
         generator = None if sampling.greedy else torch.Generator(self.device).manual_seed(sampling.random_seed)
         lengths = [len(p) for p in batch]
+        if self.static is not None and sampling.greedy:
+            return self._generate_static(batch, max_new_tokens, end_id, ignore_eos)
         _sync(self.device)
         started = time.perf_counter()
         cache = self._cache(lengths, max_new_tokens)
@@ -183,6 +192,22 @@ class TorchEngineGenerator:
             out = [row[: row.index(end_id)] if end_id in row else row for row in out]
         return GenerationResult(out, context_s, total_s, {"compute_dtype": str(self.compute_dtype)})
 
+    def _generate_static(self, batch, max_new_tokens, end_id, ignore_eos) -> GenerationResult:
+        cache = self.static.prefill_cache(len(batch))  # captures this batch size's graph on first use
+        _sync(self.device)
+        started = time.perf_counter()
+        prompts = [torch.tensor(p, device=self.device) for p in batch]
+        first = self.model.context(prompts, cache, self.packed).argmax(-1)
+        _sync(self.device)
+        context_s = time.perf_counter() - started
+        out = self.static.decode(first, [len(p) for p in batch], max_new_tokens - 1, end_id, not ignore_eos)
+        rows = out.tolist()  # the one host sync of the decode loop
+        total_s = time.perf_counter() - started
+        if not ignore_eos:
+            rows = [row[: row.index(end_id)] if end_id in row else row for row in rows]
+        return GenerationResult(rows, context_s, total_s, {"compute_dtype": str(self.compute_dtype),
+                                                           "cuda_graphs": True})
+
     def _next(self, logits: torch.Tensor, sampling: Sampling, generator) -> torch.Tensor:
         token = sample(logits, sampling, generator)
         if not sampling.greedy:  # ranks sample independently; take rank 0's draw
@@ -204,6 +229,12 @@ class HFGenerator:
         self.end_id = config.get("eos_token_id", 50256)
         self.pad_id = config.get("pad_token_id") or self.end_id
         self.dtype = dtype
+        self.n_positions = config.get("n_positions", 1024)
+
+    def check_limits(self, batch: list[list[int]], max_new_tokens: int) -> None:
+        longest = max(len(p) for p in batch)
+        if longest + max_new_tokens > self.n_positions:
+            raise EngineLimitError(f"input {longest} + output {max_new_tokens} > n_positions {self.n_positions}")
 
     @torch.inference_mode()
     def forward_logits(self, prompt: list[int]) -> torch.Tensor:

@@ -34,6 +34,12 @@ class ContiguousKV(KVCache):
     def read(self, layer, span):
         return self.k[layer][:, :, :span], self.v[layer][:, :, :span]
 
+    def rows(self, batch: int) -> ContiguousKV:
+        """The first `batch` sequences' slots, sharing this cache's memory."""
+        view = object.__new__(ContiguousKV)
+        view.k, view.v, view.capacity = self.k[:, :batch], self.v[:, :batch], self.capacity
+        return view
+
 
 class PagedKV(KVCache):
     """Blocks of `block_size` tokens; `table[b, j]` is the pool block holding tokens j·bs … (j+1)·bs-1 of b.

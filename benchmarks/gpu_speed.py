@@ -1,0 +1,115 @@
+"""Speed of the torch backend on a GPU, side by side with Hugging Face, in one process (issue E).
+
+Builds a random gpt2-medium-shape checkpoint (24 layers, 1024 wide, 16 heads, vocab 50257), converts it
+to a float16 c-model at tp 1, builds torch engines in three variants (eager; CUDA graph; CUDA graph +
+torch.compile), and runs trtflow's benchmark measurement (bench.measure, gptSessionBenchmark semantics)
+and the same measurement of Hugging Face `generate` (fp16) for three cases. Also checks greedy tokens
+of the engines against HF fp16 for 20 steps. Writes one CSV (A5 columns + `system`) and a JSON summary.
+
+    PYTHONPATH=workflow/scripts python3 benchmarks/gpu_speed.py --out $OUT
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from convert import SHAPE, make_checkpoint  # noqa: E402
+
+from trtflow import bench, cmodel  # noqa: E402
+from trtflow.config import normalise_build  # noqa: E402
+from trtflow.engine.torch_engine import build  # noqa: E402
+from trtflow.runtime.dist import init_distributed  # noqa: E402
+from trtflow.runtime.generator import HFGenerator, Sampling, TorchEngineGenerator  # noqa: E402
+
+CASES = [(1, 60, 20), (1, 60, 100), (64, 128, 100)]
+FLAGS = {"backend": "torch", "use_gpt_attention_plugin": "float16", "use_gemm_plugin": None,
+         "remove_input_padding": True, "enable_context_fmha": False, "enable_context_fmha_fp32_acc": False,
+         "paged_kv_cache": False, "use_inflight_batching": False, "tokens_per_block": 128, "max_batch_size": 64,
+         "max_input_len": 128, "max_output_len": 100, "cuda_graphs": False, "torch_compile": False}
+VARIANTS = {"trtflow-eager": {}, "trtflow-cudagraph": {"cuda_graphs": True},
+            "trtflow-cudagraph-compile": {"cuda_graphs": True, "torch_compile": True}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--work", default="/tmp/trtflow-gpu")
+    parser.add_argument("--num-runs", type=int, default=10)
+    parser.add_argument("--hf-num-runs", type=int, default=5)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument("--smoke", action="store_true", help="a 2-layer model and small cases, to try it on CPU")
+    args = parser.parse_args()
+    cases, shape = CASES, SHAPE
+    if args.smoke:
+        cases, shape = [(1, 8, 4), (4, 16, 4)], {**SHAPE, "n_layer": 2, "n_embd": 64, "n_head": 4}
+    out, work = Path(args.out), Path(args.work)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    make_checkpoint(work / "hf", shape)
+    source = cmodel.convert(work / "hf", work / "c-model", 1, "float16", processes=8, progress=False)
+    print(f"checkpoint + c-model in {time.perf_counter() - started:.1f} s", flush=True)
+    dist = init_distributed()
+    device_name = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+
+    csv_path = out / "gpu_speed.csv"
+    handle = csv_path.open("w", newline="")
+    writer = csv.DictWriter(handle, fieldnames=bench.COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+
+    def record(system: str, generator, batch: int, input_len: int, output_len: int, num_runs: int, extra: dict):
+        row = {"system": system, "model": "gpt2-medium-shape (random)", "tp": 1, "device": device_name,
+               "dtype": "float16", "batch_size": batch, "input_len": input_len, "output_len": output_len, **extra,
+               **bench.measure(generator, batch, input_len, output_len, 2, num_runs, 0.0, 50257)}
+        writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
+        handle.flush()
+        print(f"{system:28s} bs {batch:3d} in {input_len:4d} out {output_len:4d}: "
+              f"{row.get('latency_ms', float('nan')):9.2f} ms  {row.get('tokens_per_s', float('nan')):10.1f} tok/s  "
+              f"ttft {row.get('ttft_ms', float('nan')):7.2f} ms  tpot {row.get('tpot_ms', float('nan')):6.3f} ms",
+              flush=True)
+        return row
+
+    prompts = [torch.randint(50257, (n,), generator=torch.Generator().manual_seed(i)).tolist()
+               for i, n in enumerate((60, 17, 128, 33))]
+    hf = HFGenerator(work / "hf", dist.device, "float16" if dist.device.type == "cuda" else "float32")
+    hf_tokens = [hf.generate([p], 20, ignore_eos=True).output_ids[0] for p in prompts]
+    summary = {"device": device_name, "torch": torch.__version__, "agreement_vs_hf_fp16_20_steps": {}, "rows": []}
+    for name in args.variants:
+        flags = normalise_build({**FLAGS, **VARIANTS[name]}, "float16")
+        engine_dir = build(source, work / "engines" / name, flags, "0" * 10)
+        engine = TorchEngineGenerator(engine_dir, dist)
+        tokens = [engine.generate([p], 20, Sampling(), ignore_eos=True).output_ids[0] for p in prompts]
+        same = sum(a == b for t, h in zip(tokens, hf_tokens, strict=True) for a, b in zip(t, h, strict=True))
+        first_diff = [next((i for i, (a, b) in enumerate(zip(t, h, strict=True)) if a != b), 20)
+                      for t, h in zip(tokens, hf_tokens, strict=True)]
+        summary["agreement_vs_hf_fp16_20_steps"][name] = {"tokens_equal": same, "tokens": 20 * len(prompts),
+                                                          "first_difference_per_prompt": first_diff}
+        print(f"{name}: {same}/{20 * len(prompts)} greedy tokens equal to HF fp16; first differences {first_diff}",
+              flush=True)
+        for case in cases:
+            summary["rows"].append(record(name, engine, *case, args.num_runs,
+                                          {"backend": "torch", "cuda_graphs": flags["cuda_graphs"]}))
+        del engine
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    for case in cases:
+        summary["rows"].append(record("hf-transformers-generate", hf, *case, args.hf_num_runs,
+                                      {"backend": "transformers", "cuda_graphs": False}))
+    handle.close()
+    summary["wall_s"] = time.perf_counter() - started
+    (out / "gpu_speed.json").write_text(json.dumps(summary, indent=2, default=str))
+    print(f"wrote {csv_path} in {summary['wall_s']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

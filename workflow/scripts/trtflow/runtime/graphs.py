@@ -1,0 +1,82 @@
+"""The GPU fast path: a static KV cache allocated once, the decode step replayed as a CUDA graph.
+
+gpt-fast's three ideas: the cache is sized once at the engine's limits (max_batch_size ×
+(max_input_len + max_output_len)), each decode step attends over that fixed span behind a mask, so
+every step has the same shapes; the step (forward, greedy pick, bookkeeping) is captured once per
+batch size and replayed with no host sync inside the loop. Optionally the step is compiled first
+(torch.compile / inductor) to fuse the small element-wise kernels between the matmuls.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .kvcache import ContiguousKV
+from .model import ParallelGPT2
+
+
+class StaticDecoder:
+    def __init__(self, model: ParallelGPT2, max_batch: int, capacity: int, dtype: torch.dtype,
+                 device: torch.device, compile_step: bool = False):
+        d = model.dims
+        self.model, self.device, self.capacity = model, device, capacity
+        self.cache = ContiguousKV(d.layers, max_batch, d.heads // model.tp, capacity, d.hidden // d.heads,
+                                  dtype, device)
+        self.max_new = capacity
+        self._graphs: dict[int, tuple] = {}
+        self._decode = torch.compile(model.decode, dynamic=False) if compile_step else model.decode
+
+    def _state(self, batch: int) -> dict[str, torch.Tensor]:
+        zeros = dict(dtype=torch.long, device=self.device)
+        return {"tokens": torch.zeros(batch, **zeros), "positions": torch.zeros(batch, **zeros),
+                "step": torch.zeros(1, **zeros), "finished": torch.zeros(batch, dtype=torch.bool, device=self.device),
+                "end_id": torch.zeros(1, **zeros), "stop_at_end": torch.zeros(1, dtype=torch.bool, device=self.device),
+                "out": torch.zeros(batch, self.max_new, **zeros)}
+
+    def _step(self, s: dict, cache: ContiguousKV) -> None:
+        logits = self._decode(s["tokens"], s["positions"], cache, self.capacity)
+        token = logits.argmax(-1)
+        token = torch.where(s["finished"] & s["stop_at_end"], s["end_id"], token)
+        s["finished"] |= token == s["end_id"]
+        s["out"].index_copy_(1, s["step"], token[:, None])
+        s["tokens"].copy_(token)
+        s["positions"].add_(1)
+        s["step"].add_(1)
+
+    def _graph(self, batch: int):
+        """(graph, state, cache) for a batch size; on CPU the same step runs without capture."""
+        if batch not in self._graphs and self.device.type != "cuda":
+            self._graphs[batch] = (None, self._state(batch), self.cache.rows(batch))
+        if batch not in self._graphs:
+            state, cache = self._state(batch), self.cache.rows(batch)
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                for _ in range(3):  # warm-up (and compilation) outside the capture
+                    self._step(state, cache)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self._step(state, cache)
+            self._graphs[batch] = (graph, state, cache)
+        return self._graphs[batch]
+
+    def prefill_cache(self, batch: int) -> ContiguousKV:
+        return self._graph(batch)[2]
+
+    def decode(self, first: torch.Tensor, lengths: list[int], steps: int, end_id: int, stop_at_end: bool,
+               check_every: int = 16) -> torch.Tensor:
+        """Tokens after `first` for `steps` steps; returns [B, 1 + steps] (first token included)."""
+        graph, s, cache = self._graph(first.shape[0])
+        s["tokens"].copy_(first)
+        s["positions"].copy_(torch.tensor(lengths, device=self.device))
+        s["step"].fill_(1)
+        s["end_id"].fill_(end_id)
+        s["stop_at_end"].fill_(stop_at_end)
+        s["finished"].copy_((first == end_id) & stop_at_end)
+        s["out"][:, 0] = first
+        for index in range(steps):
+            if stop_at_end and index % check_every == 0 and bool(s["finished"].all()):
+                break
+            graph.replay() if graph is not None else self._step(s, cache)
+        return s["out"][:, : 1 + steps].clone()
