@@ -25,7 +25,6 @@ sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from convert import SHAPE, make_checkpoint  # noqa: E402
-
 from trtflow import bench, cmodel  # noqa: E402
 from trtflow.config import normalise_build  # noqa: E402
 from trtflow.engine.torch_engine import build  # noqa: E402
