@@ -193,11 +193,10 @@ class TorchEngineGenerator:
         return GenerationResult(out, context_s, total_s, {"compute_dtype": str(self.compute_dtype)})
 
     def _generate_static(self, batch, max_new_tokens, end_id, ignore_eos) -> GenerationResult:
-        cache = self.static.prefill_cache(len(batch))  # captures this batch size's graph on first use
+        self.static.prefill_cache(len(batch))  # captures this batch size's decode graph on first use
         _sync(self.device)
         started = time.perf_counter()
-        prompts = [torch.tensor(p, device=self.device) for p in batch]
-        first = self.model.context(prompts, cache, self.packed).argmax(-1)
+        first = self.static.prefill(batch, self.packed)
         _sync(self.device)
         context_s = time.perf_counter() - started
         out = self.static.decode(first, [len(p) for p in batch], max_new_tokens - 1, end_id, not ignore_eos)

@@ -5,9 +5,14 @@ gpt-fast's three ideas: the cache is sized once at the engine's limits (max_batc
 every step has the same shapes; the step (forward, greedy pick, bookkeeping) is captured once per
 batch size and replayed with no host sync inside the loop. Optionally the step is compiled first
 (torch.compile / inductor) to fuse the small element-wise kernels between the matmuls.
+
+The context phase (packed prompts) is captured too, per set of prompt lengths, once that set has been
+seen twice (a benchmark repeats its shapes; summarization rarely does, and then runs eagerly).
 """
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 import torch
 
@@ -17,14 +22,24 @@ from .model import ParallelGPT2
 
 class StaticDecoder:
     def __init__(self, model: ParallelGPT2, max_batch: int, capacity: int, dtype: torch.dtype,
-                 device: torch.device, compile_step: bool = False):
+                 device: torch.device, compile_step: bool | str = False):
         d = model.dims
         self.model, self.device, self.capacity = model, device, capacity
         self.cache = ContiguousKV(d.layers, max_batch, d.heads // model.tp, capacity, d.hidden // d.heads,
                                   dtype, device)
         self.max_new = capacity
         self._graphs: dict[int, tuple] = {}
-        self._decode = torch.compile(model.decode, dynamic=False) if compile_step else model.decode
+        self._prefills: OrderedDict[tuple[int, ...], tuple] = OrderedDict()
+        self._seen: dict[tuple[int, ...], int] = {}
+        self._pool = torch.cuda.graph_pool_handle() if device.type == "cuda" else None
+        self._decode = model.decode
+        if compile_step == "max-autotune":  # autotuned Triton GEMM templates for the skinny decode matmuls
+            import torch._inductor.config as inductor_config
+
+            inductor_config.coordinate_descent_tuning = True
+            self._decode = torch.compile(model.decode, mode="max-autotune-no-cudagraphs", dynamic=False)
+        elif compile_step:
+            self._decode = torch.compile(model.decode, dynamic=False)
 
     def _state(self, batch: int) -> dict[str, torch.Tensor]:
         zeros = dict(dtype=torch.long, device=self.device)
@@ -56,10 +71,40 @@ class StaticDecoder:
                     self._step(state, cache)
             torch.cuda.current_stream(self.device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            with torch.cuda.graph(graph, pool=self._pool):
                 self._step(state, cache)
             self._graphs[batch] = (graph, state, cache)
         return self._graphs[batch]
+
+    def prefill(self, batch_ids: list[list[int]], packed: bool, max_graphs: int = 16) -> torch.Tensor:
+        """Fill the cache with the prompts; returns the first generated token of each (greedy)."""
+        lengths = tuple(len(p) for p in batch_ids)
+        cache = self.prefill_cache(len(lengths))
+        flat = torch.tensor([t for p in batch_ids for t in p], device=self.device)
+        self._seen[lengths] = self._seen.get(lengths, 0) + 1
+        if not packed or self.device.type != "cuda" or (lengths not in self._prefills and self._seen[lengths] < 2):
+            return self.model.context(list(flat.split(lengths)), cache, packed).argmax(-1)
+        if lengths not in self._prefills:
+            ids = torch.zeros_like(flat)
+
+            def run():
+                return self.model.context(list(ids.split(lengths)), cache, True).argmax(-1)
+
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                run()
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self._pool):
+                first = run()
+            self._prefills[lengths] = (graph, ids, first)
+            if len(self._prefills) > max_graphs:
+                self._prefills.popitem(last=False)
+        graph, ids, first = self._prefills[lengths]
+        ids.copy_(flat)
+        graph.replay()
+        return first.clone()
 
     def prefill_cache(self, batch: int) -> ContiguousKV:
         return self._graph(batch)[2]

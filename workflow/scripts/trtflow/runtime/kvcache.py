@@ -1,7 +1,8 @@
 """KV caches: one contiguous slab per sequence, or a pool of fixed-size blocks behind a block table.
 
-Both answer `write(layer, seq_ids, positions, k, v)` for a list of tokens and `read(layer, span)` for the
-first `span` slots of every sequence as [B, heads, span, head_dim].
+Both take `write(layer, seq_ids, positions, kv)` for a list of tokens (kv [n, 2, heads, head_dim]: the K
+and V rows of the fused QKV output, written in one kernel) and answer `read(layer, span)` with the first
+`span` slots of every sequence as K and V [B, heads, span, head_dim]. Each layer has its own tensor.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import torch
 
 
 class KVCache:
-    def write(self, layer: int, seq_ids: torch.Tensor, positions: torch.Tensor, k: torch.Tensor,
-              v: torch.Tensor) -> None:
+    def write(self, layer: int, seq_ids: torch.Tensor, positions: torch.Tensor, kv: torch.Tensor) -> None:
         raise NotImplementedError
 
     def read(self, layer: int, span: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -21,23 +21,24 @@ class KVCache:
 
 
 class ContiguousKV(KVCache):
+    """kv[layer]: [B, 2, heads, capacity, head_dim]."""
+
     def __init__(self, layers: int, batch: int, heads: int, capacity: int, head_dim: int, dtype, device):
-        shape = (layers, batch, heads, capacity, head_dim)
-        self.k = torch.zeros(shape, dtype=dtype, device=device)
-        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.kv = [torch.zeros(batch, 2, heads, capacity, head_dim, dtype=dtype, device=device)
+                   for _ in range(layers)]
         self.capacity = capacity
 
-    def write(self, layer, seq_ids, positions, k, v):
-        self.k[layer][seq_ids, :, positions] = k
-        self.v[layer][seq_ids, :, positions] = v
+    def write(self, layer, seq_ids, positions, kv):
+        self.kv[layer][seq_ids, :, :, positions] = kv
 
     def read(self, layer, span):
-        return self.k[layer][:, :, :span], self.v[layer][:, :, :span]
+        slab = self.kv[layer][:, :, :, :span]
+        return slab[:, 0], slab[:, 1]
 
     def rows(self, batch: int) -> ContiguousKV:
         """The first `batch` sequences' slots, sharing this cache's memory."""
         view = object.__new__(ContiguousKV)
-        view.k, view.v, view.capacity = self.k[:, :batch], self.v[:, :batch], self.capacity
+        view.kv, view.capacity = [t[:batch] for t in self.kv], self.capacity
         return view
 
 
@@ -60,23 +61,16 @@ class PagedKV(KVCache):
                     table[b, j] = next_free
                     next_free += 1
         self.table = table.to(device)
-        shape = (layers, next_free, heads, block_size, head_dim)
-        self.k = torch.zeros(shape, dtype=dtype, device=device)
-        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.pool = [torch.zeros(next_free, 2, heads, block_size, head_dim, dtype=dtype, device=device)
+                     for _ in range(layers)]
 
-    def write(self, layer, seq_ids, positions, k, v):
+    def write(self, layer, seq_ids, positions, kv):
         blocks = self.table[seq_ids, positions // self.block_size]
-        offsets = positions % self.block_size
-        self.k[layer][blocks, :, offsets] = k
-        self.v[layer][blocks, :, offsets] = v
+        self.pool[layer][blocks, :, :, positions % self.block_size] = kv
 
     def read(self, layer, span):
         n_blocks = math.ceil(span / self.block_size)
-        table = self.table[:, :n_blocks]
-
-        def gather(pool: torch.Tensor) -> torch.Tensor:
-            blocks = pool[table]  # [B, n, h, bs, d]
-            b, n, h, bs, d = blocks.shape
-            return blocks.permute(0, 2, 1, 3, 4).reshape(b, h, n * bs, d)[:, :, :span]
-
-        return gather(self.k[layer]), gather(self.v[layer])
+        blocks = self.pool[layer][self.table[:, :n_blocks]]  # [B, n, 2, h, bs, d]
+        b, n, _, h, bs, d = blocks.shape
+        slab = blocks.permute(0, 2, 3, 1, 4, 5).reshape(b, 2, h, n * bs, d)[:, :, :, :span]
+        return slab[:, 0], slab[:, 1]

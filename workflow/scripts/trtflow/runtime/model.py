@@ -12,6 +12,7 @@ fc [I/tp, H], proj [H, I/tp], each with its bias.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -57,7 +58,11 @@ class ParallelGPT2(torch.nn.Module):
         self.head_dim = dims.hidden // dims.heads
         self.fused_attention = fused_attention
         self.act = activation_fn(dims.activation)
-        self.w = weights
+        self.w = dict(weights)
+        for layer in range(dims.layers):  # each rank adds 1/tp of a row-split bias before the all-reduce
+            for name in ("dense", "proj"):
+                key = f"layers.{layer}.{name}"
+                self.w[key + ".bias_part"] = weights[key + ".bias"] / tp
         self.lm_head = weights.get("lm_head.weight", weights["wte"])
 
     # ------------------------------------------------------------------ pieces
@@ -66,34 +71,29 @@ class ParallelGPT2(torch.nn.Module):
         return F.layer_norm(x, (self.dims.hidden,), self.w[f"{name}.weight"], self.w[f"{name}.bias"], self.dims.eps)
 
     def _attend(self, q, k, v, mask) -> torch.Tensor:
-        """q [B,h,Tq,d]; k, v [B,h,Tk,d]; mask bool [B,1,Tq,Tk] (True = attend) or None for causal."""
+        """q [B,h,Tq,d]; k, v [B,h,Tk,d]; mask additive [B,1,Tq,Tk] (0 or -inf), or None for causal."""
         if self.fused_attention:
-            if mask is None:
-                return F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
         scores = (q @ k.transpose(-1, -2)).float() / math.sqrt(self.head_dim)
         if mask is None:
             tq, tk = q.shape[-2], k.shape[-2]
-            mask = torch.ones(tq, tk, dtype=torch.bool, device=q.device).tril(tk - tq)
-        scores = scores.masked_fill(~mask, float("-inf"))
+            scores = scores.masked_fill(~torch.ones(tq, tk, dtype=torch.bool, device=q.device).tril(tk - tq), float("-inf"))
+        else:
+            scores = scores + mask
         return (scores.softmax(-1).to(v.dtype)) @ v
 
-    def _mlp(self, x: torch.Tensor, p: str) -> torch.Tensor:
-        h = self.act(F.linear(x, self.w[p + "fc.weight"], self.w[p + "fc.bias"]))
-        out = all_reduce(F.linear(h, self.w[p + "proj.weight"]))
-        return out + self.w[p + "proj.bias"]
-
-    def _qkv(self, x: torch.Tensor, p: str):
-        """x [..., T, H] → q, k, v [..., h, T, d] for this rank's heads."""
+    def _qkv(self, x: torch.Tensor, p: str) -> torch.Tensor:
+        """x [..., H] → [..., 3, h, d]: a view of one matmul's output, Q, K, V of this rank's heads."""
         qkv = F.linear(x, self.w[p + "qkv.weight"], self.w[p + "qkv.bias"])
-        q, k, v = qkv.split(self.local_heads * self.head_dim, dim=-1)
-        shape = (*x.shape[:-1], self.local_heads, self.head_dim)
-        return (t.reshape(shape).transpose(-3, -2) for t in (q, k, v))
+        return qkv.view(*x.shape[:-1], 3, self.local_heads, self.head_dim)
 
-    def _dense(self, attn: torch.Tensor, p: str) -> torch.Tensor:
-        """attn [..., h, T, d] → [..., T, H] summed over ranks."""
-        merged = attn.transpose(-3, -2).reshape(*attn.shape[:-3], attn.shape[-2], -1)
-        return all_reduce(F.linear(merged, self.w[p + "dense.weight"])) + self.w[p + "dense.bias"]
+    def _row_parallel(self, x: torch.Tensor, p: str, name: str) -> torch.Tensor:
+        """A row-split linear: this rank's partial product (with 1/tp of the bias), summed over ranks."""
+        return all_reduce(F.linear(x, self.w[f"{p}{name}.weight"], self.w[f"{p}{name}.bias_part"]))
+
+    def _mlp(self, h: torch.Tensor, p: str) -> torch.Tensor:
+        x = self.act(F.linear(self._ln(h, p + "ln_2"), self.w[p + "fc.weight"], self.w[p + "fc.bias"]))
+        return h + self._row_parallel(x, p, "proj")
 
     def _embed(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         return F.embedding(tokens, self.w["wte"]) + F.embedding(positions, self.w["wpe"])
@@ -111,7 +111,9 @@ class ParallelGPT2(torch.nn.Module):
         return self._context_padded(prompts, cache, all_logits)
 
     def _context_packed(self, prompts, cache: KVCache, all_logits: bool):
-        """remove_input_padding: all prompts as one token stream; attention per prompt; no pad computed."""
+        """remove_input_padding: all prompts as one token stream; attention per prompt; no pad computed.
+
+        Uses no host→device copies, so a fixed set of prompt lengths can be captured as a CUDA graph."""
         lengths = [len(p) for p in prompts]
         device = prompts[0].device
         tokens = torch.cat(prompts)
@@ -120,16 +122,18 @@ class ParallelGPT2(torch.nn.Module):
         h = self._embed(tokens, positions)  # [N, H]
         for layer in range(self.dims.layers):
             p = f"layers.{layer}."
-            q, k, v = self._qkv(self._ln(h, p + "ln_1"), p)  # [h, N, d]
-            cache.write(layer, seq_ids, positions, k.transpose(0, 1), v.transpose(0, 1))
+            qkv = self._qkv(self._ln(h, p + "ln_1"), p)  # [N, 3, h, d]
+            cache.write(layer, seq_ids, positions, qkv[:, 1:])
+            q, k, v = (t.transpose(0, 1) for t in qkv.unbind(1))  # [h, N, d]
             outs = [self._attend(qs[None], ks[None], vs[None], None)[0]
                     for qs, ks, vs in zip(q.split(lengths, 1), k.split(lengths, 1), v.split(lengths, 1), strict=True)]
-            h = h + self._dense(torch.cat(outs, dim=1), p)
-            h = h + self._mlp(self._ln(h, p + "ln_2"), p)
+            attn = torch.cat(outs, dim=1).transpose(0, 1).reshape(h.shape[0], -1)
+            h = h + self._row_parallel(attn, p, "dense")
+            h = self._mlp(h, p)
         if all_logits:
             return list(self._logits(h).split(lengths))
-        last = torch.tensor(lengths, device=device).cumsum(0) - 1
-        return self._logits(h[last])
+        ends = list(itertools.accumulate(lengths))
+        return self._logits(torch.stack([h[end - 1] for end in ends]))
 
     def _context_padded(self, prompts, cache: KVCache, all_logits: bool):
         """Padded batch [B, Tmax] (right padding masked out), as engines without padding removal run."""
@@ -140,16 +144,19 @@ class ParallelGPT2(torch.nn.Module):
             tokens[b, : len(prompt)] = prompt
         positions = torch.arange(width, device=lengths.device).expand(batch, width)
         valid = positions < lengths[:, None]  # [B, T]
-        mask = torch.ones(width, width, dtype=torch.bool, device=lengths.device).tril()[None, None] & valid[:, None, None, :]
-        mask = mask | ~valid[:, None, :, None]  # pad queries attend to everything: finite, ignored
+        allowed = torch.ones(width, width, dtype=torch.bool, device=lengths.device).tril()[None, None]
+        allowed = (allowed & valid[:, None, None, :]) | ~valid[:, None, :, None]  # pad queries: finite, ignored
         seq_ids, pos_ids = valid.nonzero(as_tuple=True)
         h = self._embed(tokens, positions)  # [B, T, H]
+        mask = torch.zeros(allowed.shape, dtype=h.dtype, device=h.device).masked_fill(~allowed, float("-inf"))
         for layer in range(self.dims.layers):
             p = f"layers.{layer}."
-            q, k, v = self._qkv(self._ln(h, p + "ln_1"), p)  # [B, h, T, d]
-            cache.write(layer, seq_ids, pos_ids, k.permute(0, 2, 1, 3)[valid], v.permute(0, 2, 1, 3)[valid])
-            h = h + self._dense(self._attend(q, k, v, mask), p)
-            h = h + self._mlp(self._ln(h, p + "ln_2"), p)
+            qkv = self._qkv(self._ln(h, p + "ln_1"), p)  # [B, T, 3, h, d]
+            cache.write(layer, seq_ids, pos_ids, qkv[valid][:, 1:])
+            q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))  # [B, h, T, d]
+            attn = self._attend(q, k, v, mask).transpose(1, 2).reshape(*h.shape[:2], -1)
+            h = h + self._row_parallel(attn, p, "dense")
+            h = self._mlp(h, p)
         if all_logits:
             logits = self._logits(h)
             return [logits[b, : int(n)] for b, n in enumerate(lengths)]
@@ -159,13 +166,16 @@ class ParallelGPT2(torch.nn.Module):
         """One generation step: tokens [B] at positions [B]; attends over cache slots [0, span)."""
         batch = tokens.shape[0]
         seq_ids = torch.arange(batch, device=tokens.device)
-        h = self._embed(tokens, positions)[:, None]  # [B, 1, H]
-        mask = (torch.arange(span, device=tokens.device)[None] <= positions[:, None])[:, None, None, :]
+        h = self._embed(tokens, positions)  # [B, H]
+        beyond = torch.arange(span, device=tokens.device)[None] > positions[:, None]
+        mask = torch.zeros(batch, 1, 1, span, dtype=h.dtype, device=h.device).masked_fill(
+            beyond[:, None, None, :], float("-inf"))
         for layer in range(self.dims.layers):
             p = f"layers.{layer}."
-            q, k, v = self._qkv(self._ln(h, p + "ln_1"), p)  # [B, h, 1, d]
-            cache.write(layer, seq_ids, positions, k[:, :, 0], v[:, :, 0])
+            qkv = self._qkv(self._ln(h, p + "ln_1"), p)  # [B, 3, h, d]
+            cache.write(layer, seq_ids, positions, qkv[:, 1:])
             keys, values = cache.read(layer, span)
-            h = h + self._dense(self._attend(q, keys, values, mask), p)
-            h = h + self._mlp(self._ln(h, p + "ln_2"), p)
-        return self._logits(h[:, 0])
+            attn = self._attend(qkv[:, 0, :, None, :], keys, values, mask)  # [B, h, 1, d]
+            h = h + self._row_parallel(attn.reshape(batch, -1), p, "dense")
+            h = self._mlp(h, p)
+        return self._logits(h)
