@@ -1,0 +1,84 @@
+"""Where a decode step's time goes on the GPU: kernel time by kind, for one engine variant at batch 1.
+
+    PYTHONPATH=workflow/scripts python3 benchmarks/profile_step.py --out $OUT [--variant trtflow-cudagraph-compile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from convert import make_checkpoint  # noqa: E402
+from gpu_speed import FLAGS, VARIANTS  # noqa: E402
+
+from trtflow import cmodel  # noqa: E402
+from trtflow.config import normalise_build  # noqa: E402
+from trtflow.engine.torch_engine import build  # noqa: E402
+from trtflow.runtime.dist import init_distributed  # noqa: E402
+from trtflow.runtime.generator import TorchEngineGenerator  # noqa: E402
+
+
+def kind(name: str) -> str:
+    name = name.lower()
+    for key, label in (("gemv", "gemm/gemv"), ("gemm", "gemm/gemv"), ("cutlass", "gemm/gemv"), ("sm90", "gemm/gemv"),
+                       ("attention", "attention"), ("fmha", "attention"), ("flash", "attention"),
+                       ("layer_norm", "layer norm"), ("index", "kv write (index_put)"), ("scatter", "kv write (index_put)"),
+                       ("triton", "fused elementwise (triton)"), ("elementwise", "elementwise"), ("reduce", "reduction")):
+        if key in name:
+            return label
+    return "other"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--variant", default="trtflow-cudagraph-compile")
+    parser.add_argument("--steps", type=int, default=100)
+    args = parser.parse_args()
+    work = Path("/tmp/trtflow-gpu")
+    make_checkpoint(work / "hf")
+    source = work / "c-model" / "1-gpu"
+    if not source.is_dir():
+        source = cmodel.convert(work / "hf", work / "c-model", 1, "float16", processes=8, progress=False)
+    engine_dir = build(source, work / "engines" / f"profile-{args.variant}",
+                       normalise_build({**FLAGS, **VARIANTS[args.variant]}, "float16"), "0" * 10)
+    engine = TorchEngineGenerator(engine_dir, init_distributed())
+    prompt = [[int(t) for t in torch.randint(50257, (60,))]]
+    for _ in range(3):
+        engine.generate(prompt, args.steps, ignore_eos=True)
+    torch.cuda.synchronize()
+    started = time.perf_counter()
+    result = engine.generate(prompt, args.steps, ignore_eos=True)
+    wall_ms = (time.perf_counter() - started) * 1000
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        engine.generate(prompt, args.steps, ignore_eos=True)
+        torch.cuda.synchronize()
+    totals, counts = defaultdict(float), defaultdict(int)
+    for event in prof.events():
+        if event.device_type == torch.autograd.DeviceType.CUDA:
+            totals[kind(event.name)] += event.device_time_total
+            counts[kind(event.name)] += 1
+    steps = args.steps
+    lines = [f"variant {args.variant}: {steps} tokens in {wall_ms:.1f} ms wall (context {result.context_s * 1000:.2f} ms), "
+             f"{(wall_ms - result.context_s * 1000) / (steps - 1):.3f} ms per decode step",
+             f"GPU kernel time per generated token: {sum(totals.values()) / 1000 / steps:.3f} ms in "
+             f"{sum(counts.values()) / steps:.0f} kernels"]
+    for label in sorted(totals, key=totals.get, reverse=True):
+        lines.append(f"  {label:28s} {totals[label] / 1000 / steps:7.3f} ms/token  {counts[label] / steps:6.1f} kernels/token")
+    lines.append(prof.key_averages().table(sort_by="cuda_time_total", row_limit=15, max_name_column_width=70))
+    text = "\n".join(lines)
+    print(text)
+    Path(args.out, f"profile-{args.variant}.txt").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
