@@ -52,14 +52,17 @@ def make_checkpoint(folder: Path, shape: dict = SHAPE) -> None:
     (folder / "config.json").write_text(json.dumps(config, indent=2))
 
 
+# VmHWM, not ru_maxrss: ru_maxrss survives execve, so a child would report its parent's high-water
+# mark at fork time (this script's own, after building the random checkpoint).
 CHILD = """
-import resource, sys, time
+import sys, time
 started = time.perf_counter()
 from trtflow.cmodel import convert
 imported = time.perf_counter()
 convert(sys.argv[1], sys.argv[2], int(sys.argv[3]), "float16", int(sys.argv[4]), progress=False)
 done = time.perf_counter()
-print(imported - started, done - imported, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+hwm_kb = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0])
+print(imported - started, done - imported, hwm_kb / 1024)
 """
 
 
