@@ -21,7 +21,8 @@ rule benchmark:
     log:
         "logs/benchmark/{model}/tp{tp}.log",
     shell:
-        "python -m trtflow.launch -n {wildcards.tp} trtflow.bench --engine-dir {input.engine}"
+        "python -m trtflow.gpus -n {resources.gpu} --"
+        " python -m trtflow.launch -n {wildcards.tp} trtflow.bench --engine-dir {input.engine}"
         " --model {wildcards.model} {params.args} --out {output} > {log} 2>&1"
 
 

@@ -17,7 +17,8 @@ rule generate:
     log:
         "logs/generate/{model}/tp{tp}.log",
     shell:
-        "python -m trtflow.launch -n {wildcards.tp} trtflow.generate --engine-dir {input.engine}"
+        "python -m trtflow.gpus -n {resources.gpu} --"
+        " python -m trtflow.launch -n {wildcards.tp} trtflow.generate --engine-dir {input.engine}"
         " --tokenizer-dir {input.hf} {params.args} --build-key {params.build_key}"
         " --out {output} > {log} 2>&1"
 
@@ -49,7 +50,8 @@ rule summarize:
     benchmark:
         "logs/benchmarks/summarize/{model}/tp{tp}.tsv"
     shell:
-        "python -m trtflow.launch -n {wildcards.tp} trtflow.summarize --engine-dir {input.engine}"
+        "python -m trtflow.gpus -n {resources.gpu} --"
+        " python -m trtflow.launch -n {wildcards.tp} trtflow.summarize --engine-dir {input.engine}"
         " --hf-model-dir {input.hf} --dataset-file {input.dataset} {params.args}"
         " --build-key {params.build_key} --out {output} > {log} 2>&1"
 

@@ -63,10 +63,23 @@ def _replace(tmp: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
+def ensure_free_space(target: Path, needed_bytes: int) -> None:
+    """Refuse up front when the output's filesystem cannot hold it (with 10% headroom)."""
+    probe = target.parent
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free < needed_bytes * 1.1:
+        raise ArtifactError(f"not enough free disk for {target}: it needs about {needed_bytes / 2**20:.0f} MiB and "
+                            f"{probe} has {free / 2**20:.0f} MiB free; free some space or move results/ elsewhere")
+
+
 @contextlib.contextmanager
-def atomic_dir(target: str | Path, meta: dict[str, Any] | None = None) -> Iterator[Path]:
+def atomic_dir(target: str | Path, meta: dict[str, Any] | None = None, needed_bytes: int = 0) -> Iterator[Path]:
     """Yield a temp folder; on success write its manifest and rename it to `target`."""
     target = Path(target)
+    if needed_bytes:
+        ensure_free_space(target, needed_bytes)
     clean_stale_temps(target)
     tmp = _temp_sibling(target)
     try:

@@ -76,6 +76,13 @@ class SafetensorsReader:
     def names(self) -> list[str]:
         return list(self._entries)
 
+    def numel(self, name: str) -> int:
+        _, shape, _, _ = self._entries[name]
+        out = 1
+        for dim in shape:
+            out *= dim
+        return out
+
     def get(self, name: str) -> torch.Tensor:
         dtype, shape, start, end = self._entries[name]
         if dtype not in SAFETENSORS_DTYPES:
@@ -119,6 +126,9 @@ class TorchBinReader:
 
     def get(self, name: str) -> torch.Tensor:
         return self._state[name]
+
+    def numel(self, name: str) -> int:
+        return self._state[name].numel()
 
     def release(self, name: str) -> None:
         self._state.pop(name, None)

@@ -118,7 +118,8 @@ def convert(hf_dir: str | Path, out_root: str | Path, tp: int, storage_type: str
 
     target = out_root / f"{tp}-gpu"
     meta = {"kind": "c-model", "tp": tp, "storage_type": storage_type, "source": str(hf_dir)}
-    with atomic_dir(target, meta) as tmp:
+    needed = sum(reader.numel(n) for n in names) * dtype.itemsize
+    with atomic_dir(target, meta, needed_bytes=needed) as tmp:
         with open(tmp / "config.ini", "w", encoding="utf-8") as handle:
             config_ini(args, hf_dir, storage_type).write(handle)
 

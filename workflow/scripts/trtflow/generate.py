@@ -6,6 +6,7 @@ Run on every rank (`python -m trtflow.launch -n TP trtflow.generate …`); rank 
 from __future__ import annotations
 
 import argparse
+import os
 
 from .artifact import write_json
 from .runtime.dist import init_distributed, shutdown
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
             "engine_dir": args.engine_dir,
             "world_size": dist.world_size,
             "device": str(dist.device),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "sampling": vars(sampling),
             "max_output_len": args.max_output_len,
             "outputs": [

@@ -30,14 +30,18 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
+def check_source(src_dir: Path) -> None:
+    """Fail here, not three stages later, if this is no GPT-2 checkpoint with weights."""
+    read_hf_config(src_dir)
+    if not any((src_dir / name).is_file() for name in WEIGHT_FILES):
+        raise CheckpointError(f"{src_dir} has no weights ({' or '.join(WEIGHT_FILES)}); check the download "
+                              "patterns (models.<name>.include) or the folder")
+
+
 def _fill(tmp: Path, src_dir: Path) -> None:
     for path in sorted(src_dir.rglob("*")):
         if path.is_file() and ".cache" not in path.parts and path.name != "MANIFEST.json":
             _link_or_copy(path, tmp / path.relative_to(src_dir))
-    read_hf_config(tmp)  # fail here, not three stages later, if this is no GPT-2 checkpoint
-    if not any((tmp / name).is_file() for name in WEIGHT_FILES):
-        raise CheckpointError(f"{src_dir} has no weights ({' or '.join(WEIGHT_FILES)}); check the download "
-                              "patterns (models.<name>.include) or the folder")
 
 
 def fetch_hf(repo_id: str, revision: str, include: list[str], out_dir: str | Path) -> None:
@@ -55,6 +59,7 @@ def fetch_hf(repo_id: str, revision: str, include: list[str], out_dir: str | Pat
     except Exception as err:  # network errors come in many types
         raise HubError(f"cannot download {repo_id}@{revision} ({type(err).__name__}: {err}). Check the network or "
                        "HF_ENDPOINT, or use `source: local` / the `demo` model") from err
+    check_source(snapshot)
     meta = {"source": "hf", "repo_id": repo_id, "revision": revision, "resolved_revision": snapshot.name,
             "include": include}
     with atomic_dir(out_dir, meta) as tmp:
@@ -65,6 +70,7 @@ def copy_local(path: str | Path, out_dir: str | Path) -> None:
     src = Path(path).expanduser()
     if not src.is_dir():
         raise CheckpointError(f"models.<name>.path {src} is not a folder; point it at a HF checkpoint folder")
+    check_source(src)
     with atomic_dir(out_dir, {"source": "local", "path": str(src.resolve()), "revision": None}) as tmp:
         _fill(tmp, src)
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..artifact import ArtifactError, read_json
 from .dist import DistInfo
+from .generator import EngineMismatchError
 
 
 def engine_backend(engine_dir: str | Path) -> str:
@@ -24,6 +25,13 @@ def open_engine(engine_dir: str | Path, dist: DistInfo):
         from .generator import TorchEngineGenerator
 
         return TorchEngineGenerator(engine_dir, dist)
-    from ..trtllm.runner import TrtllmGenerator
-
-    return TrtllmGenerator(engine_dir, dist)
+    if backend != "trtllm":
+        raise EngineMismatchError(f"{engine_dir}/config.json names backend {backend!r}, which trtflow cannot run")
+    try:
+        import tensorrt_llm  # noqa: F401
+    except ImportError as err:
+        raise EngineMismatchError(
+            f"{engine_dir} is a TensorRT-LLM engine (config.json has no trtflow `backend`), and tensorrt_llm is not "
+            "installed here: run this step in the TensorRT-LLM environment (README, 'Running on a GPU box with "
+            "TensorRT-LLM'), or set build.backend: torch and rebuild") from err
+    raise EngineMismatchError(f"{engine_dir}: running TensorRT-LLM engines is not implemented in this trtflow version")

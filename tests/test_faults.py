@@ -1,0 +1,253 @@
+"""Bad inputs get early, clear errors; killed jobs leave nothing that looks complete and rerun cleanly."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import ROOT, SNAKEMAKE, Workflow, copy_workflow, make_gpt2
+from trtflow import cmodel, hub
+from trtflow.artifact import ArtifactError, verify_manifest
+from trtflow.checkpoint import CheckpointError, open_checkpoint
+from trtflow.data import DatasetError, read_dataset
+from trtflow.runtime.dist import init_distributed
+from trtflow.runtime.engines import open_engine
+from trtflow.runtime.generator import EngineMismatchError
+
+# ------------------------------------------------------------------ checkpoints
+
+
+def test_checkpoint_without_config_json(tiny_gpt2, tmp_path):
+    bad = tmp_path / "no-config"
+    shutil.copytree(tiny_gpt2, bad)
+    (bad / "config.json").unlink()
+    with pytest.raises(CheckpointError, match=r"no-config/config.json is missing.*save_pretrained"):
+        hub.copy_local(bad, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_bin_that_is_not_a_state_dict(tmp_path):
+    torch.save([1, 2, 3], tmp_path / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match=r"pytorch_model.bin is not a state dict of tensors \(found list\)"):
+        open_checkpoint(tmp_path)
+
+
+def test_vocab_size_that_disagrees_with_the_embedding(tiny_gpt2, tmp_path):
+    bad = tmp_path / "vocab"
+    shutil.copytree(tiny_gpt2, bad)
+    config = json.loads((bad / "config.json").read_text())
+    config["vocab_size"] = 999
+    (bad / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"wte.weight has shape \[1000, 64\] but config.json says \[999, 64\]"):
+        cmodel.convert(bad, tmp_path / "c", 1, progress=False)
+
+
+def test_head_count_not_divisible_by_tp(tiny_gpt2, tmp_path):
+    with pytest.raises(CheckpointError, match="n_head 4 is not divisible by tp 3"):
+        cmodel.convert(tiny_gpt2, tmp_path / "c", 3, progress=False)
+
+
+def test_no_free_disk_is_refused_before_writing(tiny_gpt2, tmp_path, monkeypatch):
+    import trtflow.artifact as artifact
+
+    monkeypatch.setattr(artifact.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 1000))
+    with pytest.raises(ArtifactError, match=r"not enough free disk for .*/c/1-gpu: it needs about 1 MiB and .* has 0 MiB"):
+        cmodel.convert(tiny_gpt2, tmp_path / "c", 1, "float32", progress=False)
+    assert not (tmp_path / "c" / "1-gpu").exists() and temps(tmp_path / "c") == []
+
+
+def test_hub_unreachable_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    with pytest.raises(hub.HubError, match=r"HF_HUB_OFFLINE=1.*HF_ENDPOINT.*source: local.*demo"):
+        hub.fetch_hf("openai-community/gpt2-medium", "main", ["*.json"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ datasets
+
+
+def test_dataset_row_missing_a_field(tmp_path):
+    (tmp_path / "test.jsonl").write_text(json.dumps({"article": "a"}) + "\n")
+    with pytest.raises(DatasetError, match=r"test.jsonl:1 lacks the text field\(s\) highlights"):
+        read_dataset(tmp_path / "test.jsonl")
+
+
+def test_empty_dataset(tmp_path):
+    (tmp_path / "test.jsonl").write_text("\n")
+    with pytest.raises(DatasetError, match="holds no examples"):
+        read_dataset(tmp_path / "test.jsonl")
+
+
+def test_dataset_that_is_not_utf8(tmp_path):
+    (tmp_path / "test.jsonl").write_bytes(b'{"article": "caf\xe9", "highlights": "x"}\n')
+    with pytest.raises(DatasetError, match="is not UTF-8 text"):
+        read_dataset(tmp_path / "test.jsonl")
+
+
+def test_long_article_is_truncated_from_the_left_like_summarize_py(demo_resources):
+    from trtflow.prompts import summarize_prompt
+    from trtflow.tokenizer import encode, load_tokenizer
+
+    tokenizer = load_tokenizer(demo_resources / "models/demo/hf")
+    article = " ".join(read_dataset(demo_resources / "datasets/demo/test.jsonl")[0]["article"] for _ in range(40))
+    full = tokenizer.encode(summarize_prompt(article), add_special_tokens=False)
+    assert len(full) > 923
+    ids = encode(tokenizer, summarize_prompt(article), 923)
+    assert ids == full[-923:]  # the TL;DR: prompt end survives
+
+
+# ------------------------------------------------------------------ engines
+
+
+def engine_copy(tiny_gpt2, tmp_path) -> Path:
+    from test_runtime import engine_flags
+    from trtflow.engine.torch_engine import build
+
+    source = cmodel.convert(tiny_gpt2, tmp_path / "c", 1, "float32", progress=False)
+    return build(source, tmp_path / "e", engine_flags(), "0" * 10)
+
+
+def test_engine_config_from_tensorrt_llm(tiny_gpt2, tmp_path):
+    engine = engine_copy(tiny_gpt2, tmp_path)
+    (engine / "config.json").write_text(json.dumps({"builder_config": {"name": "gpt"}, "plugin_config": {}}))
+    with pytest.raises(EngineMismatchError, match="is a TensorRT-LLM engine.*tensorrt_llm is not installed"):
+        open_engine(engine, init_distributed())
+
+
+def test_engine_of_another_format_version(tiny_gpt2, tmp_path):
+    from trtflow.artifact import write_manifest
+
+    engine = engine_copy(tiny_gpt2, tmp_path)
+    config = json.loads((engine / "config.json").read_text())
+    config["format_version"] = 99
+    (engine / "config.json").write_text(json.dumps(config))
+    write_manifest(engine, {})
+    with pytest.raises(EngineMismatchError, match="has engine format 99.*rebuild the engine"):
+        open_engine(engine, init_distributed())
+
+
+def test_engine_missing_a_rank_file(tiny_gpt2, tmp_path):
+    engine = engine_copy(tiny_gpt2, tmp_path)
+    (engine / "rank0.safetensors").unlink()
+    with pytest.raises(ArtifactError, match=r"rank0.safetensors is listed in .*MANIFEST.json but missing"):
+        open_engine(engine, init_distributed())
+
+
+# ------------------------------------------------------------------ faults: SIGKILL and locks
+
+BASE = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def big_model(tmp_path_factory, demo_resources) -> Path:
+    """A 16-layer random GPT-2 (~200 MB) with the demo tokenizer: big enough to be killed mid-write."""
+    folder = make_gpt2(tmp_path_factory.mktemp("big") / "hf", n_head=8, n_embd=512, n_layer=16, vocab=2048,
+                       positions=1024)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(demo_resources / "models/demo/hf" / name, folder / name)
+    return folder
+
+
+@pytest.fixture
+def big_workflow(tmp_path, demo_resources, big_model) -> Workflow:
+    wf = copy_workflow(tmp_path / "wf")
+    shutil.copytree(demo_resources / "datasets", wf.path / "resources" / "datasets")
+    config = copy.deepcopy(BASE)
+    config["models"]["big"] = {"source": "local", "path": str(big_model)}
+    config["targets"] = ["big"]
+    config["tp"] = [1]
+    config["convert"]["storage_type"] = "float32"
+    config["summarize"].update({"max_ite": 3, "output_len": 8, "compare_hf": False, "rouge1_threshold": 0})
+    wf.write_config(config)
+    return wf
+
+
+def run_and_kill(wf: Workflow, target: str, ready, timeout: float = 120) -> None:
+    """Start snakemake; SIGKILL its whole process group as soon as `ready()` is true."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.Popen([SNAKEMAKE, "--cores", "2", target], cwd=wf.path, start_new_session=True, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    try:
+        while not ready():
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "the kill point never came"
+            time.sleep(0.005)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def temps(folder: Path) -> list[Path]:
+    return list(folder.glob(".*.tmp-*")) if folder.exists() else []
+
+
+def rerun_after_kill(wf: Workflow, target: str) -> None:
+    wf.run("--unlock")
+    wf.run(target)
+
+
+@pytest.mark.slow
+def test_sigkill_during_conversion_then_rerun(big_workflow):
+    wf, out = big_workflow, big_workflow.path / "results/big/c-model"
+    wf.run("resources/models/big/hf")
+    run_and_kill(wf, "results/big/c-model/1-gpu", lambda: bool(temps(out)))
+    assert not (out / "1-gpu").exists()  # a half-written folder never takes the output's name
+    rerun_after_kill(wf, "results/big/c-model/1-gpu")
+    assert temps(out) == []
+    verify_manifest(out / "1-gpu")
+
+
+@pytest.mark.slow
+def test_sigkill_during_engine_build_then_rerun(big_workflow):
+    wf = big_workflow
+    wf.run("results/big/c-model/1-gpu")
+    engines = wf.path / "results/big/engines/tp1"
+    run_and_kill(wf, "results/big/tp1/generate.json", lambda: bool(temps(engines)))
+    assert [p for p in engines.iterdir() if not p.name.startswith(".")] == []
+    rerun_after_kill(wf, "results/big/tp1/generate.json")
+    assert temps(engines) == []
+    (engine,) = list(engines.iterdir())
+    verify_manifest(engine)
+
+
+@pytest.mark.slow
+def test_sigkill_during_summarize_then_rerun(big_workflow):
+    wf = big_workflow
+    wf.run("results/big/tp1/generate.json")
+    log = wf.path / "logs/summarize/big/tp1.log"
+    run_and_kill(wf, "results/big/tp1/rouge.json", lambda: log.is_file() and "summarize engine" in log.read_text())
+    assert not (wf.path / "results/big/tp1/rouge.json").exists()
+    rerun_after_kill(wf, "results/big/tp1/rouge.json")
+    assert temps(wf.path / "results/big/tp1") == []
+    assert len(json.loads((wf.path / "results/big/tp1/rouge.json").read_text())["engine"]["texts"]) == 3
+
+
+@pytest.mark.slow
+def test_second_snakemake_on_the_same_workdir_is_refused(big_workflow):
+    wf = big_workflow
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    first = subprocess.Popen([SNAKEMAKE, "--cores", "2", "results/big/c-model/1-gpu"], cwd=wf.path, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    locks = wf.path / ".snakemake" / "locks"
+    deadline = time.monotonic() + 60
+    while not (locks.is_dir() and any(locks.iterdir())):
+        assert time.monotonic() < deadline and first.poll() is None
+        time.sleep(0.01)
+    second = wf.run("resources/datasets/demo/train.jsonl", check=False)
+    assert second.returncode != 0
+    assert "cannot be locked" in second.stdout + second.stderr
+    assert first.wait(timeout=300) == 0
+    verify_manifest(wf.path / "results/big/c-model/1-gpu")
