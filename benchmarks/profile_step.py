@@ -19,7 +19,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from convert import make_checkpoint  # noqa: E402
 from gpu_speed import FLAGS, VARIANTS  # noqa: E402
-
 from trtflow import cmodel  # noqa: E402
 from trtflow.config import normalise_build  # noqa: E402
 from trtflow.engine.torch_engine import build  # noqa: E402

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, SNAKEMAKE
 from trtflow.gpus import GpuPoolError, acquire, gpu_pool
 

@@ -37,10 +37,10 @@ def slurm():
 def test_demo_dag_runs_through_the_slurm_profile(slurm, demo_workflow):
     wf = demo_workflow
     targets = ["results/demo/tp1/generate.json", "results/demo/tp2/generate.json", "results/demo/tp2/rouge.json"]
-    proc = wf.run("--profile", "profiles/slurm", "-j", "4", "--slurm-no-account",
+    proc = wf.run(*targets, "--profile", "profiles/slurm", "-j", "4", "--slurm-no-account",
                   "--slurm-init-seconds-before-status-checks", "1",
                   "--default-resources", "slurm_partition=gpu", "runtime=30", "mem_mb=1500", "disk_mb=1000",
-                  *targets, check=False, timeout=900)
+                  check=False, timeout=900)
     assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-5000:])
     assert "sbatch" in proc.stdout + proc.stderr or "Job " in proc.stdout + proc.stderr
     tp1 = json.loads((wf.path / targets[0]).read_text())
