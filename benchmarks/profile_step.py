@@ -72,7 +72,8 @@ def main() -> None:
              f"GPU kernel time per generated token: {sum(totals.values()) / 1000 / steps:.3f} ms in "
              f"{sum(counts.values()) / steps:.0f} kernels"]
     for label in sorted(totals, key=totals.get, reverse=True):
-        lines.append(f"  {label:28s} {totals[label] / 1000 / steps:7.3f} ms/token  {counts[label] / steps:6.1f} kernels/token")
+        per_token, kernels = totals[label] / 1000 / steps, counts[label] / steps
+        lines.append(f"  {label:28s} {per_token:7.3f} ms/token  {kernels:6.1f} kernels/token")
     lines.append(prof.key_averages().table(sort_by="cuda_time_total", row_limit=15, max_name_column_width=70))
     text = "\n".join(lines)
     print(text)
