@@ -16,6 +16,8 @@ rule benchmark:
         tasks=rank_tasks,
         tasks_per_gpu=tasks_per_gpu,
         mpi=mpi_launcher,
+    container:
+        TRTLLM_CONTAINER
     conda:
         "../../envs/torch.yaml"
     log:

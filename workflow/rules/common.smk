@@ -70,6 +70,20 @@ def get_build_flags(wildcards):
     )
 
 
+# trtllm rules run in NVIDIA's TensorRT-LLM v0.8.0 image under `--sdm apptainer --apptainer-args "--nv"`;
+# the torch backend needs no container.
+TRTLLM_CONTAINER = (
+    "docker://nvcr.io/nvidia/tritonserver:24.02-trtllm-python-py3"
+    if config["build"]["backend"] == "trtllm" and config["trtllm"]["flow"] == "0.8"
+    else None
+)
+
+
+def get_build_gpus(wildcards):
+    """TensorRT builds need the GPUs they build for; the torch backend's build is a CPU re-layout."""
+    return int(wildcards.tp) if config["build"]["backend"] == "trtllm" else 0
+
+
 def get_dataset_file(wildcards):
     return dataset_file(config["summarize"]["dataset"])
 

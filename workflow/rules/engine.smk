@@ -7,6 +7,10 @@ rule build_engine:
         flags=get_build_flags,
         backend=config["build"]["backend"],
         trtllm=tfc.canonical(config["trtllm"]),
+    resources:
+        gpu=get_build_gpus,
+    container:
+        TRTLLM_CONTAINER
     conda:
         "../../envs/torch.yaml"
     log:
@@ -14,6 +18,7 @@ rule build_engine:
     benchmark:
         "logs/benchmarks/engine/{model}/tp{tp}-{build_key}.tsv"
     shell:
-        "python -m trtflow.build_engine --backend {params.backend} --source-dir {input.source}"
+        "python -m trtflow.gpus -n {resources.gpu} --"
+        " python -m trtflow.build_engine --backend {params.backend} --source-dir {input.source}"
         " --out-dir {output} --flags {params.flags:q} --build-key {wildcards.build_key}"
         " --trtllm {params.trtllm:q} > {log} 2>&1"

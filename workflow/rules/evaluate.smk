@@ -12,6 +12,8 @@ rule generate:
         tasks=rank_tasks,
         tasks_per_gpu=tasks_per_gpu,
         mpi=mpi_launcher,
+    container:
+        TRTLLM_CONTAINER
     conda:
         "../../envs/torch.yaml"
     log:
@@ -43,6 +45,8 @@ rule summarize:
         tasks=rank_tasks,
         tasks_per_gpu=tasks_per_gpu,
         mpi=mpi_launcher,
+    container:
+        TRTLLM_CONTAINER
     conda:
         "../../envs/torch.yaml"
     log:

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     if not command:
         parser.error("no command given")
     pool = gpu_pool()
-    if not pool:
+    if not pool or args.gpus == 0:
         os.execvp(command[0], command)  # no GPU here: nothing to hand out
     try:
         ids, fds = acquire(args.gpus, pool, lock_dir(), args.timeout)

@@ -34,4 +34,6 @@ def open_engine(engine_dir: str | Path, dist: DistInfo):
             f"{engine_dir} is a TensorRT-LLM engine (config.json has no trtflow `backend`), and tensorrt_llm is not "
             "installed here: run this step in the TensorRT-LLM environment (README, 'Running on a GPU box with "
             "TensorRT-LLM'), or set build.backend: torch and rebuild") from err
-    raise EngineMismatchError(f"{engine_dir}: running TensorRT-LLM engines is not implemented in this trtflow version")
+    from ..trtllm.runner import TrtllmGenerator
+
+    return TrtllmGenerator(engine_dir, dist)
