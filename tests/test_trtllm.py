@@ -18,7 +18,7 @@ from trtflow.trtllm.commands import build_py, trtllm_build
 
 DOUBLES = Path(__file__).resolve().parent / "doubles"
 BASE = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-P, EX, C, O, W = "PY", Path("/ex"), Path("/c/2-gpu"), Path("/out"), Path("/work")
+PY, EXAMPLES, CMODEL, OUT, WORK = "PY", Path("/ex"), Path("/c/2-gpu"), Path("/out"), Path("/work")
 
 
 def flags(**changes) -> dict:
@@ -48,8 +48,8 @@ BUILD_PY_CASES = [
 
 @pytest.mark.parametrize("changes, tp, gpus, tail", BUILD_PY_CASES)
 def test_build_py_command_lines(changes, tp, gpus, tail):
-    command = build_py(P, EX, C, O, W / "model.cache", tp, "float16", flags(**changes), gpus)
-    head = [P, "/ex/gpt/build.py", "--model_dir", "/c/2-gpu", "--world_size", str(tp), "--output_dir", "/out",
+    command = build_py(PY, EXAMPLES, CMODEL, OUT, WORK / "model.cache", tp, "float16", flags(**changes), gpus)
+    head = [PY, "/ex/gpt/build.py", "--model_dir", "/c/2-gpu", "--world_size", str(tp), "--output_dir", "/out",
             "--timing_cache", "/work/model.cache"]
     assert command.argv == head + tail
     assert command.expected_files == [f"gpt_float16_tp{tp}_rank{r}.engine" for r in range(tp)] + ["config.json"]
@@ -79,7 +79,7 @@ TRTLLM_BUILD_CASES = [
 
 @pytest.mark.parametrize("changes, tp, gpus, tail", TRTLLM_BUILD_CASES)
 def test_trtllm_build_command_lines(changes, tp, gpus, tail):
-    command = trtllm_build("trtllm-build", Path("/ck"), O, W / "model.cache", tp, flags(**changes), gpus)
+    command = trtllm_build("trtllm-build", Path("/ck"), OUT, WORK / "model.cache", tp, flags(**changes), gpus)
     assert command.argv == ["trtllm-build", "--checkpoint_dir", "/ck", "--output_dir", "/out", *tail]
     assert command.expected_files == [f"rank{r}.engine" for r in range(tp)] + ["config.json"]
     if changes.get("enable_context_fmha_fp32_acc"):
