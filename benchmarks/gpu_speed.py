@@ -38,7 +38,8 @@ FLAGS = {"backend": "torch", "use_gpt_attention_plugin": "float16", "use_gemm_pl
          "max_input_len": 128, "max_output_len": 100, "cuda_graphs": False, "torch_compile": False}
 VARIANTS = {"trtflow-eager": {}, "trtflow-cudagraph": {"cuda_graphs": True},
             "trtflow-cudagraph-compile": {"cuda_graphs": True, "torch_compile": True},
-            "trtflow-cudagraph-autotune": {"cuda_graphs": True, "torch_compile": "max-autotune"}}
+            "trtflow-cudagraph-autotune": {"cuda_graphs": True, "torch_compile": "max-autotune"},
+            "trtflow-cudagraph-gemv": {"cuda_graphs": True, "torch_compile": "gemv"}}
 
 
 def main() -> None:

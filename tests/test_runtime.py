@@ -30,6 +30,7 @@ VARIANTS = {  # name → flag overrides
     "padded-paged-math": {"remove_input_padding": False, "paged_kv_cache": True, "use_gpt_attention_plugin": None},
     "packed-contiguous-math": {"use_gpt_attention_plugin": None},
     "static-cache": {"cuda_graphs": True},  # the CUDA-graph decode path, run uncaptured on CPU
+    "static-cache-gemv": {"cuda_graphs": True, "torch_compile": "gemv"},  # its multiply-and-sum matmuls
 }
 
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from conftest import ROOT, Workflow, copy_workflow
 from trtflow import config as tfc
@@ -241,3 +242,31 @@ def test_two_clean_workdirs_give_identical_bytes(tmp_path, demo_resources):
             assert (one / name).read_bytes() == (two / name).read_bytes(), f"{rel_dir}/{name}"
     tokens = [json.loads((p / "results/demo/tp2/generate.json").read_text())["outputs"][0]["output_ids"] for p in outputs]
     assert tokens[0] == tokens[1]
+
+
+def test_an_engine_with_shuffled_weights_fails_the_gate(built, tmp_path):
+    """A real summarize run of a damaged engine, then the gate: it must fail, naming the reason."""
+    from safetensors.torch import load_file, save_file
+    from trtflow import gate, summarize
+    from trtflow.artifact import write_manifest
+
+    good = built.path / f"results/demo/engines/tp1/{key_of(demo_config(), 1)}"
+    bad = tmp_path / "shuffled"
+    shutil.copytree(good, bad)
+    weights = load_file(bad / "rank0.safetensors")
+    generator = torch.Generator().manual_seed(0)
+    for name, tensor in weights.items():
+        if name.endswith(("fc.weight", "qkv.weight")):
+            order = torch.randperm(tensor.shape[0], generator=generator)
+            weights[name] = tensor[order].contiguous()
+    save_file(weights, bad / "rank0.safetensors")
+    write_manifest(bad, {"kind": "engine", "note": "deliberately damaged for a test"})
+    resources = built.path / "resources"
+    summarize.main(["--engine-dir", str(bad), "--hf-model-dir", str(resources / "models/demo/hf"), "--dataset-file",
+                    str(resources / "datasets/demo/test.jsonl"), "--max-ite", "8", "--output-len", "30",
+                    "--compare-hf", "--out", str(tmp_path / "rouge.json")])
+    rouge = json.loads((tmp_path / "rouge.json").read_text())
+    assert rouge["engine"]["rouge1"] < rouge["hf"]["rouge1"] - 20
+    with pytest.raises(SystemExit, match="accuracy gate FAILED.*worse than Hugging Face"):
+        gate.main(["--rouge", str(tmp_path / "rouge.json"), "--out", str(tmp_path / "accuracy.ok")])
+    assert (tmp_path / "rouge.json").is_file() and not (tmp_path / "accuracy.ok").exists()

@@ -19,7 +19,7 @@ rule benchmark:
     container:
         TRTLLM_CONTAINER
     conda:
-        "../../envs/torch.yaml"
+        ENGINE_ENV
     log:
         "logs/benchmark/{model}/tp{tp}.log",
     shell:

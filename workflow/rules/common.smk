@@ -79,6 +79,14 @@ TRTLLM_CONTAINER = (
 )
 
 
+# The software stack of the rules that run an engine: the torch env, or the TensorRT-LLM flow's.
+ENGINE_ENV = (
+    f"../../envs/trtllm-{config['trtllm']['flow']}.yaml"
+    if config["build"]["backend"] == "trtllm"
+    else "../../envs/torch.yaml"
+)
+
+
 def get_build_gpus(wildcards):
     """TensorRT builds need the GPUs they build for; the torch backend's build is a CPU re-layout."""
     return int(wildcards.tp) if config["build"]["backend"] == "trtllm" else 0

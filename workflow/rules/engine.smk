@@ -12,7 +12,7 @@ rule build_engine:
     container:
         TRTLLM_CONTAINER
     conda:
-        "../../envs/torch.yaml"
+        ENGINE_ENV
     log:
         "logs/engine/{model}/tp{tp}-{build_key}.log",
     benchmark:

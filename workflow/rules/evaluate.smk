@@ -15,7 +15,7 @@ rule generate:
     container:
         TRTLLM_CONTAINER
     conda:
-        "../../envs/torch.yaml"
+        ENGINE_ENV
     log:
         "logs/generate/{model}/tp{tp}.log",
     shell:
@@ -48,7 +48,7 @@ rule summarize:
     container:
         TRTLLM_CONTAINER
     conda:
-        "../../envs/torch.yaml"
+        ENGINE_ENV
     log:
         "logs/summarize/{model}/tp{tp}.log",
     benchmark:

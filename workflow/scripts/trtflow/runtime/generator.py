@@ -50,6 +50,18 @@ class GenerationResult:
     info: dict = field(default_factory=dict)
 
 
+def enforce_limits(limits: dict, batch: list[list[int]], max_new_tokens: int) -> None:
+    """Refuse a request beyond the engine's build limits (max_batch_size / max_input_len / max_output_len)."""
+    if not batch or any(len(p) == 0 for p in batch):
+        raise EngineLimitError("every prompt needs at least one token")
+    for value, key, what in ((len(batch), "max_batch_size", "batch size"),
+                             (max(len(p) for p in batch), "max_input_len", "input length"),
+                             (max_new_tokens, "max_output_len", "output length")):
+        if value > limits[key]:
+            raise EngineLimitError(f"{what} {value} > the engine's {key} {limits[key]}; rebuild with a larger "
+                                   f"build.{key}" + ("" if key != "max_input_len" else ", or truncate the input"))
+
+
 def sample(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None) -> torch.Tensor:
     if sampling.greedy:
         return logits.argmax(-1)
@@ -121,18 +133,7 @@ class TorchEngineGenerator:
                                         self.device, compile_step=runtime.get("torch_compile", False))
 
     def check_limits(self, batch: list[list[int]], max_new_tokens: int) -> None:
-        if not batch or any(len(p) == 0 for p in batch):
-            raise EngineLimitError("every prompt needs at least one token")
-        if len(batch) > self.limits["max_batch_size"]:
-            raise EngineLimitError(f"batch size {len(batch)} > the engine's max_batch_size "
-                                   f"{self.limits['max_batch_size']}; rebuild with a larger build.max_batch_size")
-        longest = max(len(p) for p in batch)
-        if longest > self.limits["max_input_len"]:
-            raise EngineLimitError(f"input length {longest} > the engine's max_input_len "
-                                   f"{self.limits['max_input_len']}; truncate or rebuild with a larger build.max_input_len")
-        if max_new_tokens > self.limits["max_output_len"]:
-            raise EngineLimitError(f"output length {max_new_tokens} > the engine's max_output_len "
-                                   f"{self.limits['max_output_len']}; rebuild with a larger build.max_output_len")
+        enforce_limits(self.limits, batch, max_new_tokens)
 
     def _cache(self, lengths: list[int], max_new_tokens: int):
         d = self.dims

@@ -33,7 +33,15 @@ class StaticDecoder:
         self._seen: dict[tuple[int, ...], int] = {}
         self._pool = torch.cuda.graph_pool_handle() if device.type == "cuda" else None
         self._decode = model.decode
-        if compile_step == "max-autotune":  # autotuned Triton GEMM templates for the skinny decode matmuls
+        self._gemv = compile_step == "gemv"
+        if device.type != "cuda":
+            compile_step = False  # the same step, eagerly: graphs and inductor are GPU tools here
+        if compile_step == "gemv":
+            import torch._inductor.config as inductor_config
+
+            inductor_config.coordinate_descent_tuning = True
+            self._decode = torch.compile(model.decode, dynamic=False)
+        elif compile_step == "max-autotune":  # autotuned Triton GEMM templates for the skinny decode matmuls
             import torch._inductor.config as inductor_config
 
             inductor_config.coordinate_descent_tuning = True
@@ -49,7 +57,8 @@ class StaticDecoder:
                 "out": torch.zeros(batch, self.max_new, **zeros)}
 
     def _step(self, s: dict, cache: ContiguousKV) -> None:
-        logits = self._decode(s["tokens"], s["positions"], cache, self.capacity)
+        small = s["tokens"].shape[0] <= 8  # multiply-and-sum matmuls only pay off for a few rows
+        logits = self._decode(s["tokens"], s["positions"], cache, self.capacity, gemv=self._gemv and small)
         token = logits.argmax(-1)
         token = torch.where(s["finished"] & s["stop_at_end"], s["end_id"], token)
         s["finished"] |= token == s["end_id"]

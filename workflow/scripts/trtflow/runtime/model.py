@@ -82,18 +82,25 @@ class ParallelGPT2(torch.nn.Module):
             scores = scores + mask
         return (scores.softmax(-1).to(v.dtype)) @ v
 
-    def _qkv(self, x: torch.Tensor, p: str) -> torch.Tensor:
+    @staticmethod
+    def _gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """A linear written as multiply-and-sum: under torch.compile this becomes one reduction kernel per
+        matmul (bias and what follows fused in), which beats a GEMM call for a handful of rows."""
+        out = (x[..., None, :] * weight).sum(-1, dtype=torch.float32).to(x.dtype)
+        return out if bias is None else out + bias
+
+    def _qkv(self, x: torch.Tensor, p: str, linear=F.linear) -> torch.Tensor:
         """x [..., H] → [..., 3, h, d]: a view of one matmul's output, Q, K, V of this rank's heads."""
-        qkv = F.linear(x, self.w[p + "qkv.weight"], self.w[p + "qkv.bias"])
+        qkv = linear(x, self.w[p + "qkv.weight"], self.w[p + "qkv.bias"])
         return qkv.view(*x.shape[:-1], 3, self.local_heads, self.head_dim)
 
-    def _row_parallel(self, x: torch.Tensor, p: str, name: str) -> torch.Tensor:
+    def _row_parallel(self, x: torch.Tensor, p: str, name: str, linear=F.linear) -> torch.Tensor:
         """A row-split linear: this rank's partial product (with 1/tp of the bias), summed over ranks."""
-        return all_reduce(F.linear(x, self.w[f"{p}{name}.weight"], self.w[f"{p}{name}.bias_part"]))
+        return all_reduce(linear(x, self.w[f"{p}{name}.weight"], self.w[f"{p}{name}.bias_part"]))
 
-    def _mlp(self, h: torch.Tensor, p: str) -> torch.Tensor:
-        x = self.act(F.linear(self._ln(h, p + "ln_2"), self.w[p + "fc.weight"], self.w[p + "fc.bias"]))
-        return h + self._row_parallel(x, p, "proj")
+    def _mlp(self, h: torch.Tensor, p: str, linear=F.linear) -> torch.Tensor:
+        x = self.act(linear(self._ln(h, p + "ln_2"), self.w[p + "fc.weight"], self.w[p + "fc.bias"]))
+        return h + self._row_parallel(x, p, "proj", linear)
 
     def _embed(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         return F.embedding(tokens, self.w["wte"]) + F.embedding(positions, self.w["wpe"])
@@ -162,8 +169,12 @@ class ParallelGPT2(torch.nn.Module):
             return [logits[b, : int(n)] for b, n in enumerate(lengths)]
         return self._logits(h[torch.arange(batch, device=h.device), lengths - 1])
 
-    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache, span: int) -> torch.Tensor:
-        """One generation step: tokens [B] at positions [B]; attends over cache slots [0, span)."""
+    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache, span: int,
+               gemv: bool = False) -> torch.Tensor:
+        """One generation step: tokens [B] at positions [B]; attends over cache slots [0, span).
+
+        gemv: the layer matmuls as multiply-and-sum (see _gemv); only worth it compiled, at small batch."""
+        linear = self._gemv if gemv else F.linear
         batch = tokens.shape[0]
         seq_ids = torch.arange(batch, device=tokens.device)
         h = self._embed(tokens, positions)  # [B, H]
@@ -172,10 +183,10 @@ class ParallelGPT2(torch.nn.Module):
             beyond[:, None, None, :], float("-inf"))
         for layer in range(self.dims.layers):
             p = f"layers.{layer}."
-            qkv = self._qkv(self._ln(h, p + "ln_1"), p)  # [B, 3, h, d]
+            qkv = self._qkv(self._ln(h, p + "ln_1"), p, linear)  # [B, 3, h, d]
             cache.write(layer, seq_ids, positions, qkv[:, 1:])
             keys, values = cache.read(layer, span)
             attn = self._attend(qkv[:, 0, :, None, :], keys, values, mask)  # [B, h, 1, d]
-            h = h + self._row_parallel(attn.reshape(batch, -1), p, "dense")
-            h = self._mlp(h, p)
+            h = h + self._row_parallel(attn.reshape(batch, -1), p, "dense", linear)
+            h = self._mlp(h, p, linear)
         return self._logits(h)

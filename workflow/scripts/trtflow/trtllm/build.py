@@ -52,7 +52,6 @@ def storage_dtype(cmodel_dir: Path) -> str:
 
 
 def command_for(flow: str, source: Path, out_dir: Path, work: Path, flags: dict, settings: dict) -> BuildCommand:
-    tp_key = "tensor_parallelism" if flow == "0.8" else None
     gpus = len(gpu_pool())
     if flow == "0.8":
         examples = Path(settings.get("examples_dir") or os.environ.get("TRTLLM_EXAMPLES_DIR") or "")
@@ -61,7 +60,7 @@ def command_for(flow: str, source: Path, out_dir: Path, work: Path, flags: dict,
                                     f"set it to the examples/ folder of the TensorRT-LLM v0.8.0 checkout. {PROVISION}")
         parser = configparser.ConfigParser()
         parser.read(source / "config.ini")
-        tp = int(parser["gpt"][tp_key])
+        tp = int(parser["gpt"]["tensor_parallelism"])
         return build_py(sys.executable, examples, source, out_dir, work / "model.cache", tp, storage_dtype(source),
                         flags, gpus)
     program = shutil.which("trtllm-build", path=os.pathsep.join([str(Path(sys.executable).parent),

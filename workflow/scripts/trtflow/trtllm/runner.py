@@ -18,7 +18,7 @@ import torch
 from ..artifact import read_json, verify_manifest
 from ..provenance import accelerator
 from ..runtime.dist import DistInfo
-from ..runtime.generator import EngineLimitError, EngineMismatchError, GenerationResult, Sampling
+from ..runtime.generator import EngineMismatchError, GenerationResult, Sampling, enforce_limits
 
 
 @dataclass(frozen=True)
@@ -72,11 +72,7 @@ class TrtllmGenerator:
         self.runner = ModelRunnerCpp.from_dir(engine_dir=str(engine_dir), rank=dist.rank)
 
     def check_limits(self, batch: list[list[int]], max_new_tokens: int) -> None:
-        for value, key in ((len(batch), "max_batch_size"), (max(len(p) for p in batch), "max_input_len"),
-                           (max_new_tokens, "max_output_len")):
-            if value > self.limits[key]:
-                raise EngineLimitError(f"{key.removeprefix('max_').replace('_', ' ')} {value} > the engine's {key} "
-                                       f"{self.limits[key]}; rebuild with a larger build.{key}")
+        enforce_limits(self.limits, batch, max_new_tokens)
 
     def generate(self, batch: list[list[int]], max_new_tokens: int, sampling: Sampling = Sampling(),
                  end_id: int | None = None, ignore_eos: bool = False) -> GenerationResult:
