@@ -95,6 +95,7 @@ def test_dataset_that_is_not_utf8(tmp_path):
         read_dataset(tmp_path / "test.jsonl")
 
 
+@pytest.mark.slow  # needs the trained demo tokenizer
 def test_long_article_is_truncated_from_the_left_like_summarize_py(demo_resources):
     from trtflow.prompts import summarize_prompt
     from trtflow.tokenizer import encode, load_tokenizer
