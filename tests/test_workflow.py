@@ -270,3 +270,20 @@ def test_an_engine_with_shuffled_weights_fails_the_gate(built, tmp_path):
     with pytest.raises(SystemExit, match="accuracy gate FAILED.*worse than Hugging Face"):
         gate.main(["--rouge", str(tmp_path / "rouge.json"), "--out", str(tmp_path / "accuracy.ok")])
     assert (tmp_path / "rouge.json").is_file() and not (tmp_path / "accuracy.ok").exists()
+
+
+def test_prune_lists_and_removes_only_stale_engines(built, tmp_path, capsys):
+    from trtflow import prune
+
+    wf = clone(built, tmp_path)
+    engines = wf.path / "results/demo/engines"
+    stale = engines / "tp1" / "0123456789"
+    shutil.copytree(engines / "tp1" / key_of(demo_config(), 1), stale)
+    args = ["--config", str(wf.path / "config/config.yaml"), "--results", str(wf.path / "results")]
+    prune.main(args)
+    assert f"stale {stale}" in capsys.readouterr().out and stale.exists()
+    prune.main([*args, "--delete"])
+    assert not stale.exists()
+    for tp in (1, 2):
+        assert (engines / f"tp{tp}" / key_of(demo_config(), tp)).is_dir()
+    assert wf.run("-n").stdout.count("Nothing to be done") == 1
