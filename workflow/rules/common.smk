@@ -39,6 +39,9 @@ wildcard_constraints:
     build_key=r"[0-9a-f]{10}",
 
 
+TRTLLM = config["build"]["backend"] == "trtllm"
+
+
 def get_hf_dir(wildcards):
     return f"resources/models/{wildcards.model}/hf"
 
@@ -52,7 +55,7 @@ def get_engine_dir(wildcards):
 
 
 def get_engine_source(wildcards):
-    if config["build"]["backend"] == "trtllm" and config["trtllm"]["flow"] == "1.2":
+    if TRTLLM and config["trtllm"]["flow"] == "1.2":
         return f"results/{wildcards.model}/trtllm-ckpt/tp{wildcards.tp}"
     return f"results/{wildcards.model}/c-model/{wildcards.tp}-gpu"
 
@@ -74,7 +77,7 @@ def get_build_flags(wildcards):
 # the torch backend needs no container.
 TRTLLM_CONTAINER = (
     "docker://nvcr.io/nvidia/tritonserver:24.02-trtllm-python-py3"
-    if config["build"]["backend"] == "trtllm" and config["trtllm"]["flow"] == "0.8"
+    if TRTLLM and config["trtllm"]["flow"] == "0.8"
     else None
 )
 
@@ -82,14 +85,14 @@ TRTLLM_CONTAINER = (
 # The software stack of the rules that run an engine: the torch env, or the TensorRT-LLM flow's.
 ENGINE_ENV = (
     f"../../envs/trtllm-{config['trtllm']['flow']}.yaml"
-    if config["build"]["backend"] == "trtllm"
+    if TRTLLM
     else "../../envs/torch.yaml"
 )
 
 
 def get_build_gpus(wildcards):
     """TensorRT builds need the GPUs they build for; the torch backend's build is a CPU re-layout."""
-    return int(wildcards.tp) if config["build"]["backend"] == "trtllm" else 0
+    return int(wildcards.tp) if TRTLLM else 0
 
 
 def get_dataset_file(wildcards):

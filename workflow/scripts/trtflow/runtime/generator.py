@@ -62,6 +62,11 @@ def enforce_limits(limits: dict, batch: list[list[int]], max_new_tokens: int) ->
                                    f"build.{key}" + ("" if key != "max_input_len" else ", or truncate the input"))
 
 
+def cut_at_end(rows: list[list[int]], end_id: int) -> list[list[int]]:
+    """Each row up to (not including) its first end_id."""
+    return [row[: row.index(end_id)] if end_id in row else row for row in rows]
+
+
 def sample(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None) -> torch.Tensor:
     if sampling.greedy:
         return logits.argmax(-1)
@@ -190,7 +195,7 @@ class TorchEngineGenerator:
         total_s = time.perf_counter() - started
         out = torch.stack(produced, dim=1).tolist()
         if not ignore_eos:
-            out = [row[: row.index(end_id)] if end_id in row else row for row in out]
+            out = cut_at_end(out, end_id)
         return GenerationResult(out, context_s, total_s, {"compute_dtype": str(self.compute_dtype)})
 
     def _generate_static(self, batch, max_new_tokens, end_id, ignore_eos) -> GenerationResult:
@@ -204,7 +209,7 @@ class TorchEngineGenerator:
         rows = out.tolist()  # the one host sync of the decode loop
         total_s = time.perf_counter() - started
         if not ignore_eos:
-            rows = [row[: row.index(end_id)] if end_id in row else row for row in rows]
+            rows = cut_at_end(rows, end_id)
         return GenerationResult(rows, context_s, total_s, {"compute_dtype": str(self.compute_dtype),
                                                            "cuda_graphs": True})
 
@@ -267,5 +272,5 @@ class HFGenerator:
         total_s = time.perf_counter() - started
         rows = out[:, width:].tolist()
         if not ignore_eos:
-            rows = [row[: row.index(end_id)] if end_id in row else row for row in rows]
+            rows = cut_at_end(rows, end_id)
         return GenerationResult(rows, float("nan"), total_s, {"compute_dtype": self.dtype})

@@ -27,34 +27,27 @@ class StaticDecoder:
         self.model, self.device, self.capacity = model, device, capacity
         self.cache = ContiguousKV(d.layers, max_batch, d.heads // model.tp, capacity, d.hidden // d.heads,
                                   dtype, device)
-        self.max_new = capacity
         self._graphs: dict[int, tuple] = {}
         self._prefills: OrderedDict[tuple[int, ...], tuple] = OrderedDict()
         self._seen: dict[tuple[int, ...], int] = {}
         self._pool = torch.cuda.graph_pool_handle() if device.type == "cuda" else None
         self._decode = model.decode
         self._gemv = compile_step == "gemv"
-        if device.type != "cuda":
-            compile_step = False  # the same step, eagerly: graphs and inductor are GPU tools here
-        if compile_step == "gemv":
-            import torch._inductor.config as inductor_config
+        if compile_step and device.type == "cuda":  # on CPU the same step runs eagerly
+            if compile_step in ("gemv", "max-autotune"):
+                import torch._inductor.config as inductor_config
 
-            inductor_config.coordinate_descent_tuning = True
-            self._decode = torch.compile(model.decode, dynamic=False)
-        elif compile_step == "max-autotune":  # autotuned Triton GEMM templates for the skinny decode matmuls
-            import torch._inductor.config as inductor_config
-
-            inductor_config.coordinate_descent_tuning = True
-            self._decode = torch.compile(model.decode, mode="max-autotune-no-cudagraphs", dynamic=False)
-        elif compile_step:
-            self._decode = torch.compile(model.decode, dynamic=False)
+                inductor_config.coordinate_descent_tuning = True
+            # max-autotune: autotuned Triton GEMM templates for the skinny decode matmuls
+            mode = "max-autotune-no-cudagraphs" if compile_step == "max-autotune" else None
+            self._decode = torch.compile(model.decode, mode=mode, dynamic=False)
 
     def _state(self, batch: int) -> dict[str, torch.Tensor]:
         zeros = dict(dtype=torch.long, device=self.device)
         return {"tokens": torch.zeros(batch, **zeros), "positions": torch.zeros(batch, **zeros),
                 "step": torch.zeros(1, **zeros), "finished": torch.zeros(batch, dtype=torch.bool, device=self.device),
                 "end_id": torch.zeros(1, **zeros), "stop_at_end": torch.zeros(1, dtype=torch.bool, device=self.device),
-                "out": torch.zeros(batch, self.max_new, **zeros)}
+                "out": torch.zeros(batch, self.capacity, **zeros)}
 
     def _step(self, s: dict, cache: ContiguousKV) -> None:
         small = s["tokens"].shape[0] <= 8  # multiply-and-sum matmuls only pay off for a few rows

@@ -18,7 +18,7 @@ import torch
 from ..artifact import read_json, verify_manifest
 from ..provenance import accelerator
 from ..runtime.dist import DistInfo
-from ..runtime.generator import EngineMismatchError, GenerationResult, Sampling, enforce_limits
+from ..runtime.generator import EngineMismatchError, GenerationResult, Sampling, cut_at_end, enforce_limits
 
 
 @dataclass(frozen=True)
@@ -90,5 +90,5 @@ class TrtllmGenerator:
         ids, lengths = out["output_ids"], out["sequence_lengths"]
         rows = [ids[b][0][len(prompt): int(lengths[b][0])].tolist() for b, prompt in enumerate(batch)]
         if not ignore_eos:
-            rows = [row[: row.index(end_id)] if end_id in row else row for row in rows]
+            rows = cut_at_end(rows, end_id)
         return GenerationResult(rows, float("nan"), total_s, {"compute_dtype": self.compute_dtype})
