@@ -57,7 +57,7 @@ def make_checkpoint(folder: Path, shape: dict = SHAPE) -> None:
 CHILD = """
 import sys, time
 started = time.perf_counter()
-from trtflow.cmodel import convert
+from trtflow.formats.cmodel import convert
 imported = time.perf_counter()
 convert(sys.argv[1], sys.argv[2], int(sys.argv[3]), "float16", int(sys.argv[4]), progress=False)
 done = time.perf_counter()

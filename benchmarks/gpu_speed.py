@@ -25,11 +25,14 @@ sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from convert import SHAPE, make_checkpoint  # noqa: E402
-from trtflow import bench, cmodel  # noqa: E402
-from trtflow.config import normalise_build  # noqa: E402
-from trtflow.engine.torch_engine import build  # noqa: E402
-from trtflow.runtime.dist import init_distributed  # noqa: E402
-from trtflow.runtime.generator import HFGenerator, Sampling, TorchEngineGenerator  # noqa: E402
+from trtflow.backends.torch.build import build  # noqa: E402
+from trtflow.backends.torch.generator import TorchEngineGenerator  # noqa: E402
+from trtflow.flags import BuildFlags  # noqa: E402
+from trtflow.formats import cmodel  # noqa: E402
+from trtflow.generation import Sampling  # noqa: E402
+from trtflow.hf_reference import HFGenerator  # noqa: E402
+from trtflow.infra.dist import init_distributed  # noqa: E402
+from trtflow.stages import benchmark as bench  # noqa: E402
 
 CASES = [(1, 60, 20), (1, 60, 100), (64, 128, 100)]
 FLAGS = {"backend": "torch", "use_gpt_attention_plugin": "float16", "use_gemm_plugin": None,
@@ -86,7 +89,7 @@ def main() -> None:
     hf_tokens = [hf.generate([p], 20, ignore_eos=True).output_ids[0] for p in prompts]
     summary = {"device": device_name, "torch": torch.__version__, "agreement_vs_hf_fp16_20_steps": {}, "rows": []}
     for name in args.variants:
-        flags = normalise_build({**FLAGS, **VARIANTS[name]}, "float16")
+        flags = BuildFlags.from_config({**FLAGS, **VARIANTS[name]}, "float16")
         engine_dir = build(source, work / "engines" / name, flags, "0" * 10)
         engine = TorchEngineGenerator(engine_dir, dist)
         tokens = [engine.generate([p], 20, Sampling(), ignore_eos=True).output_ids[0] for p in prompts]
@@ -99,7 +102,7 @@ def main() -> None:
               flush=True)
         for case in cases:
             summary["rows"].append(record(name, engine, *case, args.num_runs,
-                                          {"backend": "torch", "cuda_graphs": flags["cuda_graphs"]}))
+                                          {"backend": "torch", "cuda_graphs": flags.cuda_graphs}))
         del engine
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

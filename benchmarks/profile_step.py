@@ -19,11 +19,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from convert import make_checkpoint  # noqa: E402
 from gpu_speed import FLAGS, VARIANTS  # noqa: E402
-from trtflow import cmodel  # noqa: E402
-from trtflow.config import normalise_build  # noqa: E402
-from trtflow.engine.torch_engine import build  # noqa: E402
-from trtflow.runtime.dist import init_distributed  # noqa: E402
-from trtflow.runtime.generator import TorchEngineGenerator  # noqa: E402
+from trtflow.backends.torch.build import build  # noqa: E402
+from trtflow.backends.torch.generator import TorchEngineGenerator  # noqa: E402
+from trtflow.flags import BuildFlags  # noqa: E402
+from trtflow.formats import cmodel  # noqa: E402
+from trtflow.infra.dist import init_distributed  # noqa: E402
 
 
 def kind(name: str) -> str:
@@ -49,7 +49,7 @@ def main() -> None:
     if not source.is_dir():
         source = cmodel.convert(work / "hf", work / "c-model", 1, "float16", processes=8, progress=False)
     engine_dir = build(source, work / "engines" / f"profile-{args.variant}",
-                       normalise_build({**FLAGS, **VARIANTS[args.variant]}, "float16"), "0" * 10)
+                       BuildFlags.from_config({**FLAGS, **VARIANTS[args.variant]}, "float16"), "0" * 10)
     engine = TorchEngineGenerator(engine_dir, init_distributed())
     prompt = [[int(t) for t in torch.randint(50257, (60,))]]
     for _ in range(3):

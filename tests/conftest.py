@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import subprocess
@@ -45,6 +46,35 @@ def tiny_gpt2_bin(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def six_head_gpt2(tmp_path_factory) -> Path:
     return make_gpt2(tmp_path_factory.mktemp("six") / "hf", n_head=6, n_embd=96)
+
+
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def validated(config: dict) -> dict:
+    from trtflow.config import validate
+
+    return validate(copy.deepcopy(config), SCHEMA)
+
+
+def engine_key(config: dict, tp: int, model: str = "demo") -> str:
+    from trtflow.flags import build_key
+
+    return build_key(validated(config), model, tp)
+
+
+def cmodel_dir(config: dict, tp: int, model: str = "demo") -> str:
+    """The c-model folder (relative to the workdir) the config asks for."""
+    from trtflow import paths
+    from trtflow.flags import convert_key
+
+    return paths.CMODEL.format(model=model, tp=tp, convert_key=convert_key(validated(config), model))
+
+
+def engine_dir(config: dict, tp: int, model: str = "demo") -> str:
+    from trtflow import paths
+
+    return paths.ENGINE.format(model=model, tp=tp, build_key=engine_key(config, tp, model))
 
 
 class Workflow:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from trtflow import cmodel, trtllm_ckpt
-from trtflow.artifact import ArtifactError, verify_manifest
-from trtflow.checkpoint import CheckpointError
+from trtflow.formats import cmodel, trtllm_ckpt
+from trtflow.formats.artifact import ArtifactError, verify_manifest
+from trtflow.formats.hf import CheckpointError
 
 
 def hf_params(folder) -> dict[str, torch.Tensor]:

@@ -7,8 +7,11 @@ import json
 
 import pytest
 from test_runtime import engine_flags
-from trtflow import bench, cmodel, gate, rouge
-from trtflow.engine.torch_engine import build
+from trtflow.backends.torch.build import build
+from trtflow.evaluation import rouge
+from trtflow.formats import cmodel
+from trtflow.stages import accuracy_gate as gate
+from trtflow.stages import benchmark as bench
 
 
 def test_rouge_matches_hand_computed_values():

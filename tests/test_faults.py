@@ -15,14 +15,16 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import ROOT, SNAKEMAKE, Workflow, copy_workflow, make_gpt2
-from trtflow import cmodel, hub
-from trtflow.artifact import ArtifactError, verify_manifest
-from trtflow.checkpoint import CheckpointError, open_checkpoint
-from trtflow.data import DatasetError, read_dataset
-from trtflow.runtime.dist import init_distributed
-from trtflow.runtime.engines import open_engine
-from trtflow.runtime.generator import EngineMismatchError
+from conftest import ROOT, SNAKEMAKE, Workflow, cmodel_dir, copy_workflow, make_gpt2
+from trtflow.engines import open_engine
+from trtflow.evaluation.datasets import DatasetError, read_dataset
+from trtflow.formats import cmodel
+from trtflow.formats.artifact import ArtifactError, verify_manifest
+from trtflow.formats.hf import CheckpointError, open_checkpoint
+from trtflow.generation import EngineMismatchError
+from trtflow.infra.dist import init_distributed
+from trtflow.stages import download_model as hub
+from trtflow.tp import SplitError
 
 # ------------------------------------------------------------------ checkpoints
 
@@ -53,12 +55,13 @@ def test_vocab_size_that_disagrees_with_the_embedding(tiny_gpt2, tmp_path):
 
 
 def test_head_count_not_divisible_by_tp(tiny_gpt2, tmp_path):
-    with pytest.raises(CheckpointError, match="n_head 4 is not divisible by tp 3"):
+    with pytest.raises(SplitError, match="has 4 attention heads, which 3 does not divide; use a tp that divides the "
+                       "head count: 1, 2, 4"):
         cmodel.convert(tiny_gpt2, tmp_path / "c", 3, progress=False)
 
 
 def test_no_free_disk_is_refused_before_writing(tiny_gpt2, tmp_path, monkeypatch):
-    import trtflow.artifact as artifact
+    import trtflow.formats.artifact as artifact
 
     monkeypatch.setattr(artifact.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 1000))
     with pytest.raises(ArtifactError, match=r"not enough free disk for .*/c/1-gpu: it needs about 1 MiB and .* has 0 MiB"):
@@ -97,8 +100,8 @@ def test_dataset_that_is_not_utf8(tmp_path):
 
 @pytest.mark.slow  # needs the trained demo tokenizer
 def test_long_article_is_truncated_from_the_left_like_summarize_py(demo_resources):
-    from trtflow.prompts import summarize_prompt
-    from trtflow.tokenizer import encode, load_tokenizer
+    from trtflow.evaluation.prompts import summarize_prompt
+    from trtflow.evaluation.tokenizer import encode, load_tokenizer
 
     tokenizer = load_tokenizer(demo_resources / "models/demo/hf")
     article = " ".join(read_dataset(demo_resources / "datasets/demo/test.jsonl")[0]["article"] for _ in range(40))
@@ -113,7 +116,7 @@ def test_long_article_is_truncated_from_the_left_like_summarize_py(demo_resource
 
 def engine_copy(tiny_gpt2, tmp_path) -> Path:
     from test_runtime import engine_flags
-    from trtflow.engine.torch_engine import build
+    from trtflow.backends.torch.build import build
 
     source = cmodel.convert(tiny_gpt2, tmp_path / "c", 1, "float32", progress=False)
     return build(source, tmp_path / "e", engine_flags(), "0" * 10)
@@ -127,7 +130,7 @@ def test_engine_config_from_tensorrt_llm(tiny_gpt2, tmp_path):
 
 
 def test_engine_of_another_format_version(tiny_gpt2, tmp_path):
-    from trtflow.artifact import write_manifest
+    from trtflow.formats.artifact import write_manifest
 
     engine = engine_copy(tiny_gpt2, tmp_path)
     config = json.loads((engine / "config.json").read_text())
@@ -171,6 +174,7 @@ def big_workflow(tmp_path, demo_resources, big_model) -> Workflow:
     config["convert"]["storage_type"] = "float32"
     config["summarize"].update({"max_ite": 3, "output_len": 8, "compare_hf": False, "rouge1_threshold": 0})
     wf.write_config(config)
+    wf.cmodel = cmodel_dir(config, 1, "big")
     return wf
 
 
@@ -201,19 +205,20 @@ def rerun_after_kill(wf: Workflow, target: str) -> None:
 
 @pytest.mark.slow
 def test_sigkill_during_conversion_then_rerun(big_workflow):
-    wf, out = big_workflow, big_workflow.path / "results/big/c-model"
+    wf = big_workflow
+    target = wf.path / wf.cmodel
     wf.run("resources/models/big/hf")
-    run_and_kill(wf, "results/big/c-model/1-gpu", lambda: bool(temps(out)))
-    assert not (out / "1-gpu").exists()  # a half-written folder never takes the output's name
-    rerun_after_kill(wf, "results/big/c-model/1-gpu")
-    assert temps(out) == []
-    verify_manifest(out / "1-gpu")
+    run_and_kill(wf, wf.cmodel, lambda: bool(temps(target.parent)))
+    assert not target.exists()  # a half-written folder never takes the output's name
+    rerun_after_kill(wf, wf.cmodel)
+    assert temps(target.parent) == []
+    verify_manifest(target)
 
 
 @pytest.mark.slow
 def test_sigkill_during_engine_build_then_rerun(big_workflow):
     wf = big_workflow
-    wf.run("results/big/c-model/1-gpu")
+    wf.run(wf.cmodel)
     engines = wf.path / "results/big/engines/tp1"
     run_and_kill(wf, "results/big/tp1/generate.json", lambda: bool(temps(engines)))
     assert [p for p in engines.iterdir() if not p.name.startswith(".")] == []
@@ -239,15 +244,15 @@ def test_sigkill_during_summarize_then_rerun(big_workflow):
 def test_second_snakemake_on_the_same_workdir_is_refused(big_workflow):
     wf = big_workflow
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    first = subprocess.Popen([SNAKEMAKE, "--cores", "2", "results/big/c-model/1-gpu"], cwd=wf.path, env=env,
+    first = subprocess.Popen([SNAKEMAKE, "--cores", "2", wf.cmodel], cwd=wf.path, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     locks = wf.path / ".snakemake" / "locks"
     deadline = time.monotonic() + 60
     while not (locks.is_dir() and any(locks.iterdir())):
         assert time.monotonic() < deadline and first.poll() is None
         time.sleep(0.01)
-    second = wf.run("results/big/c-model/1-gpu", check=False)  # the output the first run is writing
+    second = wf.run(wf.cmodel, check=False)  # the output the first run is writing
     assert second.returncode != 0
     assert "cannot be locked" in second.stdout + second.stderr
     assert first.wait(timeout=300) == 0
-    verify_manifest(wf.path / "results/big/c-model/1-gpu")
+    verify_manifest(wf.path / wf.cmodel)

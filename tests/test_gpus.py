@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, SNAKEMAKE
-from trtflow.gpus import GpuPoolError, acquire, gpu_pool
+from trtflow.infra.gpus import GpuPoolError, acquire, gpu_pool
 
 SNAKEFILE = """
 rule all:
@@ -22,7 +22,7 @@ rule gpu_job:
     output: "out/{job}.json"
     params: n=lambda wc: 2 if wc.job in ("e", "f") else 1
     resources: gpu=lambda wc: 2 if wc.job in ("e", "f") else 1
-    shell: "python -m trtflow.gpus -n {resources.gpu} -- python record.py {output}"
+    shell: "python -m trtflow.infra.gpus -n {resources.gpu} -- python record.py {output}"
 """
 RECORD = """
 import json, os, sys, time
@@ -57,7 +57,7 @@ def test_a_killed_jobs_gpus_are_reused(tmp_path):
     env = {**os.environ, "TRTFLOW_GPU_POOL": "4", "TRTFLOW_GPU_LOCK_DIR": str(tmp_path / "locks"),
            "PYTHONPATH": str(ROOT / "workflow" / "scripts")}
     env.pop("CUDA_VISIBLE_DEVICES", None)
-    holder = subprocess.Popen([sys.executable, "-m", "trtflow.gpus", "-n", "4", "--", "sleep", "60"], env=env,
+    holder = subprocess.Popen([sys.executable, "-m", "trtflow.infra.gpus", "-n", "4", "--", "sleep", "60"], env=env,
                               stderr=subprocess.PIPE, text=True)
     assert "CUDA_VISIBLE_DEVICES=0,1,2,3" in holder.stderr.readline()
     with pytest.raises(GpuPoolError, match="no 1 free GPU"):

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from trtflow import cmodel
-from trtflow.config import normalise_build
-from trtflow.engine.torch_engine import build
-from trtflow.launch import launch_command
-from trtflow.runtime.dist import init_distributed
-from trtflow.runtime.generator import EngineLimitError, EngineMismatchError, HFGenerator, TorchEngineGenerator
+from trtflow.backends.torch.build import build
+from trtflow.backends.torch.generator import TorchEngineGenerator
+from trtflow.flags import BuildFlags
+from trtflow.formats import cmodel
+from trtflow.generation import EngineLimitError, EngineMismatchError
+from trtflow.hf_reference import HFGenerator
+from trtflow.infra.dist import init_distributed
+from trtflow.infra.launch import launch_command
 
 HERE = Path(__file__).resolve().parent
 PROMPTS = [[5, 17, 300, 2, 999, 41, 7], [8] * 3 + [12, 400, 33, 90, 1, 2, 3, 4, 5, 6, 7, 8, 9], list(range(100, 130))]
@@ -34,8 +36,8 @@ VARIANTS = {  # name → flag overrides
 }
 
 
-def engine_flags(**overrides) -> dict:
-    return normalise_build({**BASE_FLAGS, **overrides}, "float32")
+def engine_flags(**overrides) -> BuildFlags:
+    return BuildFlags.from_config({**BASE_FLAGS, **overrides}, "float32")
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,7 @@ def test_tp_runtime_matches_hf(tiny_gpt2, hf_reference, tmp_path, tp):
 
 def test_variants_really_differ_in_configuration(tiny_gpt2, tmp_path):
     engines = build_engines(tiny_gpt2, tmp_path, 1)
-    runtimes = {json.dumps(json.loads((Path(e) / "config.json").read_text())["runtime"], sort_keys=True)
+    runtimes = {BuildFlags.from_json(json.loads((Path(e) / "config.json").read_text())["build"]).runtime()
                 for e in engines}
     assert len(runtimes) == len(VARIANTS)
 
@@ -86,7 +88,7 @@ def test_engine_limits_are_enforced(tiny_gpt2, tmp_path):
     with pytest.raises(EngineLimitError, match="max_output_len 40"):
         engine.generate([[1, 2]], 41)
     with pytest.raises(EngineLimitError, match="beam search"):
-        from trtflow.runtime.generator import Sampling
+        from trtflow.generation import Sampling
 
         engine.generate([[1, 2]], 4, Sampling(num_beams=2))
 
@@ -99,7 +101,7 @@ def test_world_size_mismatch_is_refused(tiny_gpt2, tmp_path):
 
 
 def test_sampling_is_seeded_and_stops_at_end_id(tiny_gpt2, tmp_path):
-    from trtflow.runtime.generator import Sampling
+    from trtflow.generation import Sampling
 
     engine = TorchEngineGenerator(build_engines(tiny_gpt2, tmp_path, 1)[0], init_distributed())
     sampling = Sampling(top_k=50, top_p=0.9, temperature=0.8, random_seed=3)
@@ -117,7 +119,7 @@ def test_sampling_is_seeded_and_stops_at_end_id(tiny_gpt2, tmp_path):
     (4, False, 2, ["MPIRUN", "-np", "4", "--oversubscribe", "PY", "-m", "m"]),
 ])
 def test_launch_command(n, root, cores, expected, monkeypatch):
-    import trtflow.launch as launch
+    import trtflow.infra.launch as launch
 
     monkeypatch.setattr(launch, "_find", lambda program: "MPIRUN" if program == "mpirun" else None)
     monkeypatch.setattr(sys, "executable", "PY")
@@ -125,7 +127,7 @@ def test_launch_command(n, root, cores, expected, monkeypatch):
 
 
 def test_launch_uses_srun_inside_a_slurm_job(monkeypatch):
-    import trtflow.launch as launch
+    import trtflow.infra.launch as launch
 
     monkeypatch.setattr(launch, "_find", lambda program: program.upper())
     monkeypatch.setattr(sys, "executable", "PY")
@@ -134,7 +136,7 @@ def test_launch_uses_srun_inside_a_slurm_job(monkeypatch):
 
 
 def test_launch_falls_back_to_torchrun_then_errors(monkeypatch):
-    import trtflow.launch as launch
+    import trtflow.infra.launch as launch
 
     monkeypatch.setattr(launch, "_find", lambda program: "TORCHRUN" if program == "torchrun" else None)
     assert launch.launch_command(2, "m", ["--x"], env={})[:3] == ["TORCHRUN", "--standalone", "--nproc-per-node=2"]

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ROOT
-from trtflow.config import normalise_build
-from trtflow.trtllm import build as trtllm_build_stage
-from trtflow.trtllm.commands import build_py, trtllm_build
+from trtflow.backends.trtllm import build as trtllm_build_stage
+from trtflow.backends.trtllm.commands import build_py, trtllm_build
+from trtflow.flags import BuildFlags
 
 DOUBLES = Path(__file__).resolve().parent / "doubles"
 BASE = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
@@ -22,7 +22,7 @@ PY, EXAMPLES, CMODEL, OUT, WORK = "PY", Path("/ex"), Path("/c/2-gpu"), Path("/ou
 
 
 def flags(**changes) -> dict:
-    return normalise_build({**BASE["build"], **changes}, "float16")
+    return BuildFlags.from_config({**BASE["build"], **changes}, "float16")
 
 
 BUILD_PY_CASES = [

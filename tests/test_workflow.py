@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import ROOT, Workflow, copy_workflow
-from trtflow import config as tfc
-from trtflow.artifact import verify_manifest
+from conftest import ROOT, Workflow, cmodel_dir, copy_workflow, engine_dir, engine_key
+from trtflow.formats.artifact import verify_manifest
 
 pytestmark = pytest.mark.slow
 
@@ -31,10 +30,6 @@ def demo_config(**build) -> dict:
                            "duration": 0}
     config["build"].update(build)
     return config
-
-
-def key_of(config: dict, tp: int, model: str = "demo") -> str:
-    return tfc.build_key(tfc.validate(copy.deepcopy(config), ROOT / "workflow/schemas/config.schema.yaml"), model, tp)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +73,7 @@ def test_demo_rouge_engine_agrees_with_hf(built):
         rouge = read(built, f"results/demo/tp{tp}/rouge.json")
         assert rouge["engine"]["rouge1"] >= 40, rouge["engine"]["rouge1"]
         assert abs(rouge["engine"]["rouge1"] - rouge["hf"]["rouge1"]) <= 0.5
-        assert rouge["dataset"]["indices"] == list(range(8)) and rouge["build_key"] == key_of(demo_config(), tp)
+        assert rouge["dataset"]["indices"] == list(range(8)) and rouge["build_key"] == engine_key(demo_config(), tp)
         assert len(rouge["engine"]["texts"]) == 8 and rouge["engine"]["output_tokens"] > 0
 
 
@@ -94,15 +89,15 @@ def test_benchmark_csv_rows(built):
     assert [(r["batch_size"], r["input_len"], r["output_len"], r["status"]) for r in rows] == [
         ("1", "16", "8", "ok"), ("2", "16", "8", "ok")]
     for row in rows:
-        assert row["tp"] == "2" and row["build_key"] == key_of(demo_config(), 2)
+        assert row["tp"] == "2" and row["build_key"] == engine_key(demo_config(), 2)
         assert float(row["tokens_per_s"]) == pytest.approx(int(row["batch_size"]) * 8 / float(row["latency_ms"]) * 1000,
                                                            rel=1e-3)
 
 
 def test_artifacts_carry_manifests_and_provenance(built):
     for tp in (1, 2):
-        verify_manifest(built.path / f"results/demo/c-model/{tp}-gpu")
-        engine = built.path / f"results/demo/engines/tp{tp}/{key_of(demo_config(), tp)}"
+        verify_manifest(built.path / cmodel_dir(demo_config(), tp))
+        engine = built.path / engine_dir(demo_config(), tp)
         manifest = verify_manifest(engine)
         assert set(manifest["files"]) == {"config.json", "PROVENANCE.json", *(f"rank{r}.safetensors" for r in range(tp))}
         provenance = json.loads((engine / "PROVENANCE.json").read_text())
@@ -113,11 +108,11 @@ def test_artifacts_carry_manifests_and_provenance(built):
 def test_untrained_model_scores_far_below_the_trained_one(demo_resources):
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
-    from trtflow.data import read_dataset
-    from trtflow.prompts import summarize_prompt
-    from trtflow.rouge import aggregate
-    from trtflow.runtime.generator import HFGenerator
-    from trtflow.tokenizer import encode, load_tokenizer
+    from trtflow.evaluation.datasets import read_dataset
+    from trtflow.evaluation.prompts import summarize_prompt
+    from trtflow.evaluation.rouge import aggregate
+    from trtflow.evaluation.tokenizer import encode, load_tokenizer
+    from trtflow.hf_reference import HFGenerator
 
     hf_dir = demo_resources / "models/demo/hf"
     torch.manual_seed(0)
@@ -131,8 +126,9 @@ def test_untrained_model_scores_far_below_the_trained_one(demo_resources):
 
 
 def test_demo_model_and_dataset_are_byte_identical_across_runs(tmp_path, demo_resources):
-    from trtflow import demo_data
-    from trtflow.demo_model import DemoRecipe, build_demo_model
+    from trtflow.demo_recipe import DemoRecipe
+    from trtflow.stages import demo_dataset as demo_data
+    from trtflow.stages.demo_model import build_demo_model
 
     for run in ("a", "b"):
         demo_data.main(["--out-dir", str(tmp_path / run / "data"), "--train", "200", "--test", "20"])
@@ -158,7 +154,7 @@ def test_flag_change_reruns_engine_and_below_for_every_tp(built, tmp_path):
     jobs = clone(built, tmp_path).planned_jobs(config=demo_config(remove_input_padding=False))
     assert rules_by_tp(jobs) == {(r, tp) for r in PER_TP_RERUN for tp in ("1", "2")} | {("report_html", "")}
     new_keys = {w["build_key"] for r, w in jobs if r == "build_engine"}
-    assert new_keys == {key_of(demo_config(remove_input_padding=False), tp) for tp in (1, 2)}
+    assert new_keys == {engine_key(demo_config(remove_input_padding=False), tp) for tp in (1, 2)}
 
 
 def test_storage_type_change_reconverts_but_never_retrains(built, tmp_path):
@@ -178,12 +174,12 @@ def test_adding_tp4_runs_only_the_tp4_chain(built, tmp_path):
 
 def test_switching_back_reuses_the_earlier_engine(built, tmp_path):
     wf = clone(built, tmp_path)
-    first_key = key_of(demo_config(), 1)
+    first_key = engine_key(demo_config(), 1)
     engine = wf.path / f"results/demo/engines/tp1/{first_key}"
     engine_mtime = engine.stat().st_mtime
     wf.write_config(demo_config(paged_kv_cache=True))
     wf.run("results/demo/tp1/generate.json")
-    paged_key = key_of(demo_config(paged_kv_cache=True), 1)
+    paged_key = engine_key(demo_config(paged_kv_cache=True), 1)
     assert read(wf, "results/demo/tp1/generate.json")["build_key"] == paged_key
     wf.write_config(demo_config())
     jobs = wf.planned_jobs("results/demo/tp1/generate.json")
@@ -193,17 +189,40 @@ def test_switching_back_reuses_the_earlier_engine(built, tmp_path):
     assert engine.stat().st_mtime == engine_mtime
 
 
+def test_trtllm_settings_do_not_touch_torch_engines(built, tmp_path):
+    config = demo_config()
+    config["trtllm"] = {"flow": "1.2", "examples_dir": "/opt/TensorRT-LLM/examples"}
+    assert clone(built, tmp_path).planned_jobs(config=config) == []
+
+
+def test_switching_storage_type_back_reuses_the_converted_folder_and_engine(built, tmp_path):
+    wf = clone(built, tmp_path)
+    first_cmodel, first_engine = wf.path / cmodel_dir(demo_config(), 1), wf.path / engine_dir(demo_config(), 1)
+    mtimes = (first_cmodel.stat().st_mtime, first_engine.stat().st_mtime)
+    fp32 = demo_config()
+    fp32["convert"]["storage_type"] = "float32"
+    wf.write_config(fp32)
+    wf.run("results/demo/tp1/generate.json")
+    assert (wf.path / cmodel_dir(fp32, 1)).is_dir() and cmodel_dir(fp32, 1) != cmodel_dir(demo_config(), 1)
+    assert read(wf, "results/demo/tp1/generate.json")["build_key"] == engine_key(fp32, 1)
+    wf.write_config(demo_config())
+    assert [rule for rule, _ in wf.planned_jobs("results/demo/tp1/generate.json")] == ["generate"]
+    wf.run("results/demo/tp1/generate.json")
+    assert read(wf, "results/demo/tp1/generate.json")["build_key"] == engine_key(demo_config(), 1)
+    assert (first_cmodel.stat().st_mtime, first_engine.stat().st_mtime) == mtimes
+
+
 def test_failed_build_after_a_flag_change_is_not_lost(built, tmp_path):
     """Snakemake alone can record the new params for a failed job and then report nothing to do."""
     wf = clone(built, tmp_path)
-    shard = wf.path / "results/demo/c-model/1-gpu/model.layers.0.mlp.dense_h_to_4h.weight.0.bin"
+    shard = wf.path / cmodel_dir(demo_config(), 1) / "model.layers.0.mlp.dense_h_to_4h.weight.0.bin"
     good = shard.read_bytes()
     shard.write_bytes(good[:-64])  # a damaged input makes the build fail
     wf.write_config(demo_config(use_gpt_attention_plugin=None))
     proc = wf.run("results/demo/tp1/generate.json", check=False)
     assert proc.returncode != 0
     assert "truncated or modified" in proc.stdout + proc.stderr
-    new_key = key_of(demo_config(use_gpt_attention_plugin=None), 1)
+    new_key = engine_key(demo_config(use_gpt_attention_plugin=None), 1)
     assert not (wf.path / f"results/demo/engines/tp1/{new_key}").exists()
     assert not list((wf.path / "results/demo/engines/tp1").glob(".*tmp*"))
     shard.write_bytes(good)  # fixed
@@ -213,7 +232,7 @@ def test_failed_build_after_a_flag_change_is_not_lost(built, tmp_path):
 
 def test_comment_edits_and_config_reformatting_rebuild_nothing(built, tmp_path):
     wf = clone(built, tmp_path)
-    helper = wf.path / "workflow/scripts/trtflow/workflow_support.py"
+    helper = wf.path / "workflow/scripts/trtflow/dag.py"
     helper.write_text(helper.read_text() + "\n# a comment that changes nothing\n")
     common = wf.path / "workflow/rules/common.smk"
     common.write_text("# reviewed\n" + common.read_text())
@@ -233,8 +252,8 @@ def test_two_clean_workdirs_give_identical_bytes(tmp_path, demo_resources):
         wf.write_config(config)
         wf.run("results/demo/tp2/generate.json")
         outputs.append(wf.path)
-    key = key_of(demo_config(), 2)
-    for rel_dir in ("results/demo/c-model/2-gpu", f"results/demo/engines/tp2/{key}"):
+    key = engine_key(demo_config(), 2)
+    for rel_dir in (cmodel_dir(demo_config(), 2), f"results/demo/engines/tp2/{key}"):
         one, two = outputs[0] / rel_dir, outputs[1] / rel_dir
         names = sorted(p.name for p in one.iterdir() if p.name != "PROVENANCE.json" and p.name != "MANIFEST.json")
         assert names == sorted(p.name for p in two.iterdir() if p.name not in ("PROVENANCE.json", "MANIFEST.json"))
@@ -247,10 +266,11 @@ def test_two_clean_workdirs_give_identical_bytes(tmp_path, demo_resources):
 def test_an_engine_with_shuffled_weights_fails_the_gate(built, tmp_path):
     """A real summarize run of a damaged engine, then the gate: it must fail, naming the reason."""
     from safetensors.torch import load_file, save_file
-    from trtflow import gate, summarize
-    from trtflow.artifact import write_manifest
+    from trtflow.formats.artifact import write_manifest
+    from trtflow.stages import accuracy_gate as gate
+    from trtflow.stages import summarize
 
-    good = built.path / f"results/demo/engines/tp1/{key_of(demo_config(), 1)}"
+    good = built.path / f"results/demo/engines/tp1/{engine_key(demo_config(), 1)}"
     bad = tmp_path / "shuffled"
     shutil.copytree(good, bad)
     weights = load_file(bad / "rank0.safetensors")
@@ -273,17 +293,17 @@ def test_an_engine_with_shuffled_weights_fails_the_gate(built, tmp_path):
 
 
 def test_prune_lists_and_removes_only_stale_engines(built, tmp_path, capsys):
-    from trtflow import prune
+    from trtflow.stages import prune
 
     wf = clone(built, tmp_path)
     engines = wf.path / "results/demo/engines"
     stale = engines / "tp1" / "0123456789"
-    shutil.copytree(engines / "tp1" / key_of(demo_config(), 1), stale)
+    shutil.copytree(engines / "tp1" / engine_key(demo_config(), 1), stale)
     args = ["--config", str(wf.path / "config/config.yaml"), "--results", str(wf.path / "results")]
     prune.main(args)
     assert f"stale {stale}" in capsys.readouterr().out and stale.exists()
     prune.main([*args, "--delete"])
     assert not stale.exists()
     for tp in (1, 2):
-        assert (engines / f"tp{tp}" / key_of(demo_config(), tp)).is_dir()
+        assert (engines / f"tp{tp}" / engine_key(demo_config(), tp)).is_dir()
     assert wf.run("-n").stdout.count("Nothing to be done") == 1

@@ -1,6 +1,6 @@
 """Run under the launcher (one process per rank): logits and greedy tokens of engines, for the tests.
 
-    python -m trtflow.launch -n TP tests/tp_check.py OUT.json PROMPTS.json ENGINE_DIR [ENGINE_DIR …]
+    python -m trtflow.infra.launch -n TP tests/tp_check.py OUT.json PROMPTS.json ENGINE_DIR [ENGINE_DIR …]
 """
 
 import json
@@ -9,8 +9,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
 
-from trtflow.runtime.dist import init_distributed, shutdown  # noqa: E402
-from trtflow.runtime.generator import TorchEngineGenerator  # noqa: E402
+from trtflow.backends.torch.generator import TorchEngineGenerator  # noqa: E402
+from trtflow.infra.dist import init_distributed, shutdown  # noqa: E402
 
 
 def main() -> None:

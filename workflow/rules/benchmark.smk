@@ -3,7 +3,7 @@ rule benchmark:
         engine=get_engine_dir,
     output:
         report(
-            "results/{model}/tp{tp}/benchmark.csv",
+            paths.BENCHMARK,
             caption="../report/benchmark.rst",
             category="Speed",
             labels={"model": "{model}", "tp": "{tp}", "kind": "table"},
@@ -11,8 +11,9 @@ rule benchmark:
     params:
         build_key=get_build_key,
         args=benchmark_args(config["benchmark"]),
+        launch=launcher(rank_count),
     resources:
-        gpu=gpu_count,
+        gpu=rank_count,
         tasks=rank_tasks,
         tasks_per_gpu=tasks_per_gpu,
         mpi=mpi_launcher,
@@ -23,17 +24,16 @@ rule benchmark:
     log:
         "logs/benchmark/{model}/tp{tp}.log",
     shell:
-        "python -m trtflow.gpus -n {resources.gpu} --"
-        " python -m trtflow.launch -n {wildcards.tp} trtflow.bench --engine-dir {input.engine}"
-        " --model {wildcards.model} {params.args} --out {output} > {log} 2>&1"
+        "{params.launch} trtflow.stages.benchmark --engine-dir {input.engine:q} --model {wildcards.model}"
+        " {params.args} --out {output:q} > {log:q} 2>&1"
 
 
 rule benchmark_plot:
     input:
-        "results/{model}/tp{tp}/benchmark.csv",
+        rules.benchmark.output[0],
     output:
         report(
-            "results/{model}/tp{tp}/benchmark.png",
+            paths.BENCHMARK_PLOT,
             caption="../report/benchmark.rst",
             category="Speed",
             labels={"model": "{model}", "tp": "{tp}", "kind": "plot"},
@@ -44,4 +44,4 @@ rule benchmark_plot:
     log:
         "logs/benchmark/{model}/tp{tp}-plot.log",
     shell:
-        "python -m trtflow.report plot --csv {input} --out {output} > {log} 2>&1"
+        "python -m trtflow.stages.report plot --csv {input:q} --out {output:q} > {log:q} 2>&1"

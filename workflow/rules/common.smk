@@ -5,9 +5,12 @@ SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
 from trtflow import config as tfc  # noqa: E402
-from trtflow.workflow_support import (  # noqa: E402
+from trtflow import flags as tff  # noqa: E402
+from trtflow import paths  # noqa: E402
+from trtflow.dag import (  # noqa: E402
     benchmark_args,
     dataset_file,
+    final_outputs,
     generate_args,
     hub_args,
     known_model_config,
@@ -37,57 +40,79 @@ wildcard_constraints:
     model=model_regex(config["models"]),
     tp=r"[1-9]\d*",
     build_key=r"[0-9a-f]{10}",
+    convert_key=r"[0-9a-f]{10}",
 
 
 TRTLLM = config["build"]["backend"] == "trtllm"
+FLOW = config["trtllm"]["flow"]
+
+
+def launcher(ranks):
+    """The one command every job that runs an engine (or builds one on GPUs) starts through: it holds the
+    job's `gpu` resources and starts `ranks(wildcards)` ranks of the stage module that follows."""
+
+    def command(wildcards, resources):
+        return f"python -m trtflow.infra.launch --gpus {resources.gpu} -n {ranks(wildcards)}"
+
+    return command
+
 
 
 def get_hf_dir(wildcards):
-    return f"resources/models/{wildcards.model}/hf"
+    return paths.HF_DIR.format(model=wildcards.model)
+
+
+def get_convert_key(wildcards):
+    return tff.convert_key(config, wildcards.model)
 
 
 def get_build_key(wildcards):
-    return tfc.build_key(config, wildcards.model, int(wildcards.tp))
+    return tff.build_key(config, wildcards.model, int(wildcards.tp))
 
 
 def get_engine_dir(wildcards):
-    return f"results/{wildcards.model}/engines/tp{wildcards.tp}/{get_build_key(wildcards)}"
+    return paths.ENGINE.format(model=wildcards.model, tp=wildcards.tp, build_key=get_build_key(wildcards))
 
 
 def get_engine_source(wildcards):
-    if TRTLLM and config["trtllm"]["flow"] == "1.2":
-        return f"results/{wildcards.model}/trtllm-ckpt/tp{wildcards.tp}"
-    return f"results/{wildcards.model}/c-model/{wildcards.tp}-gpu"
+    template = paths.TRTLLM_CKPT if TRTLLM and FLOW == "1.2" else paths.CMODEL
+    return template.format(model=wildcards.model, tp=wildcards.tp, convert_key=get_convert_key(wildcards))
+
+
+def _refuse_stale_key(wildcards, name, current):
+    if getattr(wildcards, name) != current:
+        raise WorkflowError(
+            f"{name} {getattr(wildcards, name)} does not match the current config (key {current}); request "
+            f"{paths.RUN.format(model=wildcards.model, tp=wildcards.tp)}/… targets, which follow the config"
+        )
 
 
 def get_build_flags(wildcards):
     """The flags of the current config; refuses to rebuild an engine folder under a stale key."""
-    current = get_build_key(wildcards)
-    if wildcards.build_key != current:
-        raise WorkflowError(
-            f"engine key {wildcards.build_key} does not match the current config (key {current}); "
-            f"request results/{wildcards.model}/tp{wildcards.tp}/… targets, which follow the config"
-        )
-    return tfc.canonical(
-        tfc.normalise_build(config["build"], config["convert"]["storage_type"])
-    )
+    _refuse_stale_key(wildcards, "build_key", get_build_key(wildcards))
+    return tff.build_flags(config).canonical()
+
+
+def get_storage_type(wildcards):
+    """The current dtype; refuses to reconvert a folder under a stale key."""
+    _refuse_stale_key(wildcards, "convert_key", get_convert_key(wildcards))
+    return config["convert"]["storage_type"]
 
 
 # trtllm rules run in NVIDIA's TensorRT-LLM v0.8.0 image under `--sdm apptainer --apptainer-args "--nv"`;
 # the torch backend needs no container.
 TRTLLM_CONTAINER = (
     "docker://nvcr.io/nvidia/tritonserver:24.02-trtllm-python-py3"
-    if TRTLLM and config["trtllm"]["flow"] == "0.8"
+    if TRTLLM and FLOW == "0.8"
     else None
 )
 
-
 # The software stack of the rules that run an engine: the torch env, or the TensorRT-LLM flow's.
-ENGINE_ENV = (
-    f"../../envs/trtllm-{config['trtllm']['flow']}.yaml"
-    if TRTLLM
-    else "../../envs/torch.yaml"
-)
+ENGINE_ENV = f"../../envs/trtllm-{FLOW}.yaml" if TRTLLM else "../../envs/torch.yaml"
+
+# The trtllm settings reach the build only for the trtllm backend, so editing them never touches
+# a torch engine.
+TRTLLM_SETTINGS = tff.canonical(config["trtllm"]) if TRTLLM else "{}"
 
 
 def get_build_gpus(wildcards):
@@ -99,9 +124,13 @@ def get_dataset_file(wildcards):
     return dataset_file(config["summarize"]["dataset"])
 
 
+def one_rank(wildcards):
+    return 1
+
+
 # GPU jobs: gpu = tp; tp > 1 also tasks = tp, one task per GPU and an MPI launcher; tp 1 none of
 # these (the slurm executor rejects MPI jobs with one task). Returning None unsets a resource.
-def gpu_count(wildcards):
+def rank_count(wildcards):
     return int(wildcards.tp)
 
 
@@ -118,16 +147,4 @@ def mpi_launcher(wildcards):
 
 
 def get_final_output():
-    targets = []
-    for model in config["targets"]:
-        for tp in config["tp"]:
-            for name in (
-                "generate.json",
-                "rouge.json",
-                "accuracy.ok",
-                "benchmark.csv",
-                "benchmark.png",
-            ):
-                targets.append(f"results/{model}/tp{tp}/{name}")
-    targets.append("results/report.html")
-    return targets
+    return final_outputs(config)

@@ -2,33 +2,33 @@ rule convert_cmodel:
     input:
         get_hf_dir,
     output:
-        directory("results/{model}/c-model/{tp}-gpu"),
+        directory(paths.CMODEL),
     params:
-        storage_type=config["convert"]["storage_type"],
-        out_root=lambda wc: f"results/{wc.model}/c-model",
+        storage_type=get_storage_type,
+        out_root=lambda wc: paths.CMODEL_ROOT.format(model=wc.model, convert_key=wc.convert_key),
     threads: config["convert"]["processes"]
     conda:
         "../../envs/torch.yaml"
     log:
-        "logs/convert/{model}/c-model-tp{tp}.log",
+        "logs/convert/{model}/c-model-{convert_key}-tp{tp}.log",
     benchmark:
-        "logs/benchmarks/convert/{model}/c-model-tp{tp}.tsv"
+        "logs/benchmarks/convert/{model}/c-model-{convert_key}-tp{tp}.tsv"
     shell:
-        "python -m trtflow.cmodel -i {input} -o {params.out_root} -tp {wildcards.tp}"
-        " -t {params.storage_type} -p {threads} > {log} 2>&1"
+        "python -m trtflow.stages.convert_cmodel -i {input:q} -o {params.out_root:q} -tp {wildcards.tp}"
+        " -t {params.storage_type} -p {threads} > {log:q} 2>&1"
 
 
 rule convert_trtllm_checkpoint:
     input:
         get_hf_dir,
     output:
-        directory("results/{model}/trtllm-ckpt/tp{tp}"),
+        directory(paths.TRTLLM_CKPT),
     params:
-        dtype=config["convert"]["storage_type"],
+        dtype=get_storage_type,
     conda:
         "../../envs/torch.yaml"
     log:
-        "logs/convert/{model}/trtllm-ckpt-tp{tp}.log",
+        "logs/convert/{model}/trtllm-ckpt-{convert_key}-tp{tp}.log",
     shell:
-        "python -m trtflow.trtllm_ckpt --model_dir {input} --output_dir {output}"
-        " --tp_size {wildcards.tp} --dtype {params.dtype} > {log} 2>&1"
+        "python -m trtflow.stages.convert_trtllm_checkpoint --model_dir {input:q} --output_dir {output:q}"
+        " --tp_size {wildcards.tp} --dtype {params.dtype} > {log:q} 2>&1"

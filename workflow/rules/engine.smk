@@ -2,11 +2,11 @@ rule build_engine:
     input:
         source=get_engine_source,
     output:
-        directory("results/{model}/engines/tp{tp}/{build_key}"),
+        directory(paths.ENGINE),
     params:
         flags=get_build_flags,
-        backend=config["build"]["backend"],
-        trtllm=tfc.canonical(config["trtllm"]),
+        trtllm=TRTLLM_SETTINGS,
+        launch=launcher(one_rank),
     resources:
         gpu=get_build_gpus,
     container:
@@ -18,7 +18,5 @@ rule build_engine:
     benchmark:
         "logs/benchmarks/engine/{model}/tp{tp}-{build_key}.tsv"
     shell:
-        "python -m trtflow.gpus -n {resources.gpu} --"
-        " python -m trtflow.build_engine --backend {params.backend} --source-dir {input.source}"
-        " --out-dir {output} --flags {params.flags:q} --build-key {wildcards.build_key}"
-        " --trtllm {params.trtllm:q} > {log} 2>&1"
+        "{params.launch} trtflow.stages.build_engine --source-dir {input.source:q} --out-dir {output:q}"
+        " --flags {params.flags:q} --build-key {wildcards.build_key} --trtllm {params.trtllm:q} > {log:q} 2>&1"

@@ -3,12 +3,13 @@ rule generate:
         engine=get_engine_dir,
         hf=get_hf_dir,
     output:
-        "results/{model}/tp{tp}/generate.json",
+        paths.GENERATE,
     params:
         build_key=get_build_key,
         args=generate_args(config["generate"]),
+        launch=launcher(rank_count),
     resources:
-        gpu=gpu_count,
+        gpu=rank_count,
         tasks=rank_tasks,
         tasks_per_gpu=tasks_per_gpu,
         mpi=mpi_launcher,
@@ -19,10 +20,8 @@ rule generate:
     log:
         "logs/generate/{model}/tp{tp}.log",
     shell:
-        "python -m trtflow.gpus -n {resources.gpu} --"
-        " python -m trtflow.launch -n {wildcards.tp} trtflow.generate --engine-dir {input.engine}"
-        " --tokenizer-dir {input.hf} {params.args} --build-key {params.build_key}"
-        " --out {output} > {log} 2>&1"
+        "{params.launch} trtflow.stages.generate --engine-dir {input.engine:q} --tokenizer-dir {input.hf:q}"
+        " {params.args} --build-key {params.build_key} --out {output:q} > {log:q} 2>&1"
 
 
 rule summarize:
@@ -32,7 +31,7 @@ rule summarize:
         dataset=get_dataset_file,
     output:
         report(
-            "results/{model}/tp{tp}/rouge.json",
+            paths.ROUGE,
             caption="../report/rouge.rst",
             category="Accuracy",
             labels={"model": "{model}", "tp": "{tp}"},
@@ -40,8 +39,9 @@ rule summarize:
     params:
         build_key=get_build_key,
         args=summarize_args(config["summarize"]),
+        launch=launcher(rank_count),
     resources:
-        gpu=gpu_count,
+        gpu=rank_count,
         tasks=rank_tasks,
         tasks_per_gpu=tasks_per_gpu,
         mpi=mpi_launcher,
@@ -54,17 +54,16 @@ rule summarize:
     benchmark:
         "logs/benchmarks/summarize/{model}/tp{tp}.tsv"
     shell:
-        "python -m trtflow.gpus -n {resources.gpu} --"
-        " python -m trtflow.launch -n {wildcards.tp} trtflow.summarize --engine-dir {input.engine}"
-        " --hf-model-dir {input.hf} --dataset-file {input.dataset} {params.args}"
-        " --build-key {params.build_key} --out {output} > {log} 2>&1"
+        "{params.launch} trtflow.stages.summarize --engine-dir {input.engine:q} --hf-model-dir {input.hf:q}"
+        " --dataset-file {input.dataset:q} {params.args} --build-key {params.build_key} --out {output:q}"
+        " > {log:q} 2>&1"
 
 
 rule accuracy_gate:
     input:
-        "results/{model}/tp{tp}/rouge.json",
+        rules.summarize.output[0],
     output:
-        "results/{model}/tp{tp}/accuracy.ok",
+        paths.GATE,
     params:
         threshold=config["summarize"]["rouge1_threshold"],
         k=config["summarize"]["max_se_below_hf"],
@@ -74,5 +73,5 @@ rule accuracy_gate:
     log:
         "logs/gate/{model}/tp{tp}.log",
     shell:
-        "python -m trtflow.gate --rouge {input} --threshold {params.threshold} --k {params.k}"
-        " --out {output} > {log} 2>&1"
+        "python -m trtflow.stages.accuracy_gate --rouge {input:q} --threshold {params.threshold} --k {params.k}"
+        " --out {output:q} > {log:q} 2>&1"

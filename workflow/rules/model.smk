@@ -1,18 +1,20 @@
 rule demo_dataset:
     output:
-        train="resources/datasets/demo/train.jsonl",
-        test="resources/datasets/demo/test.jsonl",
+        train=paths.DEMO_TRAIN,
+        test=paths.DEMO_TEST,
+    params:
+        out_dir=lambda wildcards, output: Path(output.train).parent,
     conda:
         "../../envs/torch.yaml"
     log:
         "logs/datasets/demo.log",
     shell:
-        "python -m trtflow.demo_data --out-dir resources/datasets/demo > {log} 2>&1"
+        "python -m trtflow.stages.demo_dataset --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
 rule cnn_dailymail_dataset:
     output:
-        "resources/datasets/cnn_dailymail/test.jsonl",
+        paths.DATASET.format(dataset="cnn_dailymail"),
     localrule: True
     resources:
         hf_hub=1,
@@ -21,18 +23,18 @@ rule cnn_dailymail_dataset:
     log:
         "logs/datasets/cnn_dailymail.log",
     shell:
-        "python -m trtflow.datasets_hub --out {output} > {log} 2>&1"
+        "python -m trtflow.stages.cnn_dailymail_dataset --out {output:q} > {log:q} 2>&1"
 
 
 rule demo_model:
     input:
-        train="resources/datasets/demo/train.jsonl",
+        train=rules.demo_dataset.output.train,
     output:
-        directory("resources/models/{model}/hf"),
+        directory(paths.HF_DIR),
     wildcard_constraints:
         model=names_with_source(config["models"], ("demo",)),
     params:
-        recipe=lambda wc: tfc.canonical(config["models"][wc.model].get("recipe") or {}),
+        recipe=lambda wc: tff.canonical(config["models"][wc.model].get("recipe") or {}),
     threads: 2
     conda:
         "../../envs/torch.yaml"
@@ -41,13 +43,13 @@ rule demo_model:
     benchmark:
         "logs/benchmarks/models/{model}.tsv"
     shell:
-        "python -m trtflow.demo_model --train-file {input.train} --out-dir {output}"
-        " --recipe {params.recipe:q} > {log} 2>&1"
+        "python -m trtflow.stages.demo_model --train-file {input.train:q} --out-dir {output:q}"
+        " --recipe {params.recipe:q} > {log:q} 2>&1"
 
 
 rule download_model:
     output:
-        directory("resources/models/{model}/hf"),
+        directory(paths.HF_DIR),
     wildcard_constraints:
         model=names_with_source(config["models"], ("hf", "local")),
     params:
@@ -60,4 +62,4 @@ rule download_model:
     log:
         "logs/models/{model}.log",
     shell:
-        "python -m trtflow.hub {params.source} --out-dir {output} > {log} 2>&1"
+        "python -m trtflow.stages.download_model {params.source} --out-dir {output:q} > {log:q} 2>&1"

@@ -2,13 +2,13 @@ rule report_html:
     input:
         report_inputs(config),
     output:
-        report("results/report.html", caption="../report/report.rst", category="Report"),
+        report(paths.REPORT, caption="../report/report.rst", category="Report"),
     params:
-        runs=tfc.canonical(report_runs(config)),
+        runs=tff.canonical(report_runs(config)),
     localrule: True
     conda:
         "../../envs/torch.yaml"
     log:
         "logs/report.log",
     shell:
-        "python -m trtflow.report html --runs {params.runs:q} --out {output} > {log} 2>&1"
+        "python -m trtflow.stages.report html --runs {params.runs:q} --out {output:q} > {log:q} 2>&1"

@@ -1,4 +1,4 @@
-"""Config validation, normalised build flags and the build key.
+"""Config validation: the schema (filling defaults), then the cross-field rules.
 
 `validate` runs when the workflow is parsed, before any job: the JSON schema (which also fills
 defaults), then the cross-field flag rules of the seed recipe. Every rejection is a `ConfigError`
@@ -7,7 +7,6 @@ naming the key, the bad value and the fix.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -15,9 +14,10 @@ from typing import Any
 
 import yaml
 
+from .tp import SplitError, check_divisible
+
+SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-TORCH_BACKEND_VERSION = "torch-runtime-1"
-DTYPES = ("float16", "float32", "bfloat16")
 
 
 class ConfigError(ValueError):
@@ -111,7 +111,7 @@ def _check_models(config: dict) -> None:
         if source == "demo":
             from dataclasses import fields
 
-            from .demo_model import DemoRecipe
+            from .demo_recipe import DemoRecipe
 
             known = {f.name for f in fields(DemoRecipe)}
             for key in sorted(set(spec.get("recipe") or {}) - known):
@@ -149,7 +149,7 @@ def _check_build(build: dict) -> None:
         _fail("build.tokens_per_block", tpb, "must be >= 128 with context FMHA (build.py)", "use 128 or more")
 
 
-def validate(config: dict, schema_path: str | Path) -> dict:
+def validate(config: dict, schema_path: str | Path = SCHEMA) -> dict:
     """Schema (filling defaults) and cross-field rules; returns the same dict, completed."""
     check_schema(config, schema_path)
     _check_models(config)
@@ -160,72 +160,15 @@ def validate(config: dict, schema_path: str | Path) -> dict:
 
 def check_model_fits(config: dict, model: str, hf_config: dict, where: str = "config.json") -> None:
     """Rules that need the checkpoint's dimensions: tp divides heads, lengths fit positions."""
-    heads = hf_config["n_head"]
     for tp in config["tp"]:
-        if heads % tp:
-            _fail("tp", tp, f"model `{model}` has {heads} attention heads ({where}), which {tp} does not "
-                  "divide", "use a tp that divides the head count: " +
-                  ", ".join(str(d) for d in range(1, heads + 1) if heads % d == 0))
+        try:
+            check_divisible(hf_config["n_head"], tp, f"model `{model}`")
+        except SplitError as err:
+            problem, fix = str(err).split("; ", 1)
+            _fail("tp", tp, f"{problem} ({where})", fix)
     build = config["build"]
     total = build["max_input_len"] + build["max_output_len"]
     if total > hf_config["n_positions"]:
         _fail("build.max_input_len", build["max_input_len"], f"max_input_len + max_output_len = {total} "
               f"exceeds model `{model}`'s n_positions {hf_config['n_positions']} ({where})",
               "lower build.max_input_len or build.max_output_len")
-
-
-# --------------------------------------------------------------------------- normalisation and keys
-
-
-def normalise_build(build: dict, engine_dtype: str) -> dict:
-    """The build flags as they take effect (build.py's implications applied, plugin dtypes explicit)."""
-    flags = dict(build)
-    for plugin in ("use_gpt_attention_plugin", "use_gemm_plugin"):
-        if flags[plugin] in (False, None):
-            flags[plugin] = None
-        elif flags[plugin] is True:
-            flags[plugin] = engine_dtype
-    if flags["use_inflight_batching"]:
-        flags["use_gpt_attention_plugin"] = flags["use_gpt_attention_plugin"] or "float16"
-        flags["remove_input_padding"] = True
-        flags["paged_kv_cache"] = True
-    if flags["enable_context_fmha_fp32_acc"]:
-        flags["enable_context_fmha"] = False
-    if not flags["paged_kv_cache"]:
-        flags["tokens_per_block"] = None
-    return dict(sorted(flags.items()))
-
-
-def model_identity(spec: dict) -> dict:
-    """What identifies a model's checkpoint bytes, known before anything is downloaded."""
-    if spec["source"] == "hf":
-        return {"source": "hf", "repo_id": spec["repo_id"], "revision": spec.get("revision", "main")}
-    if spec["source"] == "local":
-        return {"source": "local", "path": str(Path(spec["path"]).expanduser().resolve())}
-    return {"source": "demo", "recipe": dict(sorted((spec.get("recipe") or {}).items()))}
-
-
-def backend_version(config: dict) -> str:
-    if config["build"]["backend"] == "trtllm":
-        return f"tensorrt_llm-{config['trtllm']['flow']}"
-    return TORCH_BACKEND_VERSION
-
-
-def build_key(config: dict, model: str, tp: int) -> str:
-    """Short stable hash of everything that changes the engine bytes."""
-    storage = config["convert"]["storage_type"]
-    ident = {
-        "backend": config["build"]["backend"],
-        "backend_version": backend_version(config),
-        "build": normalise_build(config["build"], storage),
-        "model": model_identity(config["models"][model]),
-        "storage_type": storage,
-        "tp": int(tp),
-    }
-    blob = json.dumps(ident, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:10]
-
-
-def canonical(obj: Any) -> str:
-    """One canonical string for a group of settings passed to a rule as a single param."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))

@@ -1,0 +1,95 @@
+"""Build a torch-backend engine: c-model shards → per-rank weights in the runtime's layout.
+
+results/{model}/engines/tp{tp}/{build_key}/ holds config.json, rank{r}.safetensors and PROVENANCE.json
+(plus MANIFEST.json). config.json records the normalised build flags once; the runtime derives its
+options from them (`BuildFlags.runtime`). The weight files depend only on the c-model, so the same
+inputs give the same bytes on any machine.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from ... import tp as tensor_parallel
+from ...flags import TORCH_BACKEND_VERSION, BuildFlags
+from ...formats.artifact import atomic_dir
+from ...formats.cmodel import load_cmodel
+from ...formats.provenance import provenance
+from ...gpt2 import token_ids
+
+FORMAT_VERSION = 2
+
+# HF names inside `transformer.h.{i}.` / whole-model HF names → engine names.
+LAYER_NAMES = {"ln_1": "ln_1", "attn.c_attn": "qkv", "attn.c_proj": "dense", "ln_2": "ln_2", "mlp.c_fc": "fc",
+               "mlp.c_proj": "proj"}
+GLOBAL_NAMES = {"transformer.wte.weight": "wte", "transformer.wpe.weight": "wpe",
+                "transformer.ln_f.weight": "ln_f.weight", "transformer.ln_f.bias": "ln_f.bias",
+                "lm_head.weight": "lm_head.weight"}
+
+# What each build flag means for this backend; flags absent here are honoured by the runtime.
+NOT_APPLICABLE = {
+    "use_gemm_plugin": "matmuls always go through torch (cuBLAS / CPU BLAS)",
+    "enable_context_fmha": "scaled_dot_product_attention picks its own fused kernel",
+    "enable_context_fmha_fp32_acc": "scaled_dot_product_attention picks its own fused kernel",
+    "use_inflight_batching": "batches are static; its implications (plugin, padding removal, paged KV) apply",
+}
+
+
+def not_applicable(flags: BuildFlags) -> dict[str, str]:
+    notes = {k: v for k, v in NOT_APPLICABLE.items() if getattr(flags, k)}
+    if flags.cuda_graphs and flags.paged_kv_cache:
+        notes["cuda_graphs"] = "graphs need the static contiguous KV cache; paged engines decode eagerly"
+    if flags.torch_compile and not flags.cuda_graphs:
+        notes["torch_compile"] = "compiles the graph-captured decode step; has no effect without cuda_graphs"
+    return notes
+
+
+def engine_name(hf_name: str) -> str:
+    if hf_name in GLOBAL_NAMES:
+        return GLOBAL_NAMES[hf_name]
+    _, _, layer, suffix = hf_name.split(".", 3)
+    module, part = suffix.rsplit(".", 1)
+    return f"layers.{layer}.{LAYER_NAMES[module]}.{part}"
+
+
+def runtime_layout(shards: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """One rank's c-model shards (Conv1D layout) → engine names, [out, in] linears, QKV rows Q|K|V."""
+    out = {}
+    for hf_name, local in shards.items():
+        out[engine_name(hf_name)] = tensor_parallel.as_linear(local, tensor_parallel.split_of(hf_name))
+    return {k: v.to(dtype).contiguous() for k, v in sorted(out.items())}
+
+
+def build(cmodel_dir: str | Path, out_dir: str | Path, flags: BuildFlags, build_key: str) -> Path:
+    cmodel = load_cmodel(cmodel_dir)
+    tensor_parallel.check_divisible(cmodel.dims.heads, cmodel.tp, str(cmodel_dir))
+    end_id, pad_id = token_ids(cmodel.settings)
+    end_id = 50256 if end_id is None else end_id
+    config = {
+        "backend": "torch",
+        "backend_version": TORCH_BACKEND_VERSION,
+        "format_version": FORMAT_VERSION,
+        "build_key": build_key,
+        "world_size": cmodel.tp,
+        "dtype": cmodel.storage_type,
+        "model": cmodel.dims.to_json(),
+        "build": flags.to_json(),
+        "not_applicable": not_applicable(flags),
+        "end_id": end_id,
+        "pad_id": end_id if pad_id is None else pad_id,
+        "files": [f"rank{r}.safetensors" for r in range(cmodel.tp)],
+        "source": str(cmodel_dir),
+    }
+    meta = {"kind": "engine", "backend": "torch", "build_key": build_key, "tp": cmodel.tp}
+    with atomic_dir(out_dir, meta) as tmp:
+        for rank, shards in cmodel.ranks.items():
+            save_file(runtime_layout(shards, cmodel.dtype), tmp / f"rank{rank}.safetensors")
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        record = provenance({"build_key": build_key, "backend": "torch", "build": flags.to_json(), "tp": cmodel.tp,
+                             "source": str(cmodel_dir)})
+        (tmp / "PROVENANCE.json").write_text(json.dumps(record, indent=2) + "\n")
+    return Path(out_dir)

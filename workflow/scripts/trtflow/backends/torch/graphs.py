@@ -1,0 +1,128 @@
+"""The GPU fast path: a static KV cache allocated once, the decode step replayed as a CUDA graph.
+
+gpt-fast's three ideas: the cache is sized once at the engine's limits (max_batch_size ×
+(max_input_len + max_output_len)), each decode step attends over that fixed span behind a mask, so
+every step has the same shapes; the step (forward, greedy pick, bookkeeping) is captured once per
+batch size and replayed with no host sync inside the loop. Optionally the step is compiled first
+(torch.compile / inductor) to fuse the small element-wise kernels between the matmuls.
+
+The context phase (packed prompts) is captured too, per set of prompt lengths, once that set has been
+seen twice (a benchmark repeats its shapes; summarization rarely does, and then runs eagerly).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+
+from .kvcache import ContiguousKV
+from .model import ParallelGPT2
+
+
+class StaticDecoder:
+    def __init__(self, model: ParallelGPT2, max_batch: int, capacity: int, dtype: torch.dtype,
+                 device: torch.device, compile_step: bool | str = False):
+        d = model.dims
+        self.model, self.device, self.capacity = model, device, capacity
+        self.cache = ContiguousKV(d.layers, max_batch, model.local_heads, capacity, model.head_dim, dtype, device)
+        self._graphs: dict[int, tuple] = {}
+        self._prefills: OrderedDict[tuple[int, ...], tuple] = OrderedDict()
+        self._seen: dict[tuple[int, ...], int] = {}
+        self._pool = torch.cuda.graph_pool_handle() if device.type == "cuda" else None
+        self._decode = model.decode
+        self._gemv = compile_step == "gemv"
+        if compile_step and device.type == "cuda":  # on CPU the same step runs eagerly
+            if compile_step in ("gemv", "max-autotune"):
+                import torch._inductor.config as inductor_config
+
+                inductor_config.coordinate_descent_tuning = True
+            # max-autotune: autotuned Triton GEMM templates for the skinny decode matmuls
+            mode = "max-autotune-no-cudagraphs" if compile_step == "max-autotune" else None
+            self._decode = torch.compile(model.decode, mode=mode, dynamic=False)
+
+    def _state(self, batch: int) -> dict[str, torch.Tensor]:
+        zeros = dict(dtype=torch.long, device=self.device)
+        return {"tokens": torch.zeros(batch, **zeros), "positions": torch.zeros(batch, **zeros),
+                "step": torch.zeros(1, **zeros), "finished": torch.zeros(batch, dtype=torch.bool, device=self.device),
+                "end_id": torch.zeros(1, **zeros), "stop_at_end": torch.zeros(1, dtype=torch.bool, device=self.device),
+                "out": torch.zeros(batch, self.capacity, **zeros)}
+
+    def _step(self, s: dict, cache: ContiguousKV) -> None:
+        small = s["tokens"].shape[0] <= 8  # multiply-and-sum matmuls only pay off for a few rows
+        logits = self._decode(s["tokens"], s["positions"], cache, self.capacity, gemv=self._gemv and small)
+        token = logits.argmax(-1)
+        token = torch.where(s["finished"] & s["stop_at_end"], s["end_id"], token)
+        s["finished"] |= token == s["end_id"]
+        s["out"].index_copy_(1, s["step"], token[:, None])
+        s["tokens"].copy_(token)
+        s["positions"].add_(1)
+        s["step"].add_(1)
+
+    def _graph(self, batch: int):
+        """(graph, state, cache) for a batch size; on CPU the same step runs without capture."""
+        if batch not in self._graphs and self.device.type != "cuda":
+            self._graphs[batch] = (None, self._state(batch), self.cache.rows(batch))
+        if batch not in self._graphs:
+            state, cache = self._state(batch), self.cache.rows(batch)
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                for _ in range(3):  # warm-up (and compilation) outside the capture
+                    self._step(state, cache)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self._pool):
+                self._step(state, cache)
+            self._graphs[batch] = (graph, state, cache)
+        return self._graphs[batch]
+
+    def prefill(self, batch_ids: list[list[int]], packed: bool, max_graphs: int = 16) -> torch.Tensor:
+        """Fill the cache with the prompts; returns the first generated token of each (greedy)."""
+        lengths = tuple(len(p) for p in batch_ids)
+        cache = self.prefill_cache(len(lengths))
+        flat = torch.tensor([t for p in batch_ids for t in p], device=self.device)
+        self._seen[lengths] = self._seen.get(lengths, 0) + 1
+        if not packed or self.device.type != "cuda" or (lengths not in self._prefills and self._seen[lengths] < 2):
+            return self.model.context(list(flat.split(lengths)), cache, packed).argmax(-1)
+        if lengths not in self._prefills:
+            ids = torch.zeros_like(flat)
+
+            def run():
+                return self.model.context(list(ids.split(lengths)), cache, True).argmax(-1)
+
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                run()
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self._pool):
+                first = run()
+            self._prefills[lengths] = (graph, ids, first)
+            if len(self._prefills) > max_graphs:
+                self._prefills.popitem(last=False)
+        graph, ids, first = self._prefills[lengths]
+        ids.copy_(flat)
+        graph.replay()
+        return first.clone()
+
+    def prefill_cache(self, batch: int) -> ContiguousKV:
+        return self._graph(batch)[2]
+
+    def decode(self, first: torch.Tensor, lengths: list[int], steps: int, end_id: int, stop_at_end: bool,
+               check_every: int = 16) -> torch.Tensor:
+        """Tokens after `first` for `steps` steps; returns [B, 1 + steps] (first token included)."""
+        graph, s, cache = self._graph(first.shape[0])
+        s["tokens"].copy_(first)
+        s["positions"].copy_(torch.tensor(lengths, device=self.device))
+        s["step"].fill_(1)
+        s["end_id"].fill_(end_id)
+        s["stop_at_end"].fill_(stop_at_end)
+        s["finished"].copy_((first == end_id) & stop_at_end)
+        s["out"][:, 0] = first
+        for index in range(steps):
+            if stop_at_end and index % check_every == 0 and bool(s["finished"].all()):
+                break
+            graph.replay() if graph is not None else self._step(s, cache)
+        return s["out"][:, : 1 + steps].clone()

@@ -1,0 +1,172 @@
+"""GPT-2 over rank-local weights: the model reads top to bottom and works on this rank's heads.
+
+Each rank holds its slice of QKV and the MLP fc (split by output columns) and of the attention dense and
+MLP proj (split by input rows); the row-split projections go through `trtflow.tp.row_parallel`, which
+sums the ranks' partial products and then adds the replicated bias once. Embeddings, layer norms and the
+lm_head are replicated, so every rank computes the same logits.
+
+Weights (engine layout, [out, in] for linears): wte, wpe, ln_f.{weight,bias}, optional lm_head.weight,
+and per layer `layers.{i}.` ln_1, qkv [3·h·d, H] (Q, K, V rows of this rank's h heads), dense [H, h·d],
+ln_2, fc [I/tp, H], proj [H, I/tp], each with its bias.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ...gpt2 import ModelDims
+from ...infra.dist import all_reduce
+from ...tp import row_parallel
+from .kvcache import KVCache
+
+
+def activation_fn(name: str):
+    if name in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
+        return lambda x: F.gelu(x, approximate="tanh")
+    if name == "gelu":
+        return F.gelu
+    if name == "relu":
+        return F.relu
+    raise ValueError(f"activation {name!r} is not supported by the torch runtime")
+
+
+class ParallelGPT2(torch.nn.Module):
+    def __init__(self, dims: ModelDims, local_heads: int, world_size: int, weights: dict[str, torch.Tensor],
+                 fused_attention: bool = True):
+        super().__init__()
+        self.dims, self.local_heads, self.world_size = dims, local_heads, world_size
+        self.head_dim = dims.head_dim
+        self.fused_attention = fused_attention
+        self.act = activation_fn(dims.activation)
+        self.w = dict(weights)
+        self.lm_head = weights.get("lm_head.weight", weights["wte"])
+
+    # ------------------------------------------------------------------ pieces
+
+    def _ln(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        return F.layer_norm(x, (self.dims.hidden,), self.w[f"{name}.weight"], self.w[f"{name}.bias"], self.dims.eps)
+
+    def _attend(self, q, k, v, mask) -> torch.Tensor:
+        """q [B,h,Tq,d]; k, v [B,h,Tk,d]; mask additive [B,1,Tq,Tk] (0 or -inf), or None for causal."""
+        if self.fused_attention:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
+        scores = (q @ k.transpose(-1, -2)).float() / math.sqrt(self.head_dim)
+        if mask is None:
+            tq, tk = q.shape[-2], k.shape[-2]
+            scores = scores.masked_fill(~torch.ones(tq, tk, dtype=torch.bool, device=q.device).tril(tk - tq), float("-inf"))
+        else:
+            scores = scores + mask
+        return (scores.softmax(-1).to(v.dtype)) @ v
+
+    @staticmethod
+    def _gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """A linear written as multiply-and-sum: under torch.compile this becomes one reduction kernel per
+        matmul (bias and what follows fused in), which beats a GEMM call for a handful of rows."""
+        out = (x[..., None, :] * weight).sum(-1, dtype=torch.float32).to(x.dtype)
+        return out if bias is None else out + bias
+
+    def _qkv(self, x: torch.Tensor, p: str, linear=F.linear) -> torch.Tensor:
+        """x [..., H] → [..., 3, h, d]: a view of one matmul's output, Q, K, V of this rank's heads."""
+        qkv = linear(x, self.w[p + "qkv.weight"], self.w[p + "qkv.bias"])
+        return qkv.view(*x.shape[:-1], 3, self.local_heads, self.head_dim)
+
+    def _row_parallel(self, x: torch.Tensor, p: str, name: str, linear=F.linear) -> torch.Tensor:
+        return row_parallel(x, self.w[f"{p}{name}.weight"], self.w[f"{p}{name}.bias"], linear, all_reduce,
+                            self.world_size)
+
+    def _mlp(self, h: torch.Tensor, p: str, linear=F.linear) -> torch.Tensor:
+        x = self.act(linear(self._ln(h, p + "ln_2"), self.w[p + "fc.weight"], self.w[p + "fc.bias"]))
+        return h + self._row_parallel(x, p, "proj", linear)
+
+    def _embed(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return F.embedding(tokens, self.w["wte"]) + F.embedding(positions, self.w["wpe"])
+
+    def _logits(self, h: torch.Tensor) -> torch.Tensor:
+        return F.linear(self._ln(h, "ln_f"), self.lm_head).float()
+
+    # ------------------------------------------------------------------ phases
+
+    def context(self, prompts: list[torch.Tensor], cache: KVCache, packed: bool,
+                all_logits: bool = False) -> list[torch.Tensor] | torch.Tensor:
+        """Run the prompts, fill the cache. Returns last-token logits [B, V] (or per-prompt all logits)."""
+        if packed:
+            return self._context_packed(prompts, cache, all_logits)
+        return self._context_padded(prompts, cache, all_logits)
+
+    def _context_packed(self, prompts, cache: KVCache, all_logits: bool):
+        """remove_input_padding: all prompts as one token stream; attention per prompt; no pad computed.
+
+        Uses no host→device copies, so a fixed set of prompt lengths can be captured as a CUDA graph."""
+        lengths = [len(p) for p in prompts]
+        device = prompts[0].device
+        tokens = torch.cat(prompts)
+        positions = torch.cat([torch.arange(n, device=device) for n in lengths])
+        seq_ids = torch.cat([torch.full((n,), b, device=device) for b, n in enumerate(lengths)])
+        h = self._embed(tokens, positions)  # [N, H]
+        for layer in range(self.dims.layers):
+            p = f"layers.{layer}."
+            qkv = self._qkv(self._ln(h, p + "ln_1"), p)  # [N, 3, h, d]
+            cache.write(layer, seq_ids, positions, qkv[:, 1:])
+            q, k, v = (t.transpose(0, 1) for t in qkv.unbind(1))  # [h, N, d]
+            outs = [self._attend(qs[None], ks[None], vs[None], None)[0]
+                    for qs, ks, vs in zip(q.split(lengths, 1), k.split(lengths, 1), v.split(lengths, 1), strict=True)]
+            attn = torch.cat(outs, dim=1).transpose(0, 1).reshape(h.shape[0], -1)
+            h = h + self._row_parallel(attn, p, "dense")
+            h = self._mlp(h, p)
+        if all_logits:
+            return list(self._logits(h).split(lengths))
+        ends = list(itertools.accumulate(lengths))
+        return self._logits(torch.stack([h[end - 1] for end in ends]))
+
+    def _context_padded(self, prompts, cache: KVCache, all_logits: bool):
+        """Padded batch [B, Tmax] (right padding masked out), as engines without padding removal run."""
+        lengths = torch.tensor([len(p) for p in prompts], device=prompts[0].device)
+        batch, width = len(prompts), int(lengths.max())
+        tokens = torch.zeros(batch, width, dtype=torch.long, device=lengths.device)
+        for b, prompt in enumerate(prompts):
+            tokens[b, : len(prompt)] = prompt
+        positions = torch.arange(width, device=lengths.device).expand(batch, width)
+        valid = positions < lengths[:, None]  # [B, T]
+        allowed = torch.ones(width, width, dtype=torch.bool, device=lengths.device).tril()[None, None]
+        allowed = (allowed & valid[:, None, None, :]) | ~valid[:, None, :, None]  # pad queries: finite, ignored
+        seq_ids, pos_ids = valid.nonzero(as_tuple=True)
+        h = self._embed(tokens, positions)  # [B, T, H]
+        mask = torch.zeros(allowed.shape, dtype=h.dtype, device=h.device).masked_fill(~allowed, float("-inf"))
+        for layer in range(self.dims.layers):
+            p = f"layers.{layer}."
+            qkv = self._qkv(self._ln(h, p + "ln_1"), p)  # [B, T, 3, h, d]
+            cache.write(layer, seq_ids, pos_ids, qkv[valid][:, 1:])
+            q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))  # [B, h, T, d]
+            attn = self._attend(q, k, v, mask).transpose(1, 2).reshape(*h.shape[:2], -1)
+            h = h + self._row_parallel(attn, p, "dense")
+            h = self._mlp(h, p)
+        if all_logits:
+            logits = self._logits(h)
+            return [logits[b, : int(n)] for b, n in enumerate(lengths)]
+        return self._logits(h[torch.arange(batch, device=h.device), lengths - 1])
+
+    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache, span: int,
+               gemv: bool = False) -> torch.Tensor:
+        """One generation step: tokens [B] at positions [B]; attends over cache slots [0, span).
+
+        gemv: the layer matmuls as multiply-and-sum (see _gemv); only worth it compiled, at small batch."""
+        linear = self._gemv if gemv else F.linear
+        batch = tokens.shape[0]
+        seq_ids = torch.arange(batch, device=tokens.device)
+        h = self._embed(tokens, positions)  # [B, H]
+        beyond = torch.arange(span, device=tokens.device)[None] > positions[:, None]
+        mask = torch.zeros(batch, 1, 1, span, dtype=h.dtype, device=h.device).masked_fill(
+            beyond[:, None, None, :], float("-inf"))
+        for layer in range(self.dims.layers):
+            p = f"layers.{layer}."
+            qkv = self._qkv(self._ln(h, p + "ln_1"), p, linear)  # [B, 3, h, d]
+            cache.write(layer, seq_ids, positions, qkv[:, 1:])
+            keys, values = cache.read(layer, span)
+            attn = self._attend(qkv[:, 0, :, None, :], keys, values, mask)  # [B, h, 1, d]
+            h = h + self._row_parallel(attn.reshape(batch, -1), p, "dense", linear)
+            h = self._mlp(h, p, linear)
+        return self._logits(h)

@@ -1,0 +1,88 @@
+"""Run TensorRT-LLM engines behind trtflow's generator interface (tensorrt_llm.runtime.ModelRunnerCpp).
+
+Every rank (started by `trtflow.launch -n <world size>`, mpirun as TensorRT-LLM expects) loads its own
+engine file through ModelRunnerCpp.from_dir(engine_dir, rank); generate/summarize/benchmark then call
+`generate` exactly as they do for the torch backend, so ROUGE and timings are computed the same way.
+The engine's PROVENANCE.json is checked first: an engine built by another TensorRT-LLM version or for
+another GPU architecture is refused with what to rebuild.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from ...formats.artifact import read_json, verify_manifest
+from ...formats.provenance import accelerator
+from ...generation import EngineMismatchError, GenerationResult, Sampling, cut_at_end, enforce_limits
+from ...infra.dist import DistInfo
+
+
+def engine_layout(config: dict) -> dict:
+    """World size, dtype and limits from a 0.8 (builder_config) or 1.x (pretrained/build_config) config.json."""
+    if "builder_config" in config:
+        b = config["builder_config"]
+        return {"world_size": b["tensor_parallel"] * b.get("pipeline_parallel", 1), "dtype": b["precision"],
+                "vocab_size": b["vocab_size"], "max_batch_size": b["max_batch_size"],
+                "max_input_len": b["max_input_len"], "max_output_len": b["max_output_len"]}
+    pretrained, build = config["pretrained_config"], config["build_config"]
+    return {"world_size": pretrained["mapping"]["world_size"], "dtype": pretrained["dtype"],
+            "vocab_size": pretrained["vocab_size"], "max_batch_size": build["max_batch_size"],
+            "max_input_len": build["max_input_len"], "max_output_len": build["max_seq_len"] - build["max_input_len"]}
+
+
+def check_provenance(engine_dir: Path, installed: str) -> None:
+    record = read_json(engine_dir / "PROVENANCE.json")
+    built_with = record.get("tensorrt_llm")
+    if built_with != installed:
+        raise EngineMismatchError(f"{engine_dir} was built with TensorRT-LLM {built_with} but {installed} is running; "
+                                  "rebuild the engine in this environment (delete the folder and rerun)")
+    built_on = (record.get("accelerator") or {}).get("sm")
+    running_on = accelerator()["sm"]
+    if built_on and running_on and built_on != running_on:
+        raise EngineMismatchError(f"{engine_dir} was built for SM {built_on} but this GPU is SM {running_on}; "
+                                  "TensorRT engines are tied to the GPU architecture: rebuild it on this GPU")
+
+
+class TrtllmGenerator:
+    def __init__(self, engine_dir: str | Path, dist: DistInfo):
+        import tensorrt_llm
+        from tensorrt_llm.runtime import ModelRunnerCpp
+
+        engine_dir = Path(engine_dir)
+        verify_manifest(engine_dir)
+        check_provenance(engine_dir, tensorrt_llm.__version__)
+        layout = engine_layout(read_json(engine_dir / "config.json"))
+        if layout["world_size"] != dist.world_size:
+            raise EngineMismatchError(f"{engine_dir} was built for world size {layout['world_size']} but "
+                                      f"{dist.world_size} rank(s) are running; launch with -n {layout['world_size']}")
+        self.device = dist.device
+        self.vocab_size = layout["vocab_size"]
+        self.compute_dtype = layout["dtype"]
+        self.limits = {k: layout[k] for k in ("max_batch_size", "max_input_len", "max_output_len")}
+        self.end_id = self.pad_id = 50256
+        self.runner = ModelRunnerCpp.from_dir(engine_dir=str(engine_dir), rank=dist.rank)
+
+    def check_limits(self, batch: list[list[int]], max_new_tokens: int) -> None:
+        enforce_limits(self.limits, batch, max_new_tokens)
+
+    def generate(self, batch: list[list[int]], max_new_tokens: int, sampling: Sampling = Sampling(),
+                 end_id: int | None = None, ignore_eos: bool = False) -> GenerationResult:
+        self.check_limits(batch, max_new_tokens)
+        end_id = self.end_id if end_id is None else end_id
+        started = time.perf_counter()
+        out = self.runner.generate(
+            batch_input_ids=[torch.tensor(p, dtype=torch.int32) for p in batch], max_new_tokens=max_new_tokens,
+            end_id=end_id, pad_id=self.pad_id, top_k=sampling.top_k, top_p=sampling.top_p,
+            temperature=sampling.temperature, num_beams=sampling.num_beams, random_seed=sampling.random_seed,
+            min_length=max_new_tokens if ignore_eos else 1, output_sequence_lengths=True, return_dict=True)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        total_s = time.perf_counter() - started
+        ids, lengths = out["output_ids"], out["sequence_lengths"]
+        rows = [ids[b][0][len(prompt): int(lengths[b][0])].tolist() for b, prompt in enumerate(batch)]
+        if not ignore_eos:
+            rows = cut_at_end(rows, end_id)
+        return GenerationResult(rows, float("nan"), total_s, {"compute_dtype": self.compute_dtype})

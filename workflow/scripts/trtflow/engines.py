@@ -1,0 +1,54 @@
+"""Build an engine with the backend its flags name; open any engine folder as this rank's `Generator`.
+
+The stages reach the backends only through here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .flags import BuildFlags
+from .formats.artifact import ArtifactError, read_json
+from .generation import EngineMismatchError, Generator
+from .infra.dist import DistInfo
+
+
+def build_engine(source_dir: str | Path, out_dir: str | Path, flags: BuildFlags, build_key: str,
+                 trtllm_settings: dict) -> Path:
+    if flags.backend == "torch":
+        from .backends.torch.build import build
+
+        return build(source_dir, out_dir, flags, build_key)
+    from .backends.trtllm.build import build
+
+    return build(source_dir, out_dir, flags, build_key, trtllm_settings)
+
+
+def engine_backend(engine_dir: str | Path) -> str:
+    config_path = Path(engine_dir) / "config.json"
+    if not config_path.is_file():
+        raise ArtifactError(f"{config_path} is missing: {engine_dir} is not an engine folder; rebuild it")
+    config = read_json(config_path)
+    if "backend" in config:
+        return config["backend"]
+    return "trtllm"  # TensorRT-LLM writes builder_config/plugin_config (0.8) or version/build_config (1.x)
+
+
+def open_engine(engine_dir: str | Path, dist: DistInfo) -> Generator:
+    backend = engine_backend(engine_dir)
+    if backend == "torch":
+        from .backends.torch.generator import TorchEngineGenerator
+
+        return TorchEngineGenerator(engine_dir, dist)
+    if backend != "trtllm":
+        raise EngineMismatchError(f"{engine_dir}/config.json names backend {backend!r}, which trtflow cannot run")
+    try:
+        import tensorrt_llm  # noqa: F401
+    except ImportError as err:
+        raise EngineMismatchError(
+            f"{engine_dir} is a TensorRT-LLM engine (config.json has no trtflow `backend`), and tensorrt_llm is not "
+            "installed here: run this step in the TensorRT-LLM environment (README, 'Running on a GPU box with "
+            "TensorRT-LLM'), or set build.backend: torch and rebuild") from err
+    from .backends.trtllm.runner import TrtllmGenerator
+
+    return TrtllmGenerator(engine_dir, dist)

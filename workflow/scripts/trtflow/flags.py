@@ -1,0 +1,138 @@
+"""Build flags as a type, and the content keys that name converted and engine folders.
+
+`BuildFlags` is the config's `build:` section as it takes effect: build.py's implications applied
+(in-flight batching turns on the attention plugin, padding removal and paged KV; fp32-accumulation
+FMHA replaces plain FMHA), plugin dtypes explicit, and `tokens_per_block` only where a paged cache uses
+it. It crosses every boundary as one canonical JSON object: rule param, stage CLI, the engine's
+config.json and PROVENANCE.json; readers get the dataclass back with `from_json`.
+
+Keys are short stable hashes of everything that changes a folder's bytes, so switching a setting back
+finds the earlier folder again:
+  convert key  the model's identity, the storage dtype and the converter's format version;
+  build key    the convert key, the backend and its version, tp and the normalised flags.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+TORCH_BACKEND_VERSION = "torch-runtime-2"
+CONVERTER_VERSION = 1
+DTYPES = ("float16", "float32", "bfloat16")
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """What the build flags mean to the torch runtime."""
+
+    fused_attention: bool  # the attention plugin's counterpart: scaled_dot_product_attention
+    packed: bool  # remove_input_padding: prompts as one token stream
+    paged: bool
+    tokens_per_block: int | None
+    cuda_graphs: bool
+    torch_compile: bool | str
+
+
+@dataclass(frozen=True)
+class BuildFlags:
+    backend: str
+    use_gpt_attention_plugin: str | None
+    use_gemm_plugin: str | None
+    remove_input_padding: bool
+    enable_context_fmha: bool
+    enable_context_fmha_fp32_acc: bool
+    paged_kv_cache: bool
+    use_inflight_batching: bool
+    tokens_per_block: int | None
+    max_batch_size: int
+    max_input_len: int
+    max_output_len: int
+    cuda_graphs: bool
+    torch_compile: bool | str
+
+    @classmethod
+    def from_config(cls, build: dict, engine_dtype: str) -> BuildFlags:
+        """The flags of a validated `build:` section as they take effect for an engine of `engine_dtype`."""
+        flags = dict(build)
+        for plugin in ("use_gpt_attention_plugin", "use_gemm_plugin"):
+            if flags[plugin] in (False, None):
+                flags[plugin] = None
+            elif flags[plugin] is True:
+                flags[plugin] = engine_dtype
+        if flags["use_inflight_batching"]:
+            flags["use_gpt_attention_plugin"] = flags["use_gpt_attention_plugin"] or "float16"
+            flags["remove_input_padding"] = True
+            flags["paged_kv_cache"] = True
+        if flags["enable_context_fmha_fp32_acc"]:
+            flags["enable_context_fmha"] = False
+        if not flags["paged_kv_cache"]:
+            flags["tokens_per_block"] = None
+        return cls.from_json(flags)
+
+    @classmethod
+    def from_json(cls, obj: dict) -> BuildFlags:
+        names = {f.name for f in fields(cls)}
+        unknown, missing = set(obj) - names, names - set(obj)
+        if unknown or missing:
+            raise ValueError(f"build flags do not match this trtflow: unknown {sorted(unknown)}, missing {sorted(missing)}")
+        return cls(**obj)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(sorted(asdict(self).items()))
+
+    def canonical(self) -> str:
+        return canonical(self.to_json())
+
+    @property
+    def limits(self) -> dict[str, int]:
+        return {"max_batch_size": self.max_batch_size, "max_input_len": self.max_input_len,
+                "max_output_len": self.max_output_len}
+
+    def runtime(self) -> RuntimeOptions:
+        return RuntimeOptions(fused_attention=bool(self.use_gpt_attention_plugin), packed=self.remove_input_padding,
+                              paged=self.paged_kv_cache, tokens_per_block=self.tokens_per_block,
+                              cuda_graphs=self.cuda_graphs, torch_compile=self.torch_compile)
+
+
+def canonical(obj: Any) -> str:
+    """One canonical string for a group of settings passed to a rule as a single param."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(canonical(obj).encode()).hexdigest()[:10]
+
+
+def model_identity(spec: dict) -> dict:
+    """What identifies a model's checkpoint bytes, known before anything is downloaded."""
+    if spec["source"] == "hf":
+        return {"source": "hf", "repo_id": spec["repo_id"], "revision": spec.get("revision", "main")}
+    if spec["source"] == "local":
+        return {"source": "local", "path": str(Path(spec["path"]).expanduser().resolve())}
+    return {"source": "demo", "recipe": dict(sorted((spec.get("recipe") or {}).items()))}
+
+
+def backend_version(config: dict) -> str:
+    if config["build"]["backend"] == "trtllm":
+        return f"tensorrt_llm-{config['trtllm']['flow']}"
+    return TORCH_BACKEND_VERSION
+
+
+def build_flags(config: dict) -> BuildFlags:
+    return BuildFlags.from_config(config["build"], config["convert"]["storage_type"])
+
+
+def convert_key(config: dict, model: str) -> str:
+    """Names the converted folders of `model` (c-model and 1.2 checkpoint) for the current conversion settings."""
+    return _digest({"converter": CONVERTER_VERSION, "model": model_identity(config["models"][model]),
+                    "storage_type": config["convert"]["storage_type"]})
+
+
+def build_key(config: dict, model: str, tp: int) -> str:
+    """Names the engine folder of `model` at `tp` for the current config."""
+    return _digest({"backend": config["build"]["backend"], "backend_version": backend_version(config),
+                    "build": build_flags(config).to_json(), "convert": convert_key(config, model), "tp": int(tp)})

@@ -1,0 +1,101 @@
+"""HF GPT-2 → TensorRT-LLM 1.2 checkpoint (what examples/models/core/gpt/convert_checkpoint.py writes).
+
+config.json (a PretrainedConfig) + rank{r}.safetensors. Each tensor is cut by the split `trtflow.tp`
+gives it and stored as TensorRT-LLM's linears want it, [out, in] (reference/trtllm.md §5.1): QKV per
+rank is cat(Q_r, K_r, V_r) on dim 0, the lm_head is vocabulary-parallel (padded to a multiple of tp),
+embeddings and layer norms are replicated.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from .. import tp as tensor_parallel
+from .artifact import atomic_dir
+from .cmodel import TORCH_DTYPES
+from .hf import check_shapes, open_checkpoint, read_hf_config
+
+LAYER_NAMES = {  # HF suffix inside transformer.h.{i}. → TensorRT-LLM name inside transformer.layers.{i}.
+    "ln_1.weight": "input_layernorm.weight", "ln_1.bias": "input_layernorm.bias",
+    "attn.c_attn.weight": "attention.qkv.weight", "attn.c_attn.bias": "attention.qkv.bias",
+    "attn.c_proj.weight": "attention.dense.weight", "attn.c_proj.bias": "attention.dense.bias",
+    "ln_2.weight": "post_layernorm.weight", "ln_2.bias": "post_layernorm.bias",
+    "mlp.c_fc.weight": "mlp.fc.weight", "mlp.c_fc.bias": "mlp.fc.bias",
+    "mlp.c_proj.weight": "mlp.proj.weight", "mlp.c_proj.bias": "mlp.proj.bias",
+}
+GLOBAL_NAMES = {
+    "transformer.wte.weight": "transformer.vocab_embedding.weight",
+    "transformer.wpe.weight": "transformer.position_embedding.weight",
+    "transformer.ln_f.weight": "transformer.ln_f.weight",
+    "transformer.ln_f.bias": "transformer.ln_f.bias",
+}
+
+
+def _pad_rows(weight: torch.Tensor, rows: int) -> torch.Tensor:
+    return torch.nn.functional.pad(weight, (0, 0, 0, rows))
+
+
+def rank_weights(get, config: dict, tp: int, rank: int, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """One rank's tensors; `get(name)` returns an HF tensor by its transformer.-prefixed name."""
+
+    def cast(t: torch.Tensor) -> torch.Tensor:
+        return t.to(dtype).contiguous()
+
+    out = {trt: cast(get(hf)) for hf, trt in GLOBAL_NAMES.items()}
+    for layer in range(config["n_layer"]):
+        for suffix, trt in LAYER_NAMES.items():
+            hf_name = f"transformer.h.{layer}.{suffix}"
+            split = tensor_parallel.split_of(hf_name)
+            local = tensor_parallel.shard(get(hf_name), split, tp, rank)
+            out[f"transformer.layers.{layer}.{trt}"] = cast(tensor_parallel.as_linear(local, split))
+    lm_head = get("transformer.wte.weight" if config["tie_word_embeddings"] else "lm_head.weight")
+    # never share storage with wte
+    out["lm_head.weight"] = cast(tensor_parallel.shard_vocab(lm_head, tp, rank, _pad_rows)).clone()
+    return out
+
+
+def pretrained_config(config: dict, tp: int, dtype: str) -> dict:
+    hidden = config["n_embd"]
+    return {
+        "architecture": "GPTForCausalLM",
+        "dtype": dtype,
+        "vocab_size": config["vocab_size"],
+        "hidden_size": hidden,
+        "num_hidden_layers": config["n_layer"],
+        "num_attention_heads": config["n_head"],
+        "num_key_value_heads": config["n_head"],
+        "hidden_act": config.get("activation_function", "gelu_new"),
+        "intermediate_size": config["n_inner"] or 4 * hidden,
+        "norm_epsilon": config.get("layer_norm_epsilon", 1e-5),
+        "position_embedding_type": "learned_absolute",
+        "max_position_embeddings": config["n_positions"],
+        "mapping": {"world_size": tp, "tp_size": tp, "pp_size": 1},
+        "quantization": {"quant_algo": None, "kv_cache_quant_algo": None},
+        "use_parallel_embedding": False,
+        "embedding_sharding_dim": 0,
+        "gpt_variant": "gpt2",
+        "bias": True,
+        "apply_query_key_layer_scaling": False,
+        "rotary_pct": 0.0,
+        "rotary_base": 10000.0,
+    }
+
+
+def convert(hf_dir: str | Path, out_dir: str | Path, tp: int, dtype: str = "float16") -> Path:
+    hf_dir = Path(hf_dir)
+    config = read_hf_config(hf_dir)
+    tensor_parallel.check_divisible(config["n_head"], tp, str(hf_dir / "config.json"))
+    reader = open_checkpoint(hf_dir)
+    check_shapes(reader, config, str(hf_dir))
+    meta = {"kind": "trtllm-checkpoint", "format": "tensorrt_llm 1.2", "tp": tp, "dtype": dtype,
+            "source": str(hf_dir)}
+    with atomic_dir(out_dir, meta) as tmp:
+        (tmp / "config.json").write_text(json.dumps(pretrained_config(config, tp, dtype), indent=2) + "\n")
+        for rank in range(tp):
+            save_file(rank_weights(reader.get, config, tp, rank, TORCH_DTYPES[dtype]), tmp / f"rank{rank}.safetensors")
+    reader.close()
+    return Path(out_dir)

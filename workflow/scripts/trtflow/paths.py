@@ -1,0 +1,46 @@
+"""Every artifact path, as Snakemake wildcard templates: the rules, the report, prune and the tests use these.
+
+`{model}` is a key of `models`, `{tp}` a tensor-parallel degree, `{convert_key}` / `{build_key}` the content
+keys of `trtflow.flags`. Results paths carry no key: `results/{model}/tp{tp}/…` always means "with the
+settings in the config now".
+"""
+
+from __future__ import annotations
+
+RESULTS = "results"
+
+HF_DIR = "resources/models/{model}/hf"
+DATASET = "resources/datasets/{dataset}/test.jsonl"
+DEMO_DATASET_DIR = "resources/datasets/demo"
+DEMO_TRAIN = DEMO_DATASET_DIR + "/train.jsonl"
+DEMO_TEST = DEMO_DATASET_DIR + "/test.jsonl"
+
+CMODEL_ROOT = RESULTS + "/{model}/c-model/{convert_key}"  # hf_gpt_convert.py's -o
+CMODEL = CMODEL_ROOT + "/{tp}-gpu"  # ... and the {tp}-gpu leaf it writes
+TRTLLM_CKPT_ROOT = RESULTS + "/{model}/trtllm-ckpt/{convert_key}"
+TRTLLM_CKPT = TRTLLM_CKPT_ROOT + "/tp{tp}"
+ENGINES = RESULTS + "/{model}/engines"
+ENGINE = ENGINES + "/tp{tp}/{build_key}"
+
+RUN = RESULTS + "/{model}/tp{tp}"
+GENERATE = RUN + "/generate.json"
+ROUGE = RUN + "/rouge.json"
+GATE = RUN + "/accuracy.ok"
+BENCHMARK = RUN + "/benchmark.csv"
+BENCHMARK_PLOT = RUN + "/benchmark.png"
+RUN_OUTPUTS = {"generate": GENERATE, "rouge": ROUGE, "gate": GATE, "benchmark": BENCHMARK, "plot": BENCHMARK_PLOT}
+
+REPORT = RESULTS + "/report.html"
+
+# The folders named by a content key: a setting switched away leaves them behind (so switching back is free).
+KEYED_FOLDERS = (CMODEL_ROOT, TRTLLM_CKPT_ROOT, ENGINE)
+
+
+def run_outputs(model: str, tp: int) -> dict[str, str]:
+    """The files of one model at one tp, by role (generate, rouge, gate, benchmark, plot)."""
+    return {role: template.format(model=model, tp=tp) for role, template in RUN_OUTPUTS.items()}
+
+
+def under(results_dir: str, template: str, **wildcards) -> str:
+    """`template` filled in, with results/ replaced by `results_dir`."""
+    return f"{results_dir}/{template.format(**wildcards).removeprefix(RESULTS + '/')}"

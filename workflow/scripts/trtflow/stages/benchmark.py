@@ -1,0 +1,123 @@
+"""gptSessionBenchmark as a CSV: static batches of random ids, fixed lengths, latency and throughput.
+
+For every batch size × (input_len, output_len): random token ids of exactly input_len, exactly
+output_len generated tokens (end id ignored), `warm_up` untimed runs, then timed runs while
+iterations < num_runs or elapsed < duration. tokens_per_s = batch × output_len / latency, as
+gptSessionBenchmark. A configuration the engine cannot take gets a row with status `not run: …`
+(gptSessionBenchmark prints N/A). Every rank runs; rank 0 writes the CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from ..formats.artifact import atomic_file, read_json
+from ..generation import EngineLimitError, Sampling, dtype_name
+from ..infra.dist import init_distributed, shutdown
+
+COLUMNS = ["system", "model", "backend", "build_key", "tp", "device", "dtype", "batch_size", "input_len",
+           "output_len", "status", "iterations", "latency_ms", "p50_ms", "p90_ms", "p99_ms", "ttft_ms", "tpot_ms",
+           "tokens_per_s", "peak_mem_mb", "peak_mem_kind", "cuda_graphs"]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = (len(ordered) - 1) * q / 100
+    lo, hi = int(index), min(int(index) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (index - lo)
+
+
+def peak_memory_mb(device: torch.device) -> tuple[float, str]:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "gpu_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_rss"
+
+
+def measure(generator, batch_size: int, input_len: int, output_len: int, warm_up: int, num_runs: int,
+            duration: float, vocab_size: int, seed: int = 0) -> dict:
+    """One configuration; returns the measured columns or a `not run` status."""
+    ids = torch.randint(vocab_size, (batch_size, input_len), generator=torch.Generator().manual_seed(seed)).tolist()
+    try:
+        generator.check_limits(ids, output_len)
+    except EngineLimitError as err:
+        return {"status": f"not run: {err}"}
+    if generator.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(generator.device)
+    for _ in range(warm_up):
+        generator.generate(ids, output_len, Sampling(), ignore_eos=True)
+    latencies, contexts = [], []
+    started = time.perf_counter()
+    while len(latencies) < num_runs or time.perf_counter() - started < duration:
+        result = generator.generate(ids, output_len, Sampling(), ignore_eos=True)
+        latencies.append(result.total_s * 1000)
+        contexts.append(result.context_s * 1000)
+    latency = statistics.fmean(latencies)
+    ttft = statistics.fmean(contexts)
+    peak, kind = peak_memory_mb(generator.device)
+    return {
+        "status": "ok", "iterations": len(latencies), "latency_ms": latency,
+        "p50_ms": percentile(latencies, 50), "p90_ms": percentile(latencies, 90), "p99_ms": percentile(latencies, 99),
+        "ttft_ms": ttft, "tpot_ms": (latency - ttft) / (output_len - 1) if output_len > 1 else 0.0,
+        "tokens_per_s": batch_size * output_len / (latency / 1000), "peak_mem_mb": peak, "peak_mem_kind": kind,
+    }
+
+
+def write_csv(path: str, rows: list[dict]) -> None:
+    with atomic_file(path) as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Benchmark an engine (gptSessionBenchmark equivalent).")
+    parser.add_argument("--engine-dir", required=True)
+    parser.add_argument("--model", default="")
+    parser.add_argument("--batch-size", default="1;8", help="';'-separated, as gptSessionBenchmark")
+    parser.add_argument("--input-output-len", default="60,20;60,100", help="';'-separated in,out pairs")
+    parser.add_argument("--warm-up", type=int, default=2)
+    parser.add_argument("--num-runs", type=int, default=10)
+    parser.add_argument("--duration", type=float, default=0.0)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+
+    from ..engines import open_engine
+
+    dist = init_distributed()
+    engine = open_engine(args.engine_dir, dist)
+    config = read_json(Path(args.engine_dir) / "config.json")
+    base = {
+        "system": "trtflow", "model": args.model, "backend": config.get("backend", "trtllm"),
+        "build_key": config.get("build_key"), "tp": dist.world_size,
+        "device": torch.cuda.get_device_name(dist.device) if dist.device.type == "cuda" else "cpu",
+        "dtype": dtype_name(engine.compute_dtype),
+        "cuda_graphs": bool(config.get("runtime", {}).get("cuda_graphs", False)),
+    }
+    rows = []
+    for batch_size in (int(b) for b in args.batch_size.split(";")):
+        for pair in args.input_output_len.split(";"):
+            input_len, output_len = (int(x) for x in pair.split(","))
+            measured = measure(engine, batch_size, input_len, output_len, args.warm_up, args.num_runs,
+                               args.duration, engine.vocab_size)
+            row = {**base, "batch_size": batch_size, "input_len": input_len, "output_len": output_len, **measured}
+            rows.append(row)
+            if dist.is_main:
+                shown = f"latency(ms) {row['latency_ms']:.2f} tokensPerSec {row['tokens_per_s']:.2f}" \
+                    if row["status"] == "ok" else row["status"]
+                print(f"[BENCHMARK] batch_size {batch_size} input_length {input_len} output_length {output_len} "
+                      f"{shown}", flush=True)
+    if dist.is_main:
+        write_csv(args.out, rows)
+    shutdown()
+
+
+if __name__ == "__main__":
+    main()

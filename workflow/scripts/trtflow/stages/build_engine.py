@@ -1,0 +1,27 @@
+"""Stage build_engine: converted shards (c-model, or the TensorRT-LLM 1.2 checkpoint) → an engine folder,
+with the backend the build flags name."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..engines import build_engine
+from ..flags import BuildFlags
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Build an engine from converted shards.")
+    parser.add_argument("--source-dir", required=True, help="c-model {tp}-gpu folder (or TRT-LLM 1.2 checkpoint)")
+    parser.add_argument("--out-dir", required=True)
+    parser.add_argument("--flags", required=True, help="normalised build flags as JSON (trtflow.flags.BuildFlags)")
+    parser.add_argument("--build-key", required=True)
+    parser.add_argument("--trtllm", default="{}", help="trtllm settings as JSON (flow, examples_dir)")
+    args = parser.parse_args(argv)
+    flags = BuildFlags.from_json(json.loads(args.flags))
+    build_engine(args.source_dir, args.out_dir, flags, args.build_key, json.loads(args.trtllm))
+    print(f"built {args.out_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Model sources → resources/models/{model}/hf/ with config.json, weights, tokenizer and MANIFEST.json.
+
+`hf`: huggingface_hub.snapshot_download (honours HF_ENDPOINT, HF_HOME, HF_HUB_OFFLINE; partial
+downloads resume from the cache), then linked into the artifact folder. `local`: an existing
+checkpoint folder, hard-linked (or copied across filesystems). `demo`: see demo_model.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from pathlib import Path
+
+from ..formats.artifact import atomic_dir
+from ..formats.hf import CheckpointError, read_hf_config
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+class HubError(RuntimeError):
+    pass
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src.resolve(), dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def check_source(src_dir: Path) -> None:
+    """Fail here, not three stages later, if this is no GPT-2 checkpoint with weights."""
+    read_hf_config(src_dir)
+    if not any((src_dir / name).is_file() for name in WEIGHT_FILES):
+        raise CheckpointError(f"{src_dir} has no weights ({' or '.join(WEIGHT_FILES)}); check the download "
+                              "patterns (models.<name>.include) or the folder")
+
+
+def _fill(tmp: Path, src_dir: Path) -> None:
+    for path in sorted(src_dir.rglob("*")):
+        if path.is_file() and ".cache" not in path.parts and path.name != "MANIFEST.json":
+            _link_or_copy(path, tmp / path.relative_to(src_dir))
+
+
+def fetch_hf(repo_id: str, revision: str, include: list[str], out_dir: str | Path) -> None:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        snapshot = Path(snapshot_download(repo_id=repo_id, revision=revision, allow_patterns=include))
+    except LocalEntryNotFoundError as err:
+        raise HubError(
+            f"cannot download {repo_id}@{revision}: the hub is unreachable or HF_HUB_OFFLINE=1 is set and the "
+            f"files are not in the cache (HF_HOME={os.environ.get('HF_HOME', '~/.cache/huggingface')}). "
+            "Alternatives: point HF_ENDPOINT at a mirror, use `source: local` with a checkpoint folder, "
+            "or build the offline `demo` model") from err
+    except Exception as err:  # network errors come in many types
+        raise HubError(f"cannot download {repo_id}@{revision} ({type(err).__name__}: {err}). Check the network or "
+                       "HF_ENDPOINT, or use `source: local` / the `demo` model") from err
+    check_source(snapshot)
+    meta = {"source": "hf", "repo_id": repo_id, "revision": revision, "resolved_revision": snapshot.name,
+            "include": include}
+    with atomic_dir(out_dir, meta) as tmp:
+        _fill(tmp, snapshot)
+
+
+def copy_local(path: str | Path, out_dir: str | Path) -> None:
+    src = Path(path).expanduser()
+    if not src.is_dir():
+        raise CheckpointError(f"models.<name>.path {src} is not a folder; point it at a HF checkpoint folder")
+    check_source(src)
+    with atomic_dir(out_dir, {"source": "local", "path": str(src.resolve()), "revision": None}) as tmp:
+        _fill(tmp, src)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Fetch a model checkpoint into the workflow's resources.")
+    parser.add_argument("--source", choices=["hf", "local"], required=True)
+    parser.add_argument("--repo-id")
+    parser.add_argument("--revision", default="main")
+    parser.add_argument("--include", nargs="*", default=["*.json", "*.bin", "*.safetensors", "*.txt"])
+    parser.add_argument("--path")
+    parser.add_argument("--out-dir", required=True)
+    args = parser.parse_args(argv)
+    if args.source == "hf":
+        fetch_hf(args.repo_id, args.revision, args.include, args.out_dir)
+    else:
+        copy_local(args.path, args.out_dir)
+    print(f"wrote {args.out_dir}")
+
+
+if __name__ == "__main__":
+    main()
