@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, engine_key
 
 BASE = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 
@@ -91,3 +91,51 @@ def test_head_count_of_a_fetched_checkpoint_is_checked(workflow_dir):
     assert proc.returncode != 0
     output = proc.stdout + proc.stderr
     assert "model `gpt2` has 6 attention heads" in output and "1, 2, 3, 6" in output, output
+
+
+CONTROL = {"newline": "\n", "tab": "\t", "carriage return": "\r", "bell": "\x07", "escape": "\x1b", "nul": "\x00"}
+
+
+@pytest.mark.parametrize("char", list(CONTROL.values()), ids=list(CONTROL))
+@pytest.mark.parametrize("where", ["model name", "repo_id", "revision"])
+def test_control_characters_in_names_are_refused(where, char):
+    """A name ending in a newline once passed (`$` matches before it) and split the job's shell command."""
+    from trtflow.config import ConfigError, validate
+
+    config = copy.deepcopy(BASE)
+    if where == "model name":
+        config["models"][f"nl{char}"] = {"source": "demo"}
+        key = "`models.nl"
+    elif where == "repo_id":
+        config["models"]["gpt2"]["repo_id"] = f"openai-community/gpt2-medium{char}"
+        key = "`models.gpt2.repo_id`"
+    else:
+        config["models"]["gpt2"]["revision"] = f"main{char}"
+        key = "`models.gpt2.revision`"
+    with pytest.raises(ConfigError) as refused:
+        validate(config)
+    assert key in str(refused.value) and "\n" not in str(refused.value).split(" = ")[0]
+
+
+def test_a_model_name_with_a_newline_never_reaches_a_job(workflow_dir):
+    proc = workflow_dir.run("-n", config=with_changes(**{"models__nl\n": {"source": "demo"}}), check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "config key `models.nl\\n`" in output, output[-2000:]
+    assert not (workflow_dir.path / "resources").exists()
+
+
+def test_command_line_overrides_arrive_with_the_schema_types(workflow_dir):
+    """`--config` hands nested values over as strings; they must mean what the same YAML would mean."""
+    jobs = workflow_dir.planned_jobs("--config", "tp=[1,4]", 'build={"remove_input_padding": false, "max_batch_size": 16, '
+                                     '"use_gpt_attention_plugin": null}', "benchmark={\"batch_sizes\": [1, 2]}")
+    expected = with_changes(tp=[1, 4], build__remove_input_padding=False, build__max_batch_size=16,
+                            build__use_gpt_attention_plugin=None)
+    builds = {(w["tp"], w["build_key"]) for rule, w in jobs if rule == "build_engine"}
+    assert builds == {(str(tp), engine_key(expected, tp)) for tp in (1, 4)}
+
+
+def test_a_float_where_an_integer_belongs_is_refused(workflow_dir):
+    for args, config in ((("--config", "tp=[1.0]"), None), ((), with_changes(tp=[1.0]))):
+        proc = workflow_dir.run("-n", *args, config=config, check=False)
+        output = proc.stdout + proc.stderr
+        assert proc.returncode != 0 and "config key `tp`" in output and "1.0" in output, output[-2000:]

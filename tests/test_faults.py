@@ -256,3 +256,19 @@ def test_second_snakemake_on_the_same_workdir_is_refused(big_workflow):
     assert "cannot be locked" in second.stdout + second.stderr
     assert first.wait(timeout=300) == 0
     verify_manifest(wf.path / wf.cmodel)
+
+
+def test_a_local_checkpoint_is_copied_never_linked(tiny_gpt2, workflow_dir, tmp_path):
+    """Writing or editing the imported copy must never reach the user's own files (and the other way round)."""
+    source = tmp_path / "mine"
+    shutil.copytree(tiny_gpt2, source)
+    before = {p.name: (p.stat().st_ino, p.read_bytes()) for p in source.iterdir()}
+    config = copy.deepcopy(BASE)
+    config["models"]["mine"] = {"source": "local", "path": str(source)}
+    workflow_dir.run("resources/models/mine/hf", config=config)
+    imported = workflow_dir.path / "resources/models/mine/hf"
+    for name, (inode, data) in before.items():
+        assert (source / name).stat().st_ino == inode and (source / name).read_bytes() == data, name
+        assert (imported / name).stat().st_ino != inode and (imported / name).stat().st_nlink == 1, name
+    (imported / "model.safetensors").write_bytes(b"overwritten")
+    assert (source / "model.safetensors").read_bytes() == before["model.safetensors"][1]

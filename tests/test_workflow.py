@@ -137,6 +137,22 @@ def test_demo_model_and_dataset_are_byte_identical_across_runs(tmp_path, demo_re
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
 
 
+def test_artifact_files_get_the_usual_modes(demo_resources):
+    """The demo's model.safetensors was once written 0600 while its siblings were 0644."""
+
+    expected = 0o666 & ~_umask()
+    for path in (demo_resources / "models/demo/hf").iterdir():
+        assert path.stat().st_mode & 0o777 == expected, f"{path.name}: {oct(path.stat().st_mode & 0o777)}"
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 # ------------------------------------------------------------------ B: change one thing, rebuild only what depends on it
 
 PER_TP_RERUN = {"build_engine", "generate", "summarize", "accuracy_gate", "benchmark", "benchmark_plot"}

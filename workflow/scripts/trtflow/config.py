@@ -17,7 +17,9 @@ import yaml
 from .tp import SplitError, check_divisible
 
 SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Matched with fullmatch: `$` alone would accept a name ending in a newline, which splits a job's command.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?")
 
 
 class ConfigError(ValueError):
@@ -25,6 +27,7 @@ class ConfigError(ValueError):
 
 
 def _fail(key: str, value: Any, problem: str, fix: str) -> None:
+    key = key.encode("unicode_escape").decode("ascii")  # a control character in a name stays on one line
     raise ConfigError(f"config key `{key}` = {value!r}: {problem}. Fix: {fix}")
 
 
@@ -63,10 +66,65 @@ def _schema_fix(error) -> str:
     return "see config/README.md"
 
 
+# --------------------------------------------------------------------------- command-line values
+
+NULL_WORDS = ("null", "Null", "NULL", "~", "None")
+
+
+def _allowed_types(schema: dict) -> set[str]:
+    kinds = schema.get("type", [])
+    kinds = {kinds} if isinstance(kinds, str) else set(kinds)
+    for value in schema.get("enum", []):
+        kinds.add({type(None): "null", bool: "boolean", int: "integer", float: "number"}.get(type(value), "string"))
+    return kinds
+
+
+def _from_string(schema: dict, text: str):
+    """`snakemake --config` hands nested values over as strings (YAML's base loader): give back the value the
+    schema asks for. Strings the schema accepts as they are stay strings."""
+    kinds = _allowed_types(schema)
+    if "string" in kinds and ("enum" not in schema or text in schema["enum"]):
+        return text
+    if "null" in kinds and text in NULL_WORDS:
+        return None
+    if "boolean" in kinds and text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if kinds & {"integer", "number"} and re.fullmatch(r"[+-]?\d+", text):
+        return int(text)
+    if kinds & {"integer", "number"}:
+        try:
+            return float(text)  # refused below where only an integer will do
+        except ValueError:
+            pass
+    return text
+
+
+def coerce(schema: dict, value, key: str = ""):
+    """The config with command-line strings turned into the schema's types; an integer written as a float
+    (`tp: [1.0]`) is refused here, since JSON Schema would accept it and the paths would read `tp1.0`."""
+    if isinstance(value, dict):
+        properties, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        return {k: coerce(properties.get(k, extra if isinstance(extra, dict) else {}), v, f"{key}.{k}".lstrip("."))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        items = schema.get("items", {})
+        return [coerce(items if isinstance(items, dict) else {}, v, key) for v in value]
+    if isinstance(value, str):
+        value = _from_string(schema, value)
+    if isinstance(value, float) and _allowed_types(schema) == {"integer"}:
+        _fail(key, value, "must be a whole number", f"write {int(value)}" if value.is_integer() else "use an integer")
+    return value
+
+
+def load_schema(schema_path: str | Path = SCHEMA) -> dict:
+    return yaml.safe_load(Path(schema_path).read_text(encoding="utf-8"))
+
+
 def check_schema(config: dict, schema_path: str | Path) -> None:
     import jsonschema
 
-    schema = yaml.safe_load(Path(schema_path).read_text(encoding="utf-8"))
+    schema = load_schema(schema_path)
+    config.update(coerce(schema, dict(config)))
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
@@ -87,22 +145,21 @@ def check_schema(config: dict, schema_path: str | Path) -> None:
 
 def _check_models(config: dict) -> None:
     for name, spec in config["models"].items():
-        if not SAFE_NAME.match(name) or ".." in name:
+        if not SAFE_NAME.fullmatch(name) or ".." in name:
             _fail(f"models.{name}", name, "a model name becomes a folder name and must not contain "
-                  "'/', '..', spaces or quotes", "use letters, digits, '.', '_' and '-' only")
+                  "'/', '..', spaces, quotes or control characters", "use letters, digits, '.', '_' and '-' only")
         source = spec["source"]
         if source == "hf":
             if not spec.get("repo_id"):
                 _fail(f"models.{name}.repo_id", None, "an `hf` model needs the hub repository",
                       "set repo_id, e.g. openai-community/gpt2-medium")
-            if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$", spec["repo_id"]) \
-                    or ".." in spec["repo_id"]:
+            if not REPO_ID.fullmatch(spec["repo_id"]) or ".." in spec["repo_id"]:
                 _fail(f"models.{name}.repo_id", spec["repo_id"], "not a hub repository id",
                       "use `owner/name` with letters, digits, '.', '_' and '-'")
             revision = spec.get("revision", "main")
-            if not SAFE_NAME.match(revision) or ".." in revision:
-                _fail(f"models.{name}.revision", revision, "a revision must not contain '/', '..', spaces "
-                      "or quotes", "use a branch, tag or commit sha such as `main`")
+            if not SAFE_NAME.fullmatch(revision) or ".." in revision:
+                _fail(f"models.{name}.revision", revision, "a revision must not contain '/', '..', spaces, "
+                      "quotes or control characters", "use a branch, tag or commit sha such as `main`")
         if source == "local" and not spec.get("path"):
             _fail(f"models.{name}.path", None, "a `local` model needs the checkpoint folder",
                   "set path to a folder with config.json and the weights")

@@ -63,6 +63,23 @@ def _replace(tmp: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
+FICLONE = 0x40049409  # linux/fs.h: share the source's extents copy-on-write (btrfs, XFS, bcachefs …)
+
+
+def copy_file(src: Path, dst: Path) -> None:
+    """A copy that shares nothing writable with `src` (never a hard link): a reflink where the filesystem
+    offers one, else the bytes. Timestamps and mode follow the source."""
+    import fcntl
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with open(src, "rb") as source, open(dst, "wb") as target:
+        try:
+            fcntl.ioctl(target.fileno(), FICLONE, source.fileno())
+        except OSError:
+            shutil.copyfileobj(source, target, 1 << 24)
+    shutil.copystat(src, dst)
+
+
 def ensure_free_space(target: Path, needed_bytes: int) -> None:
     """Refuse up front when the output's filesystem cannot hold it (with 10% headroom)."""
     probe = target.parent
@@ -85,6 +102,8 @@ def atomic_dir(target: str | Path, meta: dict[str, Any] | None = None, needed_by
     try:
         yield tmp
         write_manifest(tmp, meta or {})
+        for entry in tmp.rglob("*"):  # writers that go through mkstemp (safetensors, copies of 0600 files)
+            _publish_mode(entry, 0o777 if entry.is_dir() or os.access(entry, os.X_OK) else 0o666)
         _publish_mode(tmp, 0o777)
         _replace(tmp, target)
     except BaseException:

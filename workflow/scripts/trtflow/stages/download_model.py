@@ -1,18 +1,18 @@
 """Model sources → resources/models/{model}/hf/ with config.json, weights, tokenizer and MANIFEST.json.
 
 `hf`: huggingface_hub.snapshot_download (honours HF_ENDPOINT, HF_HOME, HF_HUB_OFFLINE; partial
-downloads resume from the cache), then linked into the artifact folder. `local`: an existing
-checkpoint folder, hard-linked (or copied across filesystems). `demo`: see demo_model.py.
+downloads resume from the cache), then copied into the artifact folder. `local`: an existing
+checkpoint folder, copied (a reflink where the filesystem offers one; never a hard link, so neither side
+can change the other). `demo`: see demo_model.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 from pathlib import Path
 
-from ..formats.artifact import atomic_dir
+from ..formats.artifact import atomic_dir, copy_file
 from ..formats.hf import CheckpointError, read_hf_config
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -20,14 +20,6 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 class HubError(RuntimeError):
     pass
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src.resolve(), dst)
-    except OSError:
-        shutil.copy2(src, dst)
 
 
 def check_source(src_dir: Path) -> None:
@@ -41,7 +33,7 @@ def check_source(src_dir: Path) -> None:
 def _fill(tmp: Path, src_dir: Path) -> None:
     for path in sorted(src_dir.rglob("*")):
         if path.is_file() and ".cache" not in path.parts and path.name != "MANIFEST.json":
-            _link_or_copy(path, tmp / path.relative_to(src_dir))
+            copy_file(path, tmp / path.relative_to(src_dir))
 
 
 def fetch_hf(repo_id: str, revision: str, include: list[str], out_dir: str | Path) -> None:

@@ -21,6 +21,7 @@ from .. import paths
 from ..config import SCHEMA, validate
 from ..flags import build_key, convert_key
 
+
 def current_folders(results: str, config: dict) -> set[Path]:
     keep = set()
     for model in config["models"]:
