@@ -228,6 +228,19 @@ def test_switching_storage_type_back_reuses_the_converted_folder_and_engine(buil
     assert (first_cmodel.stat().st_mtime, first_engine.stat().st_mtime) == mtimes
 
 
+def test_an_engine_of_other_flags_in_the_folder_is_refused(built, tmp_path):
+    """Someone copies the current engine into the folder of another flag set: it must not run under that key."""
+    wf = clone(built, tmp_path)
+    paged = demo_config(paged_kv_cache=True)
+    shutil.copytree(wf.path / engine_dir(demo_config(), 1), wf.path / engine_dir(paged, 1))
+    wf.write_config(paged)
+    proc = wf.run("results/demo/tp1/generate.json", check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f"holds the engine of build key {engine_key(demo_config(), 1)}, not {engine_key(paged, 1)}" in output
+    assert not (wf.path / "results/demo/tp1/generate.json").exists()  # no result under the wrong key
+
+
 def test_failed_build_after_a_flag_change_is_not_lost(built, tmp_path):
     """Snakemake alone can record the new params for a failed job and then report nothing to do."""
     wf = clone(built, tmp_path)

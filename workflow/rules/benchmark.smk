@@ -25,7 +25,7 @@ rule benchmark:
         "logs/benchmark/{model}/tp{tp}.log",
     shell:
         "{params.launch} trtflow.stages.benchmark --engine-dir {input.engine:q} --model {wildcards.model}"
-        " {params.args} --out {output:q} > {log:q} 2>&1"
+        " {params.args} --build-key {params.build_key} --out {output:q} > {log:q} 2>&1"
 
 
 rule benchmark_plot:

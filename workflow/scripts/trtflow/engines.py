@@ -34,7 +34,21 @@ def engine_backend(engine_dir: str | Path) -> str:
     return "trtllm"  # TensorRT-LLM writes builder_config/plugin_config (0.8) or version/build_config (1.x)
 
 
-def open_engine(engine_dir: str | Path, dist: DistInfo) -> Generator:
+def check_engine_key(engine_dir: str | Path, build_key: str) -> None:
+    """The engine in the folder must be the one the request names: an engine of other flags copied or moved
+    into this folder would otherwise run and report the folder's key."""
+    engine_dir = Path(engine_dir)
+    recorded = read_json(engine_dir / "PROVENANCE.json").get("build_key") \
+        if (engine_dir / "PROVENANCE.json").is_file() else None
+    if recorded != build_key:
+        raise EngineMismatchError(f"{engine_dir} holds the engine of build key {recorded}, not {build_key} (it was "
+                                  f"copied or moved there): delete {engine_dir} and rerun; the workflow rebuilds it")
+
+
+def open_engine(engine_dir: str | Path, dist: DistInfo, build_key: str | None = None) -> Generator:
+    """This rank's generator for the engine in `engine_dir`; with `build_key`, only if it is that engine."""
+    if build_key is not None:
+        check_engine_key(engine_dir, build_key)
     backend = engine_backend(engine_dir)
     if backend == "torch":
         from .backends.torch.generator import TorchEngineGenerator

@@ -86,13 +86,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warm-up", type=int, default=2)
     parser.add_argument("--num-runs", type=int, default=10)
     parser.add_argument("--duration", type=float, default=0.0)
+    parser.add_argument("--build-key", default=None, help="refuse an engine folder that holds another engine")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
 
     from ..engines import open_engine
 
     dist = init_distributed()
-    engine = open_engine(args.engine_dir, dist)
+    engine = open_engine(args.engine_dir, dist, args.build_key)
     config = read_json(Path(args.engine_dir) / "config.json")
     base = {
         "system": "trtflow", "model": args.model, "backend": config.get("backend", "trtllm"),

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     dist = init_distributed()
-    engine = open_engine(args.engine_dir, dist)
+    engine = open_engine(args.engine_dir, dist, args.build_key)
     tokenizer = load_tokenizer(args.tokenizer_dir)
     batch = [encode(tokenizer, text, args.max_input_length) for text in args.input_text]
     sampling = Sampling(args.top_k, args.top_p, args.temperature, args.num_beams, args.random_seed)

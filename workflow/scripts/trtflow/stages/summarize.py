@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
 
     rows = read_dataset(args.dataset_file)
     dist = init_distributed()
-    engine = open_engine(args.engine_dir, dist)
+    engine = open_engine(args.engine_dir, dist, args.build_key)
     tokenizer = load_tokenizer(args.hf_model_dir)
     engine_side = run_side(engine, tokenizer, rows, args, "engine", dist.is_main)
     if dist.is_main:

@@ -59,7 +59,8 @@ class TorchEngineGenerator:
         if config["world_size"] != dist.world_size:
             raise EngineMismatchError(
                 f"{engine_dir} was built for world size {config['world_size']} but {dist.world_size} rank(s) "
-                f"are running; launch with -n {config['world_size']}")
+                f"are running: started by hand, launch with -n {config['world_size']}; in the workflow the folder "
+                f"holds another tp's engine: delete {engine_dir} and rerun")
         rank_file = engine_dir / f"rank{dist.rank}.safetensors"
         if not rank_file.is_file():
             raise ArtifactError(f"{rank_file} is missing; delete {engine_dir} and rebuild the engine")
