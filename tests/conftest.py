@@ -57,6 +57,14 @@ def validated(config: dict) -> dict:
     return validate(copy.deepcopy(config), SCHEMA)
 
 
+def fit_tiny_model(config: dict) -> dict:
+    """Limits that fit the tiny test checkpoints (n_positions 128)."""
+    config["build"].update(max_input_len=64, max_output_len=32)
+    config["summarize"].update(max_input_length=64, output_len=32)
+    config["generate"]["max_output_len"] = 20
+    return config
+
+
 def engine_key(config: dict, tp: int, model: str = "demo") -> str:
     from trtflow.flags import build_key
 

@@ -10,6 +10,7 @@ from test_runtime import engine_flags
 from trtflow.backends.torch.build import build
 from trtflow.evaluation import rouge
 from trtflow.formats import cmodel
+from trtflow.formats.artifact import ArtifactError, write_json
 from trtflow.stages import accuracy_gate as gate
 from trtflow.stages import benchmark as bench
 
@@ -65,10 +66,26 @@ def test_gate_tolerates_noise_within_k_standard_errors():
 
 
 def test_gate_cli_exits_with_the_message_and_writes_nothing(tmp_path, capsys):
-    (tmp_path / "rouge.json").write_text(json.dumps(_rouge_json([5, 6], [50, 60])))
+    write_json(tmp_path / "rouge.json", _rouge_json([5, 6], [50, 60]), checksum=True)
     with pytest.raises(SystemExit) as exit_info:
         gate.main(["--rouge", str(tmp_path / "rouge.json"), "--out", str(tmp_path / "accuracy.ok")])
     assert "accuracy gate FAILED" in str(exit_info.value) and "below the threshold" in str(exit_info.value)
+    assert not (tmp_path / "accuracy.ok").exists()
+
+
+def test_gate_refuses_an_edited_rouge_json(tmp_path):
+    """ROUGE-1 raised to 99 by hand once passed the gate: rouge.json now carries a sha256 the gate verifies."""
+    rouge = tmp_path / "rouge.json"
+    write_json(rouge, _rouge_json([5, 6], [50, 60]), checksum=True)
+    edited = json.loads(rouge.read_text())
+    edited["engine"]["rouge1"] = 99.0
+    rouge.write_text(json.dumps(edited))
+    with pytest.raises(ArtifactError, match=r"rouge.json does not match the sha256 in rouge.json.sha256 \(modified"):
+        gate.main(["--rouge", str(rouge), "--threshold", "14", "--out", str(tmp_path / "accuracy.ok")])
+    rouge.unlink(), (tmp_path / "rouge.json.sha256").unlink()
+    rouge.write_text(json.dumps(edited))
+    with pytest.raises(ArtifactError, match="has no rouge.json.sha256"):
+        gate.main(["--rouge", str(rouge), "--out", str(tmp_path / "accuracy.ok")])
     assert not (tmp_path / "accuracy.ok").exists()
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import ROOT, SNAKEMAKE, Workflow, cmodel_dir, copy_workflow, make_gpt2
+from conftest import ROOT, SNAKEMAKE, Workflow, cmodel_dir, copy_workflow, fit_tiny_model, make_gpt2
 from trtflow.engines import open_engine
 from trtflow.evaluation.datasets import DatasetError, read_dataset
 from trtflow.formats import cmodel
@@ -263,7 +263,7 @@ def test_a_local_checkpoint_is_copied_never_linked(tiny_gpt2, workflow_dir, tmp_
     source = tmp_path / "mine"
     shutil.copytree(tiny_gpt2, source)
     before = {p.name: (p.stat().st_ino, p.read_bytes()) for p in source.iterdir()}
-    config = copy.deepcopy(BASE)
+    config = fit_tiny_model(copy.deepcopy(BASE))
     config["models"]["mine"] = {"source": "local", "path": str(source)}
     workflow_dir.run("resources/models/mine/hf", config=config)
     imported = workflow_dir.path / "resources/models/mine/hf"
@@ -272,3 +272,22 @@ def test_a_local_checkpoint_is_copied_never_linked(tiny_gpt2, workflow_dir, tmp_
         assert (imported / name).stat().st_ino != inode and (imported / name).stat().st_nlink == 1, name
     (imported / "model.safetensors").write_bytes(b"overwritten")
     assert (source / "model.safetensors").read_bytes() == before["model.safetensors"][1]
+
+
+def test_a_byte_flipped_in_the_imported_checkpoint_stops_conversion(demo_workflow):
+    """It once converted to new shards with no error: every reader of the checkpoint verifies its manifest."""
+    wf = demo_workflow
+    config = copy.deepcopy(BASE)
+    config["tp"] = [1]
+    wf.write_config(config)
+    weights = wf.path / "resources/models/demo/hf/model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    weights.write_bytes(bytes(data))
+    target = cmodel_dir(config, 1)
+    proc = wf.run(target, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "error: " in output and "model.safetensors does not match the sha256" in output, output[-3000:]
+    assert "Traceback" not in output  # one line that names the fix, not a page of tracebacks
+    assert not (wf.path / target).exists()

@@ -2,12 +2,13 @@ rule benchmark:
     input:
         engine=get_engine_dir,
     output:
-        report(
+        csv=report(
             paths.BENCHMARK,
             caption="../report/benchmark.rst",
             category="Speed",
             labels={"model": "{model}", "tp": "{tp}", "kind": "table"},
         ),
+        checksum=paths.checksum_of(paths.BENCHMARK),
     params:
         build_key=get_build_key,
         args=benchmark_args(config["benchmark"]),
@@ -25,23 +26,25 @@ rule benchmark:
         "logs/benchmark/{model}/tp{tp}.log",
     shell:
         "{params.launch} trtflow.stages.benchmark --engine-dir {input.engine:q} --model {wildcards.model}"
-        " {params.args} --build-key {params.build_key} --out {output:q} > {log:q} 2>&1"
+        " {params.args} --build-key {params.build_key} --out {output.csv:q} > {log:q} 2>&1"
 
 
 rule benchmark_plot:
     input:
-        rules.benchmark.output[0],
+        csv=rules.benchmark.output.csv,
+        checksum=rules.benchmark.output.checksum,
     output:
-        report(
+        png=report(
             paths.BENCHMARK_PLOT,
             caption="../report/benchmark.rst",
             category="Speed",
             labels={"model": "{model}", "tp": "{tp}", "kind": "plot"},
         ),
+        checksum=paths.checksum_of(paths.BENCHMARK_PLOT),
     localrule: True
     conda:
         "../../envs/torch.yaml"
     log:
         "logs/benchmark/{model}/tp{tp}-plot.log",
     shell:
-        "python -m trtflow.stages.report plot --csv {input:q} --out {output:q} > {log:q} 2>&1"
+        "python -m trtflow.stages.report plot --csv {input.csv:q} --out {output.png:q} > {log:q} 2>&1"

@@ -17,6 +17,8 @@ from trtflow.dag import (  # noqa: E402
     model_regex,
     names_with_source,
     prepare_job_environment,
+    source_stamp,
+    unwritable_folder,
     report_inputs,
     report_runs,
     summarize_args,
@@ -30,6 +32,9 @@ try:
             tfc.check_model_fits(config, _name, *_known)
 except tfc.ConfigError as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
+
+if _unwritable := unwritable_folder(Path.cwd()):
+    raise WorkflowError(_unwritable)
 
 # Jobs run `python -m trtflow.<stage>`: the Python (and mpirun) beside the one running Snakemake come
 # first on PATH, and the package is importable without installing it.
@@ -122,6 +127,10 @@ def get_build_gpus(wildcards):
 
 def get_dataset_file(wildcards):
     return dataset_file(config["summarize"]["dataset"])
+
+
+def get_dataset_checksum(wildcards):
+    return paths.checksum_of(get_dataset_file(wildcards))
 
 
 def one_rank(wildcards):

@@ -29,13 +29,15 @@ rule summarize:
         engine=get_engine_dir,
         hf=get_hf_dir,
         dataset=get_dataset_file,
+        dataset_checksum=get_dataset_checksum,
     output:
-        report(
+        rouge=report(
             paths.ROUGE,
             caption="../report/rouge.rst",
             category="Accuracy",
             labels={"model": "{model}", "tp": "{tp}"},
         ),
+        checksum=paths.checksum_of(paths.ROUGE),
     params:
         build_key=get_build_key,
         args=summarize_args(config["summarize"]),
@@ -55,15 +57,17 @@ rule summarize:
         "logs/benchmarks/summarize/{model}/tp{tp}.tsv"
     shell:
         "{params.launch} trtflow.stages.summarize --engine-dir {input.engine:q} --hf-model-dir {input.hf:q}"
-        " --dataset-file {input.dataset:q} {params.args} --build-key {params.build_key} --out {output:q}"
-        " > {log:q} 2>&1"
+        " --dataset-file {input.dataset:q} {params.args} --build-key {params.build_key}"
+        " --out {output.rouge:q} > {log:q} 2>&1"
 
 
 rule accuracy_gate:
     input:
-        rules.summarize.output[0],
+        rouge=rules.summarize.output.rouge,
+        checksum=rules.summarize.output.checksum,
     output:
-        paths.GATE,
+        gate=paths.GATE,
+        checksum=paths.checksum_of(paths.GATE),
     params:
         threshold=config["summarize"]["rouge1_threshold"],
         k=config["summarize"]["max_se_below_hf"],
@@ -73,5 +77,5 @@ rule accuracy_gate:
     log:
         "logs/gate/{model}/tp{tp}.log",
     shell:
-        "python -m trtflow.stages.accuracy_gate --rouge {input:q} --threshold {params.threshold} --k {params.k}"
-        " --out {output:q} > {log:q} 2>&1"
+        "python -m trtflow.stages.accuracy_gate --rouge {input.rouge:q} --threshold {params.threshold}"
+        " --k {params.k} --out {output.gate:q} > {log:q} 2>&1"

@@ -2,6 +2,8 @@ rule demo_dataset:
     output:
         train=paths.DEMO_TRAIN,
         test=paths.DEMO_TEST,
+        train_checksum=paths.checksum_of(paths.DEMO_TRAIN),
+        test_checksum=paths.checksum_of(paths.DEMO_TEST),
     params:
         out_dir=lambda wildcards, output: Path(output.train).parent,
     conda:
@@ -14,7 +16,8 @@ rule demo_dataset:
 
 rule cnn_dailymail_dataset:
     output:
-        paths.DATASET.format(dataset="cnn_dailymail"),
+        jsonl=paths.DATASET.format(dataset="cnn_dailymail"),
+        checksum=paths.checksum_of(paths.DATASET.format(dataset="cnn_dailymail")),
     localrule: True
     resources:
         hf_hub=1,
@@ -23,12 +26,13 @@ rule cnn_dailymail_dataset:
     log:
         "logs/datasets/cnn_dailymail.log",
     shell:
-        "python -m trtflow.stages.cnn_dailymail_dataset --out {output:q} > {log:q} 2>&1"
+        "python -m trtflow.stages.cnn_dailymail_dataset --out {output.jsonl:q} > {log:q} 2>&1"
 
 
 rule demo_model:
     input:
         train=rules.demo_dataset.output.train,
+        train_checksum=rules.demo_dataset.output.train_checksum,
     output:
         directory(paths.HF_DIR),
     wildcard_constraints:
@@ -54,6 +58,7 @@ rule download_model:
         model=names_with_source(config["models"], ("hf", "local")),
     params:
         source=lambda wc: hub_args(config["models"][wc.model]),
+        source_stamp=lambda wc: source_stamp(config["models"][wc.model]),
     localrule: True
     resources:
         hf_hub=1,

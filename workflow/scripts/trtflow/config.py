@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from .errors import KnownError
 from .tp import SplitError, check_divisible
 
 SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
@@ -22,7 +23,7 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?")
 
 
-class ConfigError(ValueError):
+class ConfigError(KnownError, ValueError):
     """A config value that trtflow refuses, with the fix in the message."""
 
 
@@ -57,6 +58,8 @@ def _schema_fix(error) -> str:
         return "use one of " + ", ".join(repr(v) for v in error.validator_value)
     if error.validator in ("minimum", "exclusiveMinimum"):
         return f"use a value >= {error.validator_value}"
+    if error.validator in ("maximum", "exclusiveMaximum"):
+        return f"use a value <= {error.validator_value}"
     if error.validator == "minItems":
         return f"list at least {error.validator_value} item(s)"
     if error.validator == "type":
@@ -166,18 +169,81 @@ def _check_models(config: dict) -> None:
         if source != "demo" and spec.get("recipe"):
             _fail(f"models.{name}.recipe", spec["recipe"], "only `demo` models take a recipe", "remove it")
         if source == "demo":
-            from dataclasses import fields
-
-            from .demo_recipe import DemoRecipe
-
-            known = {f.name for f in fields(DemoRecipe)}
-            for key in sorted(set(spec.get("recipe") or {}) - known):
-                _fail(f"models.{name}.recipe.{key}", spec["recipe"][key], "not a demo recipe setting",
-                      f"use one of {', '.join(sorted(known))}")
-    for target in config["targets"]:
+            _check_recipe(name, spec.get("recipe") or {})
+        if source == "local":
+            _check_local_path(name, spec["path"])
+    if not config["targets"]:
+        _fail("targets", [], "no model to build by default", f"list one of {', '.join(config['models'])}")
+    for index, target in enumerate(config["targets"]):
         if target not in config["models"]:
             _fail("targets", target, "not a model defined under `models`",
                   f"use one of {', '.join(config['models'])}")
+        if target in config["targets"][:index]:
+            _fail("targets", config["targets"], f"model `{target}` is listed twice", "list each model once")
+
+
+SOURCE_KEYS = {"hf": {"repo_id", "revision", "include"}, "local": {"path"}, "demo": {"recipe"}}
+
+
+def _check_source_keys(raw_models: dict) -> None:
+    """A key of another source (a `path` on a hub model, a `repo_id` on a local one) would be silently ignored."""
+    for name, spec in raw_models.items():
+        if not isinstance(spec, dict) or spec.get("source") not in SOURCE_KEYS:
+            continue
+        own = SOURCE_KEYS[spec["source"]]
+        for key in sorted(set(spec) - own - {"source"}):
+            other = next(src for src, keys in SOURCE_KEYS.items() if key in keys)
+            _fail(f"models.{name}.{key}", spec[key], f"only `{other}` models take `{key}`; this one has source "
+                  f"`{spec['source']}`", f"remove {key}, or set source: {other}")
+
+
+def _check_recipe(name: str, recipe: dict) -> None:
+    from dataclasses import fields
+
+    from .demo_recipe import DemoRecipe
+
+    types = {f.name: f.type for f in fields(DemoRecipe)}
+    for key in sorted(set(recipe) - set(types)):
+        _fail(f"models.{name}.recipe.{key}", recipe[key], "not a demo recipe setting",
+              f"use one of {', '.join(sorted(types))}")
+    for key, value in recipe.items():
+        wants_int = types[key] == "int"
+        if isinstance(value, bool) or not isinstance(value, int if wants_int else (int, float)):
+            _fail(f"models.{name}.recipe.{key}", value, f"must be {'an integer' if wants_int else 'a number'}",
+                  f"write a number such as {getattr(DemoRecipe, key)}")
+        if value <= 0 and key != "seed":
+            _fail(f"models.{name}.recipe.{key}", value, "must be positive", f"use e.g. {getattr(DemoRecipe, key)}")
+    recipe = {**{k: getattr(DemoRecipe, k) for k in types}, **recipe}
+    if recipe["n_embd"] % recipe["n_head"]:
+        _fail(f"models.{name}.recipe.n_head", recipe["n_head"], f"n_embd {recipe['n_embd']} is not a multiple of "
+              "n_head (each head needs the same width)", "pick n_head dividing n_embd")
+
+
+def _check_local_path(name: str, path: str) -> None:
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        _fail(f"models.{name}.path", path, "is a file, not a folder" if folder.exists() else "does not exist",
+              "point it at a Hugging Face GPT-2 checkpoint folder (config.json and the weights)")
+    if not (folder / "config.json").is_file():
+        _fail(f"models.{name}.path", path, "has no config.json: not a Hugging Face checkpoint folder",
+              "point it at the folder save_pretrained() wrote")
+
+
+def _check_run_settings(config: dict) -> None:
+    """What generate and summarize ask of the engine must fit the build limits, or the job fails late."""
+    build = config["build"]
+    for key, value, limit in (
+            ("summarize.batch_size", config["summarize"]["batch_size"], "max_batch_size"),
+            ("summarize.max_input_length", config["summarize"]["max_input_length"], "max_input_len"),
+            ("summarize.output_len", config["summarize"]["output_len"], "max_output_len"),
+            ("generate.max_output_len", config["generate"]["max_output_len"], "max_output_len")):
+        if value > build[limit]:
+            _fail(key, value, f"exceeds the engine's build.{limit} {build[limit]}",
+                  f"lower {key} to {build[limit]} or raise build.{limit}")
+    for index, text in enumerate(config["generate"]["input_text"]):
+        if not text.strip():
+            _fail(f"generate.input_text.{index}", text, "an empty prompt has no token to start from",
+                  "write a prompt, or remove the entry")
 
 
 def _check_tp(config: dict) -> None:
@@ -208,8 +274,11 @@ def _check_build(build: dict) -> None:
 
 def validate(config: dict, schema_path: str | Path = SCHEMA) -> dict:
     """Schema (filling defaults) and cross-field rules; returns the same dict, completed."""
+    raw_models = json.loads(json.dumps(config.get("models") or {}, default=str))
     check_schema(config, schema_path)
+    _check_source_keys(raw_models)
     _check_models(config)
+    _check_run_settings(config)
     _check_tp(config)
     _check_build(config["build"])
     return config

@@ -32,9 +32,40 @@ def known_model_config(config: dict, model: str) -> tuple[dict, str] | None:
     if path.is_file():
         return json.loads(path.read_text(encoding="utf-8")), str(path)
     spec = config["models"][model]
+    if spec["source"] == "local":  # read up front, so the import changes nothing about what is accepted
+        source = Path(spec["path"]).expanduser() / "config.json"
+        return json.loads(source.read_text(encoding="utf-8")), str(source)
     if spec["source"] == "demo":
         recipe = asdict(demo_recipe(spec))
         return {k: recipe[k] for k in ("n_head", "n_positions")}, f"demo recipe of model `{model}`"
+    return None
+
+
+def source_stamp(spec: dict) -> str:
+    """For a local model: every file's size and mtime, so re-saving the source re-imports it (a param)."""
+    if spec["source"] != "local":
+        return ""
+    folder = Path(spec["path"]).expanduser()
+    stamp = [(p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
+             for p in sorted(folder.rglob("*")) if p.is_file() and ".cache" not in p.parts and p.name != "MANIFEST.json"]
+    return json.dumps(stamp, separators=(",", ":"))
+
+
+def unwritable_folder(workdir: Path) -> str | None:
+    """Why the workflow could not write its outputs here (a file where a folder belongs, a read-only folder),
+    or None. Tried by writing, since root passes every permission check."""
+    import tempfile
+
+    for name in ("results", "resources", "logs", ".snakemake", "."):
+        folder = workdir / name
+        if folder.exists() and not folder.is_dir():
+            return f"{folder} is a file, but the workflow writes a folder there: move it away"
+        if folder.is_dir():
+            try:
+                with tempfile.TemporaryFile(dir=folder):
+                    pass
+            except OSError as err:
+                return f"cannot write in {folder} ({err.strerror}): make it writable or run from another folder"
     return None
 
 
@@ -54,10 +85,11 @@ def hub_args(spec: dict) -> str:
 
 
 def generate_args(settings: dict) -> str:
+    """As JSON, so a prompt may start with '-' or hold quotes and newlines and still arrive as written."""
     import shlex
 
-    texts = " ".join(shlex.quote(t) for t in settings["input_text"])
-    return f"--input-text {texts} --max-output-len {settings['max_output_len']}"
+    texts = shlex.quote(json.dumps(settings["input_text"]))
+    return f"--input-text-json {texts} --max-output-len {settings['max_output_len']}"
 
 
 def summarize_args(settings: dict) -> str:
@@ -86,7 +118,8 @@ def report_runs(config: dict) -> list[dict]:
 
 
 def report_inputs(config: dict) -> list[str]:
-    return [run[key] for run in report_runs(config) for key in ("rouge", "gate", "benchmark", "plot")]
+    files = [run[key] for run in report_runs(config) for key in ("rouge", "gate", "benchmark", "plot")]
+    return files + [paths.checksum_of(f) for f in files]
 
 
 def prepare_job_environment(scripts_dir: Path) -> None:

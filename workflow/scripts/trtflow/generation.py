@@ -9,12 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .errors import KnownError
 
-class EngineLimitError(ValueError):
+
+class EngineLimitError(KnownError, ValueError):
     """A request that does not fit the engine's build limits (max batch / input / output)."""
 
 
-class EngineMismatchError(RuntimeError):
+class EngineMismatchError(KnownError, RuntimeError):
     """An engine folder this runtime cannot run (other backend, format, world size, toolchain or files)."""
 
 

@@ -36,6 +36,11 @@ REPORT = RESULTS + "/report.html"
 KEYED_FOLDERS = (CMODEL_ROOT, TRTLLM_CKPT_ROOT, ENGINE)
 
 
+def checksum_of(template: str) -> str:
+    """The `.sha256` file written beside a single-file artifact that another stage reads."""
+    return template + ".sha256"
+
+
 def run_outputs(model: str, tp: int) -> dict[str, str]:
     """The files of one model at one tp, by role (generate, rouge, gate, benchmark, plot)."""
     return {role: template.format(model=model, tp=tp) for role, template in RUN_OUTPUTS.items()}

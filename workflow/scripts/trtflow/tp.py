@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from enum import Enum
 
+from .errors import KnownError
+
 
 class Split(Enum):
     QKV = "qkv"
@@ -52,7 +54,7 @@ GLOBAL_SPLITS = {
 }
 
 
-class SplitError(ValueError):
+class SplitError(KnownError, ValueError):
     """A tensor-parallel degree that cannot split the model."""
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..errors import KnownError
+
 REQUIRED = ("article", "highlights")
 
 
-class DatasetError(ValueError):
+class DatasetError(KnownError, ValueError):
     pass
 
 

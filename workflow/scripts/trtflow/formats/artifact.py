@@ -1,8 +1,12 @@
-"""Artifacts that are never half-written: temp sibling + rename, and a MANIFEST.json per folder.
+"""Artifacts that are never half-written and never silently edited: temp sibling + rename, and a checksum
+the next stage verifies.
 
 Every stage writes its output folder through `atomic_dir`: the folder is built under a hidden
 temporary sibling and renamed into place only after MANIFEST.json is written, so an interrupted job
 leaves no folder that looks complete. The next stage calls `verify_manifest` before reading.
+A single file that another stage reads (rouge.json, accuracy.ok, benchmark.csv, its plot, a dataset)
+is written with `atomic_file(..., checksum=True)`, which adds `<file>.sha256` (sha256sum's format);
+its reader calls `verify_checksum` first.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..errors import KnownError
+
 MANIFEST = "MANIFEST.json"
 
 
-class ArtifactError(RuntimeError):
+class ArtifactError(KnownError, RuntimeError):
     """An artifact folder is missing, incomplete or was modified after it was written."""
 
 
@@ -111,9 +117,38 @@ def atomic_dir(target: str | Path, meta: dict[str, Any] | None = None, needed_by
         raise
 
 
+CHECKSUM_SUFFIX = ".sha256"
+
+
+def checksum_path(path: str | Path) -> Path:
+    return Path(f"{path}{CHECKSUM_SUFFIX}")
+
+
+def write_checksum(path: str | Path) -> None:
+    path = Path(path)
+    with atomic_file(checksum_path(path)) as handle:
+        handle.write(f"{sha256_file(path)}  {path.name}\n")
+
+
+def verify_checksum(path: str | Path) -> Path:
+    """`path`, once its bytes match the sha256 its writer recorded beside it."""
+    path, sidecar = Path(path), checksum_path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing; run the step that writes it")
+    if not sidecar.is_file():
+        raise ArtifactError(f"{path} has no {sidecar.name}: it was not written by trtflow (or by an older version); "
+                            f"delete {path} and rerun the step that writes it")
+    recorded = (sidecar.read_text(encoding="utf-8").split() or [""])[0]
+    if sha256_file(path) != recorded:
+        raise ArtifactError(f"{path} does not match the sha256 in {sidecar.name} (modified after it was written); "
+                            f"delete {path} and rerun the step that writes it")
+    return path
+
+
 @contextlib.contextmanager
-def atomic_file(target: str | Path, mode: str = "w") -> Iterator[Any]:
-    """Open a temp sibling for writing; rename it to `target` only when the block succeeds."""
+def atomic_file(target: str | Path, mode: str = "w", checksum: bool = False) -> Iterator[Any]:
+    """Open a temp sibling for writing; rename it to `target` only when the block succeeds (then, with
+    `checksum`, record its sha256 beside it)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
@@ -127,10 +162,12 @@ def atomic_file(target: str | Path, mode: str = "w") -> Iterator[Any]:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+    if checksum:
+        write_checksum(target)
 
 
-def write_json(target: str | Path, obj: Any) -> None:
-    with atomic_file(target) as handle:
+def write_json(target: str | Path, obj: Any, checksum: bool = False) -> None:
+    with atomic_file(target, checksum=checksum) as handle:
         json.dump(obj, handle, indent=2, sort_keys=False)
         handle.write("\n")
 

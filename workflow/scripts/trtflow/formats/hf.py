@@ -16,12 +16,14 @@ from pathlib import Path
 
 import torch
 
+from ..errors import KnownError
+
 SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
                       "F64": torch.float64, "I64": torch.int64, "U8": torch.uint8}
 PAGE = mmap.PAGESIZE
 
 
-class CheckpointError(ValueError):
+class CheckpointError(KnownError, ValueError):
     """The checkpoint folder cannot be read as a GPT-2 checkpoint."""
 
 

@@ -24,8 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..errors import KnownError
 
-class GpuPoolError(RuntimeError):
+
+class GpuPoolError(KnownError, RuntimeError):
     pass
 
 

@@ -19,10 +19,11 @@ import shlex
 import shutil
 import sys
 
+from ..errors import KnownError
 from .gpus import GpuPoolError, hold
 
 
-class LauncherError(RuntimeError):
+class LauncherError(KnownError, RuntimeError):
     pass
 
 

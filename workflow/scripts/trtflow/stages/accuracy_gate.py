@@ -11,7 +11,8 @@ import argparse
 import math
 import sys
 
-from ..formats.artifact import read_json, write_json
+from ..errors import run_stage
+from ..formats.artifact import read_json, verify_checksum, write_json
 
 
 def evaluate_gate(rouge: dict, threshold: float, k: float) -> dict:
@@ -41,13 +42,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--k", type=float, default=3.0)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    verdict = evaluate_gate(read_json(args.rouge), args.threshold, args.k)
+    verdict = evaluate_gate(read_json(verify_checksum(args.rouge)), args.threshold, args.k)
     if not verdict["passed"]:
         sys.exit(f"accuracy gate FAILED for {args.rouge}: " + "; ".join(verdict["failures"]) +
                  ". The scores stay in rouge.json; check the build flags and the c-model, then rerun.")
-    write_json(args.out, verdict)
+    write_json(args.out, verdict, checksum=True)
     print(f"accuracy gate passed: ROUGE-1 {verdict['rouge1']:.2f}")
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import run_stage
 from ..formats.artifact import atomic_file, read_json
 from ..generation import EngineLimitError, Sampling, dtype_name
 from ..infra.dist import init_distributed, shutdown
@@ -70,7 +71,7 @@ def measure(generator, batch_size: int, input_len: int, output_len: int, warm_up
 
 
 def write_csv(path: str, rows: list[dict]) -> None:
-    with atomic_file(path) as handle:
+    with atomic_file(path, checksum=True) as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
@@ -121,4 +122,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -7,6 +7,7 @@ import argparse
 import json
 
 from ..engines import build_engine
+from ..errors import run_stage
 from ..flags import BuildFlags
 
 
@@ -24,4 +25,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

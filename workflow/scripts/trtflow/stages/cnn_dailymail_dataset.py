@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import run_stage
 from .demo_dataset import write_jsonl
 
 
@@ -38,4 +39,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from ..errors import run_stage
+from ..formats.artifact import verify_manifest
 from ..formats.cmodel import TORCH_DTYPES, convert
 
 
@@ -18,9 +20,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--processes", "-p", type=int, default=4)
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    verify_manifest(args.in_file)  # the checkpoint as it was imported, not edited since
     target = convert(args.in_file, args.out_dir, args.tensor_parallelism, args.storage_type, args.processes)
     print(f"wrote {target} in {time.perf_counter() - started:.2f} s")
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

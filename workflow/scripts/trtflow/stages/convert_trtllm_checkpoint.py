@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import run_stage
+from ..formats.artifact import verify_manifest
 from ..formats.cmodel import TORCH_DTYPES
 from ..formats.trtllm_ckpt import convert
 
@@ -15,8 +17,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tp_size", type=int, default=1)
     parser.add_argument("--dtype", choices=list(TORCH_DTYPES), default="float16")
     args = parser.parse_args(argv)
+    verify_manifest(args.model_dir)  # the checkpoint as it was imported, not edited since
     print(f"wrote {convert(args.model_dir, args.output_dir, args.tp_size, args.dtype)}")
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

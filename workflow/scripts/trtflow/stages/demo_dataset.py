@@ -14,6 +14,7 @@ import json
 import random
 from pathlib import Path
 
+from ..errors import run_stage
 from ..formats.artifact import atomic_file
 
 CITIES = [
@@ -143,7 +144,7 @@ def make_split(split: str, count: int, seed: int) -> list[dict]:
 
 
 def write_jsonl(rows: list[dict], path: str | Path) -> None:
-    with atomic_file(path) as handle:
+    with atomic_file(path, checksum=True) as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
@@ -162,4 +163,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

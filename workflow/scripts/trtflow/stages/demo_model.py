@@ -16,8 +16,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..demo_recipe import DemoRecipe
+from ..errors import run_stage
 from ..evaluation.prompts import summarize_prompt
-from ..formats.artifact import atomic_dir
+from ..formats.artifact import atomic_dir, verify_checksum
 
 EOS = "<|endoftext|>"
 
@@ -108,7 +109,7 @@ def train(rows: list[dict], recipe: DemoRecipe, log=print):
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
-    with open(path, encoding="utf-8") as handle:
+    with open(verify_checksum(path), encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
 
 
@@ -134,4 +135,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

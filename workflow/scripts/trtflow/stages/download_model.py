@@ -12,13 +12,14 @@ import argparse
 import os
 from pathlib import Path
 
+from ..errors import KnownError, run_stage
 from ..formats.artifact import atomic_dir, copy_file
 from ..formats.hf import CheckpointError, read_hf_config
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
-class HubError(RuntimeError):
+class HubError(KnownError, RuntimeError):
     pass
 
 
@@ -84,4 +85,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -6,20 +6,24 @@ Run on every rank (`python -m trtflow.launch -n TP trtflow.generate …`); rank 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 
 from ..engines import open_engine
+from ..errors import run_stage
 from ..evaluation.tokenizer import encode, load_tokenizer
 from ..formats.artifact import write_json
 from ..generation import Sampling
 from ..infra.dist import init_distributed, shutdown
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Generate text with an engine (run.py equivalent).")
     parser.add_argument("--engine-dir", required=True)
     parser.add_argument("--tokenizer-dir", required=True)
-    parser.add_argument("--input-text", nargs="+", default=["Born in north-east France, Soyer trained as a"])
+    prompts = parser.add_mutually_exclusive_group()
+    prompts.add_argument("--input-text", nargs="+", default=["Born in north-east France, Soyer trained as a"])
+    prompts.add_argument("--input-text-json", type=json.loads, help="the prompts as a JSON list of strings")
     parser.add_argument("--max-output-len", type=int, required=True)
     parser.add_argument("--max-input-length", type=int, default=923)
     parser.add_argument("--top-k", type=int, default=1)
@@ -29,7 +33,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--random-seed", type=int, default=0)
     parser.add_argument("--build-key", default=None)
     parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    if args.input_text_json is not None:
+        args.input_text = args.input_text_json
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
 
     dist = init_distributed()
     engine = open_engine(args.engine_dir, dist, args.build_key)
@@ -62,4 +77,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

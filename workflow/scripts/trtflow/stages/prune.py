@@ -19,6 +19,7 @@ import yaml
 
 from .. import paths
 from ..config import SCHEMA, validate
+from ..errors import run_stage
 from ..flags import build_key, convert_key
 
 
@@ -61,4 +62,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

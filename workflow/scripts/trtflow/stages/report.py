@@ -12,11 +12,12 @@ import html
 import json
 from pathlib import Path
 
-from ..formats.artifact import atomic_file
+from ..errors import run_stage
+from ..formats.artifact import atomic_file, verify_checksum
 
 
 def read_rows(path: str | Path) -> list[dict]:
-    with open(path, encoding="utf-8", newline="") as handle:
+    with open(verify_checksum(path), encoding="utf-8", newline="") as handle:
         return list(csv.DictReader(handle))
 
 
@@ -46,7 +47,7 @@ def plot_benchmark(csv_path: str | Path, png_path: str | Path) -> None:
             ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    with atomic_file(png_path, "wb") as handle:
+    with atomic_file(png_path, "wb", checksum=True) as handle:
         fig.savefig(handle, format="png", dpi=100)
     plt.close(fig)
 
@@ -78,9 +79,9 @@ def build_report(runs: list[dict], out: str | Path) -> None:
              "for every model, tensor-parallel degree and build.</p><h2>Accuracy</h2>"]
     accuracy = []
     for run in runs:
-        rouge = json.loads(Path(run["rouge"]).read_text())
+        rouge = json.loads(verify_checksum(run["rouge"]).read_text())
         engine, hf = rouge["engine"], rouge.get("hf") or {}
-        gate = json.loads(Path(run["gate"]).read_text()) if run.get("gate") and Path(run["gate"]).exists() else None
+        gate = json.loads(verify_checksum(run["gate"]).read_text()) if run.get("gate") else None
         verdict = "passed" if gate and gate["passed"] else "not passed"
         accuracy.append([run["model"], run["tp"], rouge.get("build_key"), _fmt(engine["rouge1"]), _fmt(hf.get("rouge1")),
                          _fmt(engine["rouge2"]), _fmt(hf.get("rouge2")), _fmt(engine["rougeL"]), _fmt(hf.get("rougeL")),
@@ -98,8 +99,8 @@ def build_report(runs: list[dict], out: str | Path) -> None:
                             [[r["batch_size"], r["input_len"], r["output_len"], r["status"], _fmt(r["latency_ms"]),
                               _fmt(r["p90_ms"]), _fmt(r["ttft_ms"]), _fmt(r["tpot_ms"]), _fmt(r["tokens_per_s"], 1),
                               _fmt(r["peak_mem_mb"], 0)] for r in rows]))
-        if run.get("plot") and Path(run["plot"]).exists():
-            data = base64.b64encode(Path(run["plot"]).read_bytes()).decode()
+        if run.get("plot"):
+            data = base64.b64encode(verify_checksum(run["plot"]).read_bytes()).decode()
             parts.append(f"<img alt='benchmark plot {html.escape(run['model'])} tp{run['tp']}' "
                          f"src='data:image/png;base64,{data}'>")
     parts.append("</body></html>")
@@ -124,4 +125,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -14,11 +14,12 @@ import time
 from pathlib import Path
 
 from ..engines import open_engine
+from ..errors import run_stage
 from ..evaluation.datasets import read_dataset
 from ..evaluation.prompts import summarize_prompt
 from ..evaluation.rouge import score
 from ..evaluation.tokenizer import encode, load_tokenizer
-from ..formats.artifact import write_json
+from ..formats.artifact import verify_checksum, verify_manifest, write_json
 from ..formats.provenance import software_versions
 from ..generation import GenerationResult, Sampling
 from ..hf_reference import HFGenerator
@@ -67,7 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
 
-    rows = read_dataset(args.dataset_file)
+    rows = read_dataset(verify_checksum(args.dataset_file))
+    verify_manifest(args.hf_model_dir)  # every rank, before any waits for another
     dist = init_distributed()
     engine = open_engine(args.engine_dir, dist, args.build_key)
     tokenizer = load_tokenizer(args.hf_model_dir)
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
             hf = HFGenerator(args.hf_model_dir, dist.device, args.hf_dtype)
             hf_side = run_side(hf, tokenizer, rows, args, "hf", True)
         used = len(engine_side["texts"])
-        write_json(args.out, {
+        write_json(args.out, checksum=True, obj={
             "build_key": args.build_key,
             "engine_dir": args.engine_dir,
             "world_size": dist.world_size,
@@ -102,4 +104,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -15,6 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ...errors import KnownError
 from ...flags import BuildFlags
 from ...formats.artifact import atomic_dir
 from ...formats.cmodel import read_settings
@@ -28,8 +29,12 @@ PROVISION = ("Provision TensorRT-LLM first: flow 0.8 runs in the NGC container "
              "`pip install tensorrt_llm==1.2.*` and the examples of the matching tag")
 
 
-class TrtllmUnavailable(RuntimeError):
+class TrtllmUnavailable(KnownError, RuntimeError):
     pass
+
+
+class TrtllmBuildError(KnownError, RuntimeError):
+    """The builder failed or did not write what it should have; its own output precedes this in the log."""
 
 
 def installed_version(python: str = sys.executable) -> str:
@@ -78,10 +83,10 @@ def build(source_dir: str | Path, out_dir: str | Path, flags: BuildFlags, build_
         # its own working dir per job: build.py reads and writes model.cache in the CWD
         result = subprocess.run(command.argv, cwd=work)
         if result.returncode != 0:
-            raise RuntimeError(f"the TensorRT-LLM builder failed (exit {result.returncode}); its output is above")
+            raise TrtllmBuildError(f"the TensorRT-LLM builder failed (exit {result.returncode}); its output is above")
         missing = [name for name in command.expected_files if not (tmp / name).is_file()]
         if missing:
-            raise RuntimeError(f"the builder finished but did not write {', '.join(missing)} in {out_dir}")
+            raise TrtllmBuildError(f"the builder finished but did not write {', '.join(missing)} in {out_dir}")
         record = provenance({"build_key": build_key, "backend": "trtllm", "flow": flow, "tensorrt_llm": version,
                              "build": flags.to_json(), "argv": command.argv, "notes": command.notes, "source": str(source)})
         (tmp / "PROVENANCE.json").write_text(json.dumps(record, indent=2) + "\n")
