@@ -16,8 +16,10 @@ $(BIN)/snakemake: pyproject.toml
 
 install: $(BIN)/snakemake
 
+# make run                                   the default target (the offline demo)
+# make run TARGET=results/demo/tp2/rouge.json  one file and what it needs
 run: install
-	$(BIN)/snakemake --cores all
+	$(BIN)/snakemake --cores all $(TARGET)
 
 test: install
 	$(BIN)/python -m pytest -x -q

@@ -20,3 +20,7 @@ rule all:
     default_target: True
     input:
         get_final_output(),
+
+
+onsuccess:
+    print(finished_message())

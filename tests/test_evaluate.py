@@ -106,3 +106,15 @@ def test_benchmark_csv(tiny_gpt2, tmp_path, capsys):
     assert rows[2]["status"].startswith("not run: batch size 16 > the engine's max_batch_size 8")
     assert rows[1]["latency_ms"] == "" and rows[1]["tokens_per_s"] == ""
     assert "[BENCHMARK] batch_size 1 input_length 8 output_length 4 latency(ms)" in capsys.readouterr().out
+    assert (ok["dtype"], ok["engine_dtype"], ok["cuda_graphs"]) == ("float32", "float32", "False")
+    assert float(ok["load_1m_start"]) >= 0 and float(ok["load_1m_end"]) >= 0 and int(ok["cpus"]) >= 1
+
+
+def test_benchmark_csv_says_which_engine_path_ran(tiny_gpt2, tmp_path):
+    source = cmodel.convert(tiny_gpt2, tmp_path / "c", 1, "float16", progress=False)
+    engine = build(source, tmp_path / "e", engine_flags(cuda_graphs=True), "0" * 10)
+    out = tmp_path / "benchmark.csv"
+    bench.main(["--engine-dir", str(engine), "--batch-size", "1", "--input-output-len", "8,4", "--warm-up", "0",
+                "--num-runs", "1", "--out", str(out)])
+    (row,) = csv.DictReader(out.open())
+    assert (row["dtype"], row["engine_dtype"], row["cuda_graphs"]) == ("float32", "float16", "True")

@@ -291,3 +291,14 @@ def test_a_byte_flipped_in_the_imported_checkpoint_stops_conversion(demo_workflo
     assert "error: " in output and "model.safetensors does not match the sha256" in output, output[-3000:]
     assert "Traceback" not in output  # one line that names the fix, not a page of tracebacks
     assert not (wf.path / target).exists()
+
+
+def test_a_hub_failure_is_one_line_that_names_the_fix(workflow_dir, monkeypatch, tmp_path):
+    """It once printed three chained tracebacks before the line that matters."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
+    proc = workflow_dir.run("resources/models/gpt2/hf", check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "error: cannot download openai-community/gpt2-medium@main" in output and "HF_ENDPOINT" in output
+    assert "Traceback" not in output and not (workflow_dir.path / "resources/models/gpt2/hf").exists()

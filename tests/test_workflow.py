@@ -37,7 +37,7 @@ def built(tmp_path_factory, demo_resources) -> Workflow:
     wf = copy_workflow(tmp_path_factory.mktemp("built") / "wf")
     shutil.copytree(demo_resources, wf.path / "resources")
     wf.write_config(demo_config())
-    wf.run()
+    wf.first_run = wf.run()
     return wf
 
 
@@ -58,6 +58,11 @@ def rules_by_tp(jobs) -> set[tuple[str, str]]:
 # ------------------------------------------------------------------ A1–A5: the outputs
 
 
+def test_a_finished_run_says_where_the_report_is(built):
+    output = built.first_run.stdout + built.first_run.stderr
+    assert f"trtflow: done. Report: {built.path / 'results/report.html'}" in output
+
+
 def test_every_default_target_exists_and_passes(built):
     for tp in (1, 2):
         base = f"results/demo/tp{tp}"
@@ -66,6 +71,79 @@ def test_every_default_target_exists_and_passes(built):
         assert read(built, f"{base}/accuracy.ok")["passed"]
     page = read(built, "results/report.html")
     assert "R-1 engine" in page and "data:image/png;base64," in page and "http" not in page.split("<body>")[1]
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def test_report_says_what_it_measured_and_renders_in_a_browser(built, tmp_path):
+    import base64
+    import re
+    import subprocess
+
+    import numpy as np
+    from matplotlib.image import imread
+
+    page = built.path / "results/report.html"
+    text = page.read_text()
+    for expected in ("synthetic", "commit ", "UTC", "storage dtype: float16", "engine dtype", "p50 ms",
+                     "tp &gt; 1 is slower than tp 1", "passed (engine − HF"):
+        assert expected in text, expected
+    for tp in (1, 2):
+        rouge = read(built, f"results/demo/tp{tp}/rouge.json")
+        row = re.search(rf"<tr><td>demo</td><td>{tp}</td><td>{rouge['build_key']}</td><td>([\d.]+)</td><td>([\d.]+)</td>",
+                        text)
+        assert row and row.groups() == (f"{rouge['engine']['rouge1']:.2f}", f"{rouge['hf']['rouge1']:.2f}")
+    plots = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", text)
+    assert len(plots) == 2
+    for data in plots:
+        (tmp_path / "plot.png").write_bytes(base64.b64decode(data))
+        assert imread(tmp_path / "plot.png").shape[:2] == (400, 1000)
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        pytest.skip("NOT TESTED: the report in a browser (no chromium here; `apt-get install chromium`)")
+    profile = ["--user-data-dir=" + str(tmp_path / "profile")]
+    dom = subprocess.run([chromium, *CHROMIUM_FLAGS, *profile, "--dump-dom", page.as_uri()], capture_output=True,
+                         text=True, timeout=120).stdout
+    assert dom.count("<table>") == 3 and dom.count("<img ") == 2 and "Reading this page" in dom
+    shot = tmp_path / "shot.png"
+    subprocess.run([chromium, *CHROMIUM_FLAGS, *profile, f"--screenshot={shot}", "--window-size=1280,2400",
+                    page.as_uri()], capture_output=True, timeout=120, check=True)
+    pixels = imread(shot)
+    assert pixels.shape[:2] == (2400, 1280) and float(np.std(pixels[..., :3])) > 0.05  # not a blank page
+
+
+def job_intervals(log_text: str) -> list[tuple[str, float, float]]:
+    """(rule, start, end) of every finished job in a Snakemake log (its timestamps have 1 s resolution)."""
+    import datetime
+    import re
+
+    stamp, rule, started, ended = None, None, {}, {}
+    for line in log_text.splitlines():
+        line = line.strip()
+        if match := re.fullmatch(r"\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]", line):
+            stamp = datetime.datetime.strptime(match.group(1), "%a %b %d %H:%M:%S %Y").timestamp()
+        elif match := re.fullmatch(r"(?:local)?rule (\w+):", line):
+            rule = match.group(1)
+        elif match := re.fullmatch(r"jobid: (\d+)", line):
+            started[match.group(1)] = (rule, stamp)
+        elif match := re.match(r"Finished jobid: (\d+)", line):
+            ended[match.group(1)] = stamp
+    return [(rule, start, ended[job]) for job, (rule, start) in started.items() if job in ended]
+
+
+def test_a_benchmark_job_has_the_machine_to_itself(built):
+    """On the CPU the benchmark once ran beside generate and summarize, and the same engine measured 55 and 30 ms."""
+    (log,) = sorted((built.path / ".snakemake/log").glob("*.snakemake.log"))[:1]
+    jobs = job_intervals(log.read_text())
+    benchmarks = [job for job in jobs if job[0] == "benchmark"]
+    assert len(benchmarks) == 2 and len(jobs) >= 15
+    for _, start, end in benchmarks:
+        beside = [(rule, s, e) for rule, s, e in jobs if (s, e) != (start, end) and s < end and start < e]
+        assert not beside, f"benchmark [{start}, {end}] overlapped {beside}"
+    rows = list(csv.DictReader((built.path / "results/demo/tp1/benchmark.csv").open()))
+    assert all(float(r["load_1m_start"]) >= 0 and int(r["cpus"]) >= 1 for r in rows)
 
 
 def test_demo_rouge_engine_agrees_with_hf(built):

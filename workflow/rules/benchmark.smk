@@ -13,6 +13,7 @@ rule benchmark:
         build_key=get_build_key,
         args=benchmark_args(config["benchmark"]),
         launch=launcher(rank_count),
+    threads: BENCHMARK_THREADS
     resources:
         gpu=rank_count,
         tasks=rank_tasks,

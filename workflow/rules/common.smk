@@ -21,6 +21,7 @@ from trtflow.dag import (  # noqa: E402
     unwritable_folder,
     report_inputs,
     report_runs,
+    report_summary,
     summarize_args,
 )
 
@@ -120,6 +121,11 @@ ENGINE_ENV = f"../../envs/trtllm-{FLOW}.yaml" if TRTLLM else "../../envs/torch.y
 TRTLLM_SETTINGS = tff.canonical(config["trtllm"]) if TRTLLM else "{}"
 
 
+# A benchmark measures the machine, so locally it takes every core: no other job runs beside it (its
+# GPUs are its own through the launcher's locks). profiles/slurm sets its threads back to 1.
+BENCHMARK_THREADS = workflow.cores
+
+
 def get_build_gpus(wildcards):
     """TensorRT builds need the GPUs they build for; the torch backend's build is a CPU re-layout."""
     return int(wildcards.tp) if TRTLLM else 0
@@ -157,3 +163,10 @@ def mpi_launcher(wildcards):
 
 def get_final_output():
     return final_outputs(config)
+
+
+def finished_message():
+    """Where to look once a run has succeeded (the report, when this run made or kept one)."""
+    if Path(paths.REPORT).is_file():
+        return f"trtflow: done. Report: {Path(paths.REPORT).resolve()}"
+    return "trtflow: done."

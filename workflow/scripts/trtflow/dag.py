@@ -117,6 +117,19 @@ def report_runs(config: dict) -> list[dict]:
             for model in config["targets"] for tp in config["tp"]]
 
 
+def report_summary(config: dict) -> dict:
+    """The settings the report's numbers were made with, as one line of the page."""
+    build = config["build"]
+    return {"backend": build["backend"], "storage dtype": config["convert"]["storage_type"],
+            "tp": ", ".join(map(str, config["tp"])), "dataset": config["summarize"]["dataset"],
+            "examples": config["summarize"]["max_ite"] * config["summarize"]["batch_size"],
+            "output length": config["summarize"]["output_len"],
+            "ROUGE-1 threshold": config["summarize"]["rouge1_threshold"],
+            "attention plugin": build["use_gpt_attention_plugin"], "remove input padding": build["remove_input_padding"],
+            "paged KV": build["paged_kv_cache"], "CUDA graphs": build["cuda_graphs"],
+            "torch.compile": build["torch_compile"]}
+
+
 def report_inputs(config: dict) -> list[str]:
     files = [run[key] for run in report_runs(config) for key in ("rouge", "gate", "benchmark", "plot")]
     return files + [paths.checksum_of(f) for f in files]

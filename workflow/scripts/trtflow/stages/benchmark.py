@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import resource
 import statistics
 import time
@@ -25,7 +26,8 @@ from ..infra.dist import init_distributed, shutdown
 
 COLUMNS = ["system", "model", "backend", "build_key", "tp", "device", "dtype", "batch_size", "input_len",
            "output_len", "status", "iterations", "latency_ms", "p50_ms", "p90_ms", "p99_ms", "ttft_ms", "tpot_ms",
-           "tokens_per_s", "peak_mem_mb", "peak_mem_kind", "cuda_graphs"]
+           "tokens_per_s", "peak_mem_mb", "peak_mem_kind", "cuda_graphs", "engine_dtype", "load_1m_start",
+           "load_1m_end", "cpus"]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -54,11 +56,13 @@ def measure(generator, batch_size: int, input_len: int, output_len: int, warm_up
     for _ in range(warm_up):
         generator.generate(ids, output_len, Sampling(), ignore_eos=True)
     latencies, contexts = [], []
+    load_start = os.getloadavg()[0]  # what else the machine was doing while this row was measured
     started = time.perf_counter()
     while len(latencies) < num_runs or time.perf_counter() - started < duration:
         result = generator.generate(ids, output_len, Sampling(), ignore_eos=True)
         latencies.append(result.total_s * 1000)
         contexts.append(result.context_s * 1000)
+    load_end = os.getloadavg()[0]
     latency = statistics.fmean(latencies)
     ttft = statistics.fmean(contexts)
     peak, kind = peak_memory_mb(generator.device)
@@ -67,6 +71,7 @@ def measure(generator, batch_size: int, input_len: int, output_len: int, warm_up
         "p50_ms": percentile(latencies, 50), "p90_ms": percentile(latencies, 90), "p99_ms": percentile(latencies, 99),
         "ttft_ms": ttft, "tpot_ms": (latency - ttft) / (output_len - 1) if output_len > 1 else 0.0,
         "tokens_per_s": batch_size * output_len / (latency / 1000), "peak_mem_mb": peak, "peak_mem_kind": kind,
+        "load_1m_start": load_start, "load_1m_end": load_end, "cpus": os.cpu_count(),
     }
 
 
@@ -100,8 +105,9 @@ def main(argv: list[str] | None = None) -> None:
         "system": "trtflow", "model": args.model, "backend": config.get("backend", "trtllm"),
         "build_key": config.get("build_key"), "tp": dist.world_size,
         "device": torch.cuda.get_device_name(dist.device) if dist.device.type == "cuda" else "cpu",
-        "dtype": dtype_name(engine.compute_dtype),
-        "cuda_graphs": bool(config.get("runtime", {}).get("cuda_graphs", False)),
+        "dtype": dtype_name(engine.compute_dtype),  # what the matmuls run in (float32 on a CPU)
+        "engine_dtype": config.get("dtype") or dtype_name(engine.compute_dtype),  # what the engine stores
+        "cuda_graphs": bool(config.get("build", {}).get("cuda_graphs", False)),
     }
     rows = []
     for batch_size in (int(b) for b in args.batch_size.split(";")):
