@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install run test lint clean
+.PHONY: install run test lint clean hub-mirror
 
 $(BIN)/snakemake: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,15 @@ install: $(BIN)/snakemake
 run: install
 	$(BIN)/snakemake --cores all $(TARGET)
 
-test: install
+# olah, a self-hosted Hugging Face mirror, in a venv of its own: tests/test_hub.py serves repositories with it.
+HUB_VENV ?= .venv-hub
+$(HUB_VENV)/bin/olah-cli:
+	($(PYTHON) -m venv $(HUB_VENV) && $(HUB_VENV)/bin/python -m pip install --quiet "olah==0.5.4") \
+	  || echo "olah could not be installed: tests/test_hub.py will be SKIPPED"
+
+hub-mirror: $(HUB_VENV)/bin/olah-cli
+
+test: install hub-mirror
 	$(BIN)/python -m pytest -x -q
 
 lint: install

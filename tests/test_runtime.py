@@ -96,7 +96,8 @@ def test_engine_limits_are_enforced(tiny_gpt2, tmp_path):
 def test_world_size_mismatch_is_refused(tiny_gpt2, tmp_path):
     source = cmodel.convert(tiny_gpt2, tmp_path / "c", 2, "float32", progress=False)
     engine_dir = build(source, tmp_path / "e", engine_flags(), "0" * 10)
-    with pytest.raises(EngineMismatchError, match="built for world size 2 but 1"):
+    with pytest.raises(EngineMismatchError, match="built for world size 2 but 1 .*by hand, launch with -n 2; in the "
+                       "workflow the folder holds another tp's engine: delete .* and rerun"):
         TorchEngineGenerator(engine_dir, init_distributed())
 
 

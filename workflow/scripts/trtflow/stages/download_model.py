@@ -37,20 +37,48 @@ def _fill(tmp: Path, src_dir: Path) -> None:
             copy_file(path, tmp / path.relative_to(src_dir))
 
 
-def fetch_hf(repo_id: str, revision: str, include: list[str], out_dir: str | Path) -> None:
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
+def _repo_exists(repo_id: str) -> bool:
+    from huggingface_hub import HfApi
 
     try:
+        HfApi().repo_info(repo_id, revision="main")
+        return True
+    except Exception:  # unreachable or refused: say what the download said
+        return False
+
+
+def fetch_hf(repo_id: str, revision: str, include: list[str], out_dir: str | Path) -> None:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    where = f"{repo_id}@{revision} from {os.environ.get('HF_ENDPOINT', 'https://huggingface.co')}"
+    try:
         snapshot = Path(snapshot_download(repo_id=repo_id, revision=revision, allow_patterns=include))
+    except GatedRepoError as err:
+        raise HubError(f"cannot download {where}: the repository is gated; accept its terms on its hub page, then "
+                       "set HF_TOKEN (or `hf auth login`) with a token of that account") from err
+    except RevisionNotFoundError as err:
+        raise HubError(f"cannot download {where}: the repository has no revision {revision!r}; set "
+                       "models.<name>.revision to a branch, tag or commit sha it has") from err
+    except RepositoryNotFoundError as err:
+        if _repo_exists(repo_id):  # some mirrors answer an unknown revision as an unknown repository
+            raise HubError(f"cannot download {where}: the repository has no revision {revision!r}; set "
+                           "models.<name>.revision to a branch, tag or commit sha it has") from err
+        raise HubError(f"cannot download {where}: no such repository, or it is private; check models.<name>.repo_id, "
+                       "or set HF_TOKEN for a private one") from err
     except LocalEntryNotFoundError as err:
         raise HubError(
-            f"cannot download {repo_id}@{revision}: the hub is unreachable or HF_HUB_OFFLINE=1 is set and the "
+            f"cannot download {where}: the hub is unreachable or HF_HUB_OFFLINE=1 is set and the "
             f"files are not in the cache (HF_HOME={os.environ.get('HF_HOME', '~/.cache/huggingface')}). "
             "Alternatives: point HF_ENDPOINT at a mirror, use `source: local` with a checkpoint folder, "
             "or build the offline `demo` model") from err
     except Exception as err:  # network errors come in many types
-        raise HubError(f"cannot download {repo_id}@{revision} ({type(err).__name__}: {err}). Check the network or "
+        raise HubError(f"cannot download {where} ({type(err).__name__}: {err}). Check the network or "
                        "HF_ENDPOINT, or use `source: local` / the `demo` model") from err
     check_source(snapshot)
     meta = {"source": "hf", "repo_id": repo_id, "revision": revision, "resolved_revision": snapshot.name,
