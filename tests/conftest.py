@@ -109,17 +109,21 @@ class Workflow:
 
     def planned_jobs(self, *targets: str, config: dict | None = None) -> list[tuple[str, dict]]:
         """(rule, wildcards) of each job a dry run plans, parsed per job block."""
+        return [(rule, wildcards) for rule, wildcards, _ in self.planned_job_details(*targets, config=config)]
+
+    def planned_job_details(self, *targets: str, config: dict | None = None) -> list[tuple[str, dict, dict]]:
+        """(rule, wildcards, resources) of each job a dry run plans."""
         proc = self.run(*targets, "-n", "--quiet", "progress", config=config)
-        jobs, rule = [], None
+        jobs = []
         for line in (proc.stdout + proc.stderr).splitlines():
             stripped = line.strip()
             if stripped.startswith(("rule ", "localrule ")) and stripped.endswith(":"):
-                rule = stripped.split()[1].rstrip(":")
-                jobs.append((rule, {}))
-            elif stripped.startswith("wildcards:") and jobs:
-                pairs = stripped.removeprefix("wildcards:").split(",")
-                jobs[-1][1].update(dict(p.strip().split("=", 1) for p in pairs if "=" in p))
-        return [(r, w) for r, w in jobs if r != "all"]
+                jobs.append((stripped.split()[1].rstrip(":"), {}, {}))
+            for field, slot in (("wildcards:", 1), ("resources:", 2)):
+                if stripped.startswith(field) and jobs:
+                    pairs = stripped.removeprefix(field).split(",")
+                    jobs[-1][slot].update(dict(p.strip().split("=", 1) for p in pairs if "=" in p))
+        return [job for job in jobs if job[0] != "all"]
 
 
 def copy_workflow(dest: Path) -> Workflow:

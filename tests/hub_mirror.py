@@ -52,6 +52,34 @@ def model_repo(mirrors: Path, repo_id: str, checkpoint: Path) -> dict[str, str]:
     return {"first": first, "second": second}
 
 
+CNN_DAILYMAIL_CARD = """---
+configs:
+- config_name: 3.0.0
+  data_files:
+  - split: train
+    path: 3.0.0/train.jsonl
+  - split: validation
+    path: 3.0.0/validation.jsonl
+  - split: test
+    path: 3.0.0/test.jsonl
+---
+# cnn_dailymail 3.0.0, as its hub repository lays it out (a few rows, for tests)
+"""
+
+
+def cnn_dailymail_repo(mirrors: Path, repo_id: str, rows: list[dict]) -> str:
+    """A dataset repository with cnn_dailymail's config name, split names and columns (id, article, highlights)."""
+    import json
+
+    repo = mirrors / "datasets" / repo_id
+    (repo / "3.0.0").mkdir(parents=True)
+    git(repo, "init", "-q", "-b", "main")
+    for split in ("train", "validation", "test"):
+        (repo / "3.0.0" / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (repo / "README.md").write_text(CNN_DAILYMAIL_CARD)
+    return commit_all(repo, "cnn_dailymail 3.0.0 (test rows)")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -71,7 +71,7 @@ def test_bad_config_is_refused_before_any_job(case, workflow_dir):
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, output[-2000:]
     assert "invalid configuration" in output and problem in output and fix in output, output[-2000:]
-    assert not (workflow_dir.path / "results").exists() and not (workflow_dir.path / "resources").exists()
+    assert "Building DAG of jobs" not in output  # refused while the config was read, before any job was planned
 
 
 def test_default_config_plans_the_whole_demo(workflow_dir):
@@ -139,3 +139,25 @@ def test_a_float_where_an_integer_belongs_is_refused(workflow_dir):
         proc = workflow_dir.run("-n", *args, config=config, check=False)
         output = proc.stdout + proc.stderr
         assert proc.returncode != 0 and "config key `tp`" in output and "1.0" in output, output[-2000:]
+
+
+def test_each_job_asks_for_the_gpus_and_ranks_it_runs(workflow_dir):
+    """What the Slurm executor (and the local scheduler) get: gpu = tp for engine jobs; tp > 1 also tasks = tp, one
+    task per GPU and srun; tp 1 none of those (the executor rejects single-task MPI jobs); torch builds no GPU."""
+    jobs = workflow_dir.planned_job_details()
+    mpi_keys = {"tasks", "tasks_per_gpu", "mpi"}
+    seen = set()
+    for rule, wildcards, resources in jobs:
+        tp = int(wildcards.get("tp", 0))
+        if rule in ("generate", "summarize", "benchmark"):
+            seen.add((rule, tp))
+            assert resources["gpu"] == str(tp), (rule, resources)
+            if tp > 1:
+                assert {k: resources[k] for k in mpi_keys} == {"tasks": str(tp), "tasks_per_gpu": "1", "mpi": "srun"}
+            else:
+                assert not mpi_keys & set(resources), (rule, resources)
+        elif rule == "build_engine":
+            assert resources.get("gpu") == "0" and not mpi_keys & set(resources)
+        else:
+            assert "gpu" not in resources or resources["gpu"] == "0", (rule, resources)
+    assert seen == {(rule, tp) for rule in ("generate", "summarize", "benchmark") for tp in (1, 2)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 
 import pytest
 from test_runtime import engine_flags
@@ -38,6 +39,28 @@ def test_rouge_aggregate_is_seeded():
     assert rouge.aggregate(preds, refs) == rouge.aggregate(preds, refs)
 
 
+def test_rouge_equals_a_transcription_of_the_seeded_reference_algorithm():
+    """summarize.py: evaluate's rouge = rouge_score F-measures, BootstrapAggregator (1000 resamples, 95% interval,
+    the median reported), numpy seeded with 0 once before compute(); rouge types in their listed order."""
+    import numpy as np
+    from rouge_score import rouge_scorer
+
+    preds = ["the cat sat on the mat", "a quick brown fox", "rain in spain", "hello world again", "x y z"]
+    refs = ["the cat is on the mat", "the quick brown fox jumps", "the rain in spain falls", "hello there", "x z"]
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"], use_stemmer=False)
+    scores = [scorer.score(r, p) for p, r in zip(preds, refs, strict=True)]
+    np.random.seed(0)
+    expected = {}
+    for kind in ("rouge1", "rouge2", "rougeL", "rougeLsum"):
+        matrix = np.array([[s[kind].precision, s[kind].recall, s[kind].fmeasure] for s in scores])
+        means = np.array([matrix[np.random.choice(np.arange(len(matrix)), size=len(matrix))].mean(axis=0)
+                          for _ in range(1000)])
+        expected[kind] = float(np.percentile(means, [2.5, 50, 97.5], axis=0)[1][2] * 100)
+    assert rouge.aggregate(preds, refs) == pytest.approx(expected, abs=1e-9)
+    plain = {k: float(np.mean([s[k].fmeasure for s in scores]) * 100) for k in expected}
+    assert rouge.score(preds, refs)["mean"] == pytest.approx(plain, abs=1e-9)
+
+
 def _rouge_json(engine_scores, hf_scores):
     def side(scores):
         return {"rouge1": sum(scores) / len(scores), "per_sample": [{"rouge1": s} for s in scores]}
@@ -63,6 +86,18 @@ def test_gate_tolerates_noise_within_k_standard_errors():
     engine = [50, 70, 40, 65, 55, 60]
     hf = [55, 65, 45, 60, 60, 58]
     assert gate.evaluate_gate(_rouge_json(engine, hf), 14, 3)["passed"]
+
+
+@pytest.mark.parametrize("engine, hf, threshold, k, passed", [
+    ([14, 14], None, 14, 3, True),  # exactly at the threshold
+    ([13.99, 14], None, 14, 3, False),  # just under it
+    ([50, 50], [51, 53], 14, 2, True),  # mean difference −2 = −k·SE exactly (SE 1)
+    ([50, 50], [51, 53], 14, 1.99, False),  # beyond k·SE
+    ([50, 50], [50, 50], 14, 3, True),  # SE 0, no difference
+    ([50, 50], [50.5, 50.5], 14, 3, False),  # SE 0, consistently worse than HF
+])
+def test_gate_boundaries(engine, hf, threshold, k, passed):
+    assert gate.evaluate_gate(_rouge_json(engine, hf), threshold, k)["passed"] is passed
 
 
 def test_gate_cli_exits_with_the_message_and_writes_nothing(tmp_path, capsys):
@@ -93,8 +128,10 @@ def test_benchmark_csv(tiny_gpt2, tmp_path, capsys):
     source = cmodel.convert(tiny_gpt2, tmp_path / "c", 1, "float32", progress=False)
     engine = build(source, tmp_path / "e", engine_flags(), "0" * 10)
     out = tmp_path / "benchmark.csv"
+    started = time.perf_counter()
     bench.main(["--engine-dir", str(engine), "--model", "tiny", "--batch-size", "1;16", "--input-output-len",
                 "8,4;80,4", "--warm-up", "1", "--num-runs", "3", "--out", str(out)])
+    wall_s = time.perf_counter() - started
     rows = list(csv.DictReader(out.open()))
     assert list(rows[0]) == bench.COLUMNS
     assert [(r["batch_size"], r["input_len"]) for r in rows] == [("1", "8"), ("1", "80"), ("16", "8"), ("16", "80")]
@@ -107,6 +144,11 @@ def test_benchmark_csv(tiny_gpt2, tmp_path, capsys):
     assert rows[1]["latency_ms"] == "" and rows[1]["tokens_per_s"] == ""
     assert "[BENCHMARK] batch_size 1 input_length 8 output_length 4 latency(ms)" in capsys.readouterr().out
     assert (ok["dtype"], ok["engine_dtype"], ok["cuda_graphs"]) == ("float32", "float32", "False")
+    for row in rows[:1]:  # invariants that tie the columns to each other and to the clock
+        latency, ttft, tpot = float(row["latency_ms"]), float(row["ttft_ms"]), float(row["tpot_ms"])
+        assert 0 < ttft < latency and float(row["p50_ms"]) <= float(row["p90_ms"]) <= float(row["p99_ms"])
+        assert tpot * 3 + ttft == pytest.approx(latency, rel=1e-3) and float(row["peak_mem_mb"]) > 0
+    assert int(ok["iterations"]) * float(ok["latency_ms"]) / 1000 < wall_s  # the runs happened inside main()
     assert float(ok["load_1m_start"]) >= 0 and float(ok["load_1m_end"]) >= 0 and int(ok["cpus"]) >= 1
 
 

@@ -251,7 +251,11 @@ def test_second_snakemake_on_the_same_workdir_is_refused(big_workflow):
     while not (locks.is_dir() and any(locks.iterdir())):
         assert time.monotonic() < deadline and first.poll() is None
         time.sleep(0.01)
-    second = wf.run(wf.cmodel, check=False)  # the output the first run is writing
+    first.send_signal(signal.SIGSTOP)  # holds its lock while the second run tries (no race with a fast conversion)
+    try:
+        second = wf.run(wf.cmodel, check=False)  # the output the first run is writing
+    finally:
+        first.send_signal(signal.SIGCONT)
     assert second.returncode != 0
     assert "cannot be locked" in second.stdout + second.stderr
     assert first.wait(timeout=300) == 0

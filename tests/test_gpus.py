@@ -78,3 +78,19 @@ def test_pool_comes_from_slurm_visible_devices_first():
 def test_more_gpus_than_the_pool_is_a_clear_error(tmp_path):
     with pytest.raises(GpuPoolError, match="needs 4 GPU\\(s\\) but the pool has 2"):
         acquire(4, ["0", "1"], tmp_path)
+
+
+def test_without_a_set_pool_the_gpus_nvidia_smi_lists_are_the_pool(monkeypatch):
+    import subprocess as sp
+
+    import trtflow.infra.gpus as gpus
+
+    listing = "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-a)\nGPU 1: NVIDIA H100 80GB HBM3 (UUID: GPU-b)\n"
+    monkeypatch.setattr(gpus.subprocess, "run", lambda *a, **k: sp.CompletedProcess(a, 0, stdout=listing))
+    assert gpu_pool({}) == ["0", "1"]
+
+    def missing(*args, **kwargs):
+        raise FileNotFoundError("nvidia-smi")
+
+    monkeypatch.setattr(gpus.subprocess, "run", missing)
+    assert gpu_pool({}) == []

@@ -11,7 +11,8 @@ import threading
 import pytest
 import yaml
 from conftest import ROOT, copy_workflow
-from hub_mirror import Mirror, model_repo, olah_missing
+from hub_mirror import Mirror, cnn_dailymail_repo, model_repo, olah_missing
+from trtflow.evaluation.datasets import read_dataset
 
 pytestmark = pytest.mark.skipif(bool(olah_missing()), reason=olah_missing() or "")
 
@@ -23,8 +24,11 @@ REPO = "trtflow/demo-gpt2"
 def hub(tmp_path_factory, demo_resources):
     root = tmp_path_factory.mktemp("hub")
     commits = model_repo(root / "mirrors", REPO, demo_resources / "models/demo/hf")
+    rows = [{key: row[key] for key in ("id", "article", "highlights")}
+            for row in read_dataset(demo_resources / "datasets/demo/test.jsonl")[:6]]
+    cnn_dailymail_repo(root / "mirrors", "abisee/cnn_dailymail", rows)
     mirror = Mirror(root / "mirrors", root / "olah")
-    yield {"endpoint": mirror.endpoint, "repo": root / "mirrors/models" / REPO, "log": root / "olah/olah.log", **commits}
+    yield {"rows": rows, "endpoint": mirror.endpoint, "repo": root / "mirrors/models" / REPO, **commits}
     mirror.stop()
 
 
@@ -146,3 +150,18 @@ def test_a_gated_repo_says_to_accept_its_terms(hub_workflow, monkeypatch):
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "the repository is gated; accept its terms" in output, output[-3000:]
     assert "Traceback" not in output
+
+
+def test_cnn_dailymail_through_the_dataset_rule_then_summarize(hub_workflow, hub):
+    """summarize.dataset: cnn_dailymail, loaded by `datasets` from a served repository with the real config name,
+    split names and columns, then scored like any dataset."""
+    wf = hub_workflow
+    config = copy.deepcopy(BASE)
+    config["tp"] = [1]
+    config["summarize"]["dataset"] = "cnn_dailymail"
+    wf.run("results/demo/tp1/rouge.json", config=config)
+    rows = read_dataset(wf.path / "resources/datasets/cnn_dailymail/test.jsonl")
+    assert rows == hub["rows"]
+    rouge = json.loads((wf.path / "results/demo/tp1/rouge.json").read_text())
+    assert rouge["dataset"]["name"] == "cnn_dailymail" and rouge["dataset"]["ids"] == [r["id"] for r in hub["rows"]]
+    assert len(rouge["engine"]["texts"]) == len(hub["rows"])

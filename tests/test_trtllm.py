@@ -4,6 +4,7 @@ flows with the TEST DOUBLES of tests/doubles standing in for TensorRT-LLM (which
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import os
 import sys
@@ -86,6 +87,8 @@ def test_trtllm_build_command_lines(changes, tp, gpus, tail):
         assert any("run-time flag" in note for note in command.notes)
 
 
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt_llm") is not None,
+                    reason="TensorRT-LLM is installed here: its absence cannot be tested")
 def test_missing_tensorrt_llm_names_how_to_provision(tmp_path):
     with pytest.raises(trtllm_build_stage.TrtllmUnavailable, match="tensorrt_llm cannot be imported.*Provision"):
         trtllm_build_stage.build(tmp_path, tmp_path / "e", flags(), "0" * 10, {"flow": "0.8"})
@@ -94,6 +97,22 @@ def test_missing_tensorrt_llm_names_how_to_provision(tmp_path):
 def test_wrong_tensorrt_llm_version_for_the_flow():
     with pytest.raises(trtllm_build_stage.TrtllmUnavailable, match="flow is '0.8' but the installed tensorrt_llm is 1.2.1"):
         trtllm_build_stage.check_flow("1.2.1", "0.8")
+
+
+def test_an_engine_built_for_another_gpu_architecture_is_refused(tmp_path, monkeypatch):
+    """The SM check cannot be reached on a CPU: the accelerator probe is replaced by an H100's."""
+    from trtflow.backends.trtllm import runner
+    from trtflow.formats.artifact import write_json
+    from trtflow.generation import EngineMismatchError
+
+    write_json(tmp_path / "PROVENANCE.json", {"tensorrt_llm": "0.8.0", "accelerator": {"sm": "80"}})
+    monkeypatch.setattr(runner, "accelerator", lambda: {"sm": "90"})
+    with pytest.raises(EngineMismatchError, match="built for SM 80 but this GPU is SM 90.*rebuild it on this GPU"):
+        runner.check_provenance(tmp_path, "0.8.0")
+    monkeypatch.setattr(runner, "accelerator", lambda: {"sm": "80"})
+    runner.check_provenance(tmp_path, "0.8.0")
+    with pytest.raises(EngineMismatchError, match="built with TensorRT-LLM 0.8.0 but 1.2.1 is running"):
+        runner.check_provenance(tmp_path, "1.2.1")
 
 
 # ------------------------------------------------------------------ the whole DAG with the doubles
@@ -157,3 +176,11 @@ def test_dag_runs_end_to_end_with_trtllm_doubles(flow, version, demo_workflow, t
     proc = wf.run("results/demo/tp1/generate.json", "--forcerun", "generate", check=False)
     assert proc.returncode != 0
     assert f"built with TensorRT-LLM {version} but {version}9 is running" in proc.stdout + proc.stderr
+
+    # The gate with its real settings: the double's outputs (each prompt's last token repeated) must fail it.
+    monkeypatch.setenv("TRTFLOW_DOUBLE_TRTLLM_VERSION", version)
+    config["summarize"].update({"compare_hf": True, "rouge1_threshold": 14})
+    wf.write_config(config)
+    proc = wf.run("results/demo/tp1/accuracy.ok", check=False)
+    assert proc.returncode != 0 and "accuracy gate FAILED" in proc.stdout + proc.stderr
+    assert "below the threshold 14" in proc.stdout + proc.stderr

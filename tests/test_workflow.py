@@ -77,6 +77,59 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
+def html_tables(text: str) -> list[list[list[str]]]:
+    """Every <table> of a page as rows of cell texts (header row first)."""
+    from html.parser import HTMLParser
+
+    class Tables(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tables, self.cell = [], None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "table":
+                self.tables.append([])
+            elif tag == "tr":
+                self.tables[-1].append([])
+            elif tag in ("td", "th"):
+                self.cell = ""
+
+        def handle_endtag(self, tag):
+            if tag in ("td", "th"):
+                self.tables[-1][-1].append(self.cell)
+                self.cell = None
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell += data
+
+    parser = Tables()
+    parser.feed(text)
+    return parser.tables
+
+
+def test_every_number_in_the_report_is_the_one_in_its_source_file(built):
+    def f(value, digits=2):
+        return f"{float(value):.{digits}f}" if value not in (None, "") else "–"
+
+    accuracy, *speed = html_tables(read(built, "results/report.html"))
+    assert len(accuracy) == 3 and len(speed) == 2  # header + tp 1 and 2; one speed table per run
+    for tp, row in zip((1, 2), accuracy[1:], strict=True):
+        rouge, gate = read(built, f"results/demo/tp{tp}/rouge.json"), read(built, f"results/demo/tp{tp}/accuracy.ok")
+        engine, hf = rouge["engine"], rouge["hf"]
+        expected = ["demo", str(tp), rouge["build_key"]]
+        for key in ("rouge1", "rouge2", "rougeL", "rougeLsum"):
+            expected += [f(engine[key]), f(hf[key])]
+        expected += [f(engine["total_latency_s"]), f(hf["total_latency_s"]),
+                     f"passed (engine − HF {gate['mean_diff']:+.2f} ± {gate['se_diff']:.2f} SE)"]
+        assert row == expected
+    for tp, table in zip((1, 2), speed, strict=True):
+        rows = list(csv.DictReader((built.path / f"results/demo/tp{tp}/benchmark.csv").open()))
+        assert table[1:] == [[r["batch_size"], r["input_len"], r["output_len"], r["status"], f(r["latency_ms"]),
+                              f(r["p50_ms"]), f(r["p90_ms"]), f(r["ttft_ms"]), f(r["tpot_ms"]),
+                              f(r["tokens_per_s"], 1), f(r["peak_mem_mb"], 0), f(r["load_1m_start"])] for r in rows]
+
+
 def test_report_says_what_it_measured_and_renders_in_a_browser(built, tmp_path):
     import base64
     import re
@@ -254,9 +307,9 @@ def test_flag_change_reruns_engine_and_below_for_every_tp(built, tmp_path):
 def test_storage_type_change_reconverts_but_never_retrains(built, tmp_path):
     config = demo_config()
     config["convert"]["storage_type"] = "float32"
-    rules = {rule for rule, _ in clone(built, tmp_path).planned_jobs(config=config)}
-    assert "convert_cmodel" in rules and PER_TP_RERUN <= rules
-    assert "demo_model" not in rules and "demo_dataset" not in rules
+    jobs = clone(built, tmp_path).planned_jobs(config=config)
+    assert rules_by_tp(jobs) == {(r, tp) for r in PER_TP_RERUN | {"convert_cmodel"} for tp in ("1", "2")} | {
+        ("report_html", "")}  # exactly these: never the model or the dataset
 
 
 def test_adding_tp4_runs_only_the_tp4_chain(built, tmp_path):

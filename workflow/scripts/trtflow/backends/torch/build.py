@@ -39,10 +39,13 @@ NOT_APPLICABLE = {
 }
 
 
-def not_applicable(flags: BuildFlags) -> dict[str, str]:
+def not_applicable(flags: BuildFlags, tp: int) -> dict[str, str]:
     notes = {k: v for k, v in NOT_APPLICABLE.items() if getattr(flags, k)}
     if flags.cuda_graphs and flags.paged_kv_cache:
         notes["cuda_graphs"] = "graphs need the static contiguous KV cache; paged engines decode eagerly"
+    elif flags.cuda_graphs and tp > 1:
+        notes["cuda_graphs"] = ("at tp > 1 the static cache decodes uncaptured: a captured step with NCCL all-reduces "
+                                "hung on two H100s")
     if flags.torch_compile and not flags.cuda_graphs:
         notes["torch_compile"] = "compiles the graph-captured decode step; has no effect without cuda_graphs"
     return notes
@@ -78,7 +81,7 @@ def build(cmodel_dir: str | Path, out_dir: str | Path, flags: BuildFlags, build_
         "dtype": cmodel.storage_type,
         "model": cmodel.dims.to_json(),
         "build": flags.to_json(),
-        "not_applicable": not_applicable(flags),
+        "not_applicable": not_applicable(flags, cmodel.tp),
         "end_id": end_id,
         "pad_id": end_id if pad_id is None else pad_id,
         "files": [f"rank{r}.safetensors" for r in range(cmodel.tp)],

@@ -90,7 +90,8 @@ class TorchEngineGenerator:
 
             capacity = self.limits["max_input_len"] + self.limits["max_output_len"]
             self.static = StaticDecoder(self.model, self.limits["max_batch_size"], capacity, self.compute_dtype,
-                                        self.device, compile_step=runtime.torch_compile)
+                                        self.device, compile_step=runtime.torch_compile,
+                                        capture=dist.world_size == 1)
 
     def check_limits(self, batch: list[list[int]], max_new_tokens: int) -> None:
         enforce_limits(self.limits, batch, max_new_tokens)

@@ -22,14 +22,17 @@ from .model import ParallelGPT2
 
 class StaticDecoder:
     def __init__(self, model: ParallelGPT2, max_batch: int, capacity: int, dtype: torch.dtype,
-                 device: torch.device, compile_step: bool | str = False):
+                 device: torch.device, compile_step: bool | str = False, capture: bool = True):
         d = model.dims
         self.model, self.device, self.capacity = model, device, capacity
         self.cache = ContiguousKV(d.layers, max_batch, model.local_heads, capacity, model.head_dim, dtype, device)
         self._graphs: dict[int, tuple] = {}
         self._prefills: OrderedDict[tuple[int, ...], tuple] = OrderedDict()
         self._seen: dict[tuple[int, ...], int] = {}
-        self._pool = torch.cuda.graph_pool_handle() if device.type == "cuda" else None
+        # Graphs only on a GPU, and only on one rank: a captured step with NCCL all-reduces hung at tp 2 on two
+        # H100s (tests/test_gpu.py); there the static cache decodes uncaptured, as on a CPU.
+        self.capture = capture and device.type == "cuda"
+        self._pool = torch.cuda.graph_pool_handle() if self.capture else None
         self._decode = model.decode
         self._gemv = compile_step == "gemv"
         if compile_step and device.type == "cuda":  # on CPU the same step runs eagerly
@@ -61,7 +64,7 @@ class StaticDecoder:
 
     def _graph(self, batch: int):
         """(graph, state, cache) for a batch size; on CPU the same step runs without capture."""
-        if batch not in self._graphs and self.device.type != "cuda":
+        if batch not in self._graphs and not self.capture:
             self._graphs[batch] = (None, self._state(batch), self.cache.rows(batch))
         if batch not in self._graphs:
             state, cache = self._state(batch), self.cache.rows(batch)
@@ -83,7 +86,7 @@ class StaticDecoder:
         cache = self.prefill_cache(len(lengths))
         flat = torch.tensor([t for p in batch_ids for t in p], device=self.device)
         self._seen[lengths] = self._seen.get(lengths, 0) + 1
-        if not packed or self.device.type != "cuda" or (lengths not in self._prefills and self._seen[lengths] < 2):
+        if not packed or not self.capture or (lengths not in self._prefills and self._seen[lengths] < 2):
             return self.model.context(list(flat.split(lengths)), cache, packed).argmax(-1)
         if lengths not in self._prefills:
             ids = torch.zeros_like(flat)

@@ -1,0 +1,81 @@
+"""What names an engine or converted folder: every setting that changes its bytes changes its key, and nothing else
+does (the expected keys are not computed by the code under test: only compared before and after one change)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+from conftest import ROOT
+from trtflow.config import validate
+from trtflow.flags import build_key, convert_key
+
+BASE = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def keys(edit=None, model: str = "demo", tp: int = 1) -> tuple[str, str]:
+    config = copy.deepcopy(BASE)
+    if edit:
+        edit(config)
+    config = validate(config)
+    return convert_key(config, model), build_key(config, model, tp)
+
+
+def setter(section: str, key: str, value):
+    return lambda c: c[section].__setitem__(key, value)
+
+
+BUILD_CHANGES = {  # every build flag, to a value that changes what the engine is
+    "use_gpt_attention_plugin": None, "use_gemm_plugin": "float16", "remove_input_padding": False,
+    "enable_context_fmha": True, "enable_context_fmha_fp32_acc": True, "paged_kv_cache": True,
+    "use_inflight_batching": True, "max_batch_size": 4, "max_input_len": 923, "max_output_len": 101,
+    "cuda_graphs": True, "torch_compile": "gemv",
+}
+
+
+def test_every_build_flag_is_covered_here():
+    assert set(BUILD_CHANGES) | {"backend", "tokens_per_block"} == set(BASE["build"])
+
+
+@pytest.mark.parametrize("flag", list(BUILD_CHANGES))
+def test_each_build_flag_changes_the_engine_key_only(flag):
+    before, after = keys(), keys(setter("build", flag, BUILD_CHANGES[flag]))
+    assert after[0] == before[0] and after[1] != before[1]
+
+
+@pytest.mark.parametrize("name, edit, converted_too", [
+    ("storage dtype", setter("convert", "storage_type", "bfloat16"), True),
+    ("demo recipe", lambda c: c["models"]["demo"].update(recipe={"steps": 10}), True),
+    ("backend", setter("build", "backend", "trtllm"), False),
+    ("tokens_per_block of a paged cache", lambda c: c["build"].update(paged_kv_cache=True, tokens_per_block=64), False),
+])
+def test_settings_that_change_the_bytes_change_the_keys(name, edit, converted_too):
+    before, after = keys(), keys(edit)
+    assert after[1] != before[1], name
+    assert (after[0] != before[0]) == converted_too, name
+
+
+def test_tp_and_the_model_change_the_engine_key():
+    assert keys(tp=1)[1] != keys(tp=2)[1]
+    hub = keys(model="gpt2")
+    assert hub != keys() and keys(lambda c: c["models"]["gpt2"].update(revision="v2"), model="gpt2") != hub
+
+
+def test_the_trtllm_flow_changes_a_trtllm_engine_key_only():
+    trtllm = setter("build", "backend", "trtllm")
+    assert keys(trtllm)[1] != keys(lambda c: (trtllm(c), c["trtllm"].update(flow="1.2")))[1]
+
+
+@pytest.mark.parametrize("name, edit", [
+    ("generate", lambda c: c["generate"].update(max_output_len=5, input_text=["other"])),
+    ("summarize", lambda c: c["summarize"].update(max_ite=3, rouge1_threshold=1, compare_hf=False)),
+    ("benchmark", lambda c: c["benchmark"].update(batch_sizes=[2], num_runs=1)),
+    ("trtllm under torch", lambda c: c["trtllm"].update(flow="1.2", examples_dir="/opt/x")),
+    ("conversion threads", setter("convert", "processes", 1)),
+    ("targets", lambda c: c.update(targets=["demo", "gpt2"])),
+    ("tokens_per_block without a paged cache", setter("build", "tokens_per_block", 64)),
+    ("another model", lambda c: c["models"].update(other={"source": "demo", "recipe": {"seed": 3}})),
+])
+def test_settings_that_do_not_change_the_bytes_leave_the_keys(name, edit):
+    assert keys(edit) == keys(), name
