@@ -74,7 +74,7 @@ def dataset_file(name: str) -> str:
 
 
 def hub_args(spec: dict) -> str:
-    """trtflow.hub flags for a model entry, shell-quoted."""
+    """trtflow.stages.download_model flags for a model entry, shell-quoted."""
     import shlex
 
     if spec["source"] == "local":
