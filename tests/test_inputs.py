@@ -41,6 +41,15 @@ CASES = {
                            "`summarize.rouge1_threshold` = -1", "use a value >= 0"),
     "duplicate targets": (lambda c: c.update(targets=["demo", "demo"]), "model `demo` is listed twice",
                           "list each model once"),
+    # flag sets TensorRT-LLM refuses only while building (issue H, point 5)
+    "packed input without the attention plugin": (lambda c: c["build"].update(use_gpt_attention_plugin=None),
+                                                   "`build.remove_input_padding` = True: packed input",
+                                                   "or build.remove_input_padding: false"),
+    "paged KV without the attention plugin": (lambda c: c["build"].update(use_gpt_attention_plugin=None,
+                                                                          remove_input_padding=False,
+                                                                          paged_kv_cache=True),
+                                              "`build.paged_kv_cache` = True: a paged KV cache needs the GPT attention",
+                                              "or build.paged_kv_cache: false"),
     # more of the same kind
     "recipe heads not dividing the width": (lambda c: c["models"]["demo"].update(recipe={"n_head": 3}),
                                             "n_embd 128 is not a multiple of n_head", "pick n_head dividing n_embd"),

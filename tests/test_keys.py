@@ -27,7 +27,7 @@ def setter(section: str, key: str, value):
 
 
 BUILD_CHANGES = {  # every build flag, to a value that changes what the engine is
-    "use_gpt_attention_plugin": None, "use_gemm_plugin": "float16", "remove_input_padding": False,
+    "use_gpt_attention_plugin": "bfloat16", "use_gemm_plugin": "float16", "remove_input_padding": False,
     "enable_context_fmha": True, "enable_context_fmha_fp32_acc": True, "paged_kv_cache": True,
     "use_inflight_batching": True, "max_batch_size": 4, "max_input_len": 923, "max_output_len": 101,
     "cuda_graphs": True, "torch_compile": "gemv",

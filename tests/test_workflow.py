@@ -378,11 +378,11 @@ def test_failed_build_after_a_flag_change_is_not_lost(built, tmp_path):
     shard = wf.path / cmodel_dir(demo_config(), 1) / "model.layers.0.mlp.dense_h_to_4h.weight.0.bin"
     good = shard.read_bytes()
     shard.write_bytes(good[:-64])  # a damaged input makes the build fail
-    wf.write_config(demo_config(use_gpt_attention_plugin=None))
+    wf.write_config(demo_config(use_gpt_attention_plugin=None, remove_input_padding=False))
     proc = wf.run("results/demo/tp1/generate.json", check=False)
     assert proc.returncode != 0
     assert "truncated or modified" in proc.stdout + proc.stderr
-    new_key = engine_key(demo_config(use_gpt_attention_plugin=None), 1)
+    new_key = engine_key(demo_config(use_gpt_attention_plugin=None, remove_input_padding=False), 1)
     assert not (wf.path / f"results/demo/engines/tp1/{new_key}").exists()
     assert not list((wf.path / "results/demo/engines/tp1").glob(".*tmp*"))
     shard.write_bytes(good)  # fixed

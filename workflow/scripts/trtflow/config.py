@@ -265,6 +265,17 @@ def _check_build(build: dict) -> None:
     if fmha and not build["use_gpt_attention_plugin"] and not build["use_inflight_batching"]:
         _fail("build.enable_context_fmha", True, "context FMHA runs inside the GPT attention plugin, "
               "which is off", "set build.use_gpt_attention_plugin: float16 or turn context FMHA off")
+    plugin = build["use_gpt_attention_plugin"] or build["use_inflight_batching"]  # IFB turns the plugin on
+    # TensorRT-LLM refuses these while building, after minutes of work (v0.8.0 layers/attention.py asserts both);
+    # the torch backend follows the same contract, so one config means one thing for both backends.
+    if build["remove_input_padding"] and not plugin:
+        _fail("build.remove_input_padding", True, "packed input (no padding) needs the GPT attention plugin, "
+              "which is off (TensorRT-LLM asserts it in layers/attention.py)",
+              "set build.use_gpt_attention_plugin: float16, or build.remove_input_padding: false")
+    if build["paged_kv_cache"] and not plugin:
+        _fail("build.paged_kv_cache", True, "a paged KV cache needs the GPT attention plugin, which is off "
+              "(TensorRT-LLM asserts it in layers/attention.py)",
+              "set build.use_gpt_attention_plugin: float16, or build.paged_kv_cache: false")
     tpb = build["tokens_per_block"]
     if tpb & (tpb - 1):
         _fail("build.tokens_per_block", tpb, "must be a power of two (build.py)", "use 32, 64, 128 …")
