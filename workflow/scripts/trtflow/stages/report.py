@@ -71,7 +71,7 @@ th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}.pass{color:
 img{max-width:100%;border:1px solid #ddd}.muted{color:#777}"""
 
 
-def _header(summary: dict, runs: list[dict]) -> str:
+def _header(summary: dict) -> str:
     import datetime
 
     from ..formats.provenance import git_commit
@@ -102,7 +102,7 @@ def build_report(runs: list[dict], out: str | Path, summary: dict | None = None)
     """runs: [{model, tp, rouge, gate, benchmark, plot}] with file paths; summary: the settings they were made with."""
     summary = summary or {}
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>trtflow report</title>"
-             f"<style>{STYLE}</style></head><body><h1>trtflow report</h1>", _header(summary, runs),
+             f"<style>{STYLE}</style></head><body><h1>trtflow report</h1>", _header(summary),
              "<h2>Accuracy</h2>"]
     accuracy, benchmarks = [], {}
     for run in runs:
