@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import http.server
 import json
+import shutil
 import threading
 
 import pytest
@@ -39,8 +40,6 @@ def hub_workflow(tmp_path, demo_resources, hub, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     wf = copy_workflow(tmp_path / "wf")
     (wf.path / "resources").mkdir()
-    import shutil
-
     shutil.copytree(demo_resources / "datasets", wf.path / "resources/datasets")
     return wf
 
@@ -83,8 +82,6 @@ def test_offline_from_a_filled_cache(hub_workflow, hub, monkeypatch):
     wf = hub_workflow
     wf.run("resources/models/hubdemo/hf", config=with_model(revision=hub["second"]))
     first = manifest(wf)
-    import shutil
-
     shutil.rmtree(wf.path / "resources/models/hubdemo")
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing answers there: the cache alone serves
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -99,8 +96,6 @@ def test_an_interrupted_download_completes_on_the_next_run(hub_workflow, hub, tm
     wf.run("resources/models/hubdemo/hf", config=with_model(revision="main"))
     full = wf.path / "resources/models/hubdemo/hf/model.safetensors"
     (blob,) = [p for p in (tmp_path / "hf-home/hub").rglob("blobs/*") if p.stat().st_size == full.stat().st_size]
-    import shutil
-
     shutil.rmtree(wf.path / "resources/models/hubdemo")
     partial_home = tmp_path / "hf-home-partial"
     partial = partial_home / blob.relative_to(tmp_path / "hf-home").parent / f"{blob.name}.incomplete"
