@@ -18,6 +18,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# The random checkpoint has no tokenizer; its end and pad id are its config's eos_token_id (the speed runs
+# generate exactly their output lengths anyway).
+CHECKPOINT_TOKEN_IDS = {"end_id": 50256, "pad_id": 50256}
 SHAPE = {"n_layer": 24, "n_embd": 1024, "n_head": 16, "vocab_size": 50257, "n_positions": 1024}
 
 

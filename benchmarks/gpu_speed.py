@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from convert import SHAPE, make_checkpoint  # noqa: E402
+from convert import CHECKPOINT_TOKEN_IDS, SHAPE, make_checkpoint  # noqa: E402
 from trtflow.backends.torch.build import build  # noqa: E402
 from trtflow.backends.torch.generator import TorchEngineGenerator  # noqa: E402
 from trtflow.flags import BuildFlags  # noqa: E402
@@ -85,12 +85,12 @@ def main() -> None:
 
     prompts = [torch.randint(50257, (n,), generator=torch.Generator().manual_seed(i)).tolist()
                for i, n in enumerate((60, 17, 128, 33))]
-    hf = HFGenerator(work / "hf", dist.device, "float16" if dist.device.type == "cuda" else "float32")
+    hf = HFGenerator(work / "hf", dist.device, CHECKPOINT_TOKEN_IDS, "float16" if dist.device.type == "cuda" else "float32")
     hf_tokens = [hf.generate([p], 20, ignore_eos=True).output_ids[0] for p in prompts]
     summary = {"device": device_name, "torch": torch.__version__, "agreement_vs_hf_fp16_20_steps": {}, "rows": []}
     for name in args.variants:
         flags = BuildFlags.from_config({**FLAGS, **VARIANTS[name]}, "float16")
-        engine_dir = build(source, work / "engines" / name, flags, "0" * 10)
+        engine_dir = build(source, work / "engines" / name, flags, "0" * 10, CHECKPOINT_TOKEN_IDS)
         engine = TorchEngineGenerator(engine_dir, dist)
         tokens = [engine.generate([p], 20, Sampling(), ignore_eos=True).output_ids[0] for p in prompts]
         same = sum(a == b for t, h in zip(tokens, hf_tokens, strict=True) for a, b in zip(t, h, strict=True))

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from convert import make_checkpoint  # noqa: E402
+from convert import CHECKPOINT_TOKEN_IDS, make_checkpoint  # noqa: E402
 from gpu_speed import FLAGS, VARIANTS  # noqa: E402
 from trtflow.backends.torch.build import build  # noqa: E402
 from trtflow.backends.torch.generator import TorchEngineGenerator  # noqa: E402
@@ -49,7 +49,8 @@ def main() -> None:
     if not source.is_dir():
         source = cmodel.convert(work / "hf", work / "c-model", 1, "float16", processes=8, progress=False)
     engine_dir = build(source, work / "engines" / f"profile-{args.variant}",
-                       BuildFlags.from_config({**FLAGS, **VARIANTS[args.variant]}, "float16"), "0" * 10)
+                       BuildFlags.from_config({**FLAGS, **VARIANTS[args.variant]}, "float16"), "0" * 10,
+                       CHECKPOINT_TOKEN_IDS)
     engine = TorchEngineGenerator(engine_dir, init_distributed())
     prompt = [[int(t) for t in torch.randint(50257, (60,))]]
     for _ in range(3):

@@ -175,7 +175,7 @@ def test_trtllm_checkpoint_names_shapes_values(tiny_gpt2, tmp_path, tp):
     out = trtllm_ckpt.convert(tiny_gpt2, tmp_path / "ck", tp, "float32")
     verify_manifest(out)
     config = json.loads((out / "config.json").read_text())
-    assert config["architecture"] == "GPTForCausalLM" and config["mapping"]["tp_size"] == tp
+    assert config["architecture"] == "GPT2LMHeadModel" and config["rotary_pct"] == 1.0 and config["mapping"]["tp_size"] == tp
     params = hf_params(tiny_gpt2)
     H = 64
     ranks = [load_file(out / f"rank{r}.safetensors") for r in range(tp)]

@@ -7,7 +7,7 @@ import json
 import time
 
 import pytest
-from test_runtime import engine_flags
+from test_runtime import TINY_TOKEN_IDS, engine_flags
 from trtflow.backends.torch.build import build
 from trtflow.evaluation import rouge
 from trtflow.formats import cmodel
@@ -126,7 +126,7 @@ def test_gate_refuses_an_edited_rouge_json(tmp_path):
 
 def test_benchmark_csv(tiny_gpt2, tmp_path, capsys):
     source = cmodel.convert(tiny_gpt2, tmp_path / "c", 1, "float32", progress=False)
-    engine = build(source, tmp_path / "e", engine_flags(), "0" * 10)
+    engine = build(source, tmp_path / "e", engine_flags(), "0" * 10, TINY_TOKEN_IDS)
     out = tmp_path / "benchmark.csv"
     started = time.perf_counter()
     bench.main(["--engine-dir", str(engine), "--model", "tiny", "--batch-size", "1;16", "--input-output-len",
@@ -154,7 +154,7 @@ def test_benchmark_csv(tiny_gpt2, tmp_path, capsys):
 
 def test_benchmark_csv_says_which_engine_path_ran(tiny_gpt2, tmp_path):
     source = cmodel.convert(tiny_gpt2, tmp_path / "c", 1, "float16", progress=False)
-    engine = build(source, tmp_path / "e", engine_flags(cuda_graphs=True), "0" * 10)
+    engine = build(source, tmp_path / "e", engine_flags(cuda_graphs=True), "0" * 10, TINY_TOKEN_IDS)
     out = tmp_path / "benchmark.csv"
     bench.main(["--engine-dir", str(engine), "--batch-size", "1", "--input-output-len", "8,4", "--warm-up", "0",
                 "--num-runs", "1", "--out", str(out)])

@@ -115,11 +115,11 @@ def test_long_article_is_truncated_from_the_left_like_summarize_py(demo_resource
 
 
 def engine_copy(tiny_gpt2, tmp_path) -> Path:
-    from test_runtime import engine_flags
+    from test_runtime import TINY_TOKEN_IDS, engine_flags
     from trtflow.backends.torch.build import build
 
     source = cmodel.convert(tiny_gpt2, tmp_path / "c", 1, "float32", progress=False)
-    return build(source, tmp_path / "e", engine_flags(), "0" * 10)
+    return build(source, tmp_path / "e", engine_flags(), "0" * 10, TINY_TOKEN_IDS)
 
 
 def test_engine_config_from_tensorrt_llm(tiny_gpt2, tmp_path):

@@ -15,7 +15,7 @@ PROMPTS = [[5, 17, 300, 2, 999, 41, 7], list(range(100, 130))]
 
 @pytest.fixture(scope="module")
 def engines(tiny_gpt2, tmp_path_factory):
-    from test_runtime import engine_flags
+    from test_runtime import TINY_TOKEN_IDS, engine_flags
     from trtflow.backends.torch.build import build
     from trtflow.formats import cmodel
 
@@ -23,7 +23,8 @@ def engines(tiny_gpt2, tmp_path_factory):
     source = cmodel.convert(tiny_gpt2, root / "c", 1, "float16", progress=False)
     variants = {"eager": {}, "graphs": {"cuda_graphs": True}, "compile": {"cuda_graphs": True, "torch_compile": True},
                 "gemv": {"cuda_graphs": True, "torch_compile": "gemv"}}
-    return {name: build(source, root / name, engine_flags(**flags), "0" * 10) for name, flags in variants.items()}
+    return {name: build(source, root / name, engine_flags(**flags), "0" * 10, TINY_TOKEN_IDS)
+            for name, flags in variants.items()}
 
 
 def generator(engine_dir):
@@ -79,18 +80,18 @@ def test_tp2_over_nccl_matches_hugging_face(tiny_gpt2, tmp_path):
     from pathlib import Path
 
     from test_runtime import PROMPTS as CHECK_PROMPTS
-    from test_runtime import engine_flags
+    from test_runtime import TINY_TOKEN_IDS, engine_flags
     from trtflow.backends.torch.build import build
     from trtflow.formats import cmodel
     from trtflow.hf_reference import HFGenerator
     from trtflow.infra.launch import launch_command
 
-    hf = HFGenerator(tiny_gpt2, torch.device("cpu"), "float32")
+    hf = HFGenerator(tiny_gpt2, torch.device("cpu"), TINY_TOKEN_IDS, "float32")
     hf_reference = {"logits": hf.forward_logits(CHECK_PROMPTS[0]),
                     "tokens": [hf.generate([p], 32, ignore_eos=True).output_ids[0] for p in CHECK_PROMPTS]}
 
     source = cmodel.convert(tiny_gpt2, tmp_path / "c", 2, "float32", progress=False)
-    engines = [str(build(source, tmp_path / name, engine_flags(**flags), "0" * 10))
+    engines = [str(build(source, tmp_path / name, engine_flags(**flags), "0" * 10, TINY_TOKEN_IDS))
                for name, flags in (("eager", {}), ("graphs", {"cuda_graphs": True}))]
     (tmp_path / "prompts.json").write_text(json.dumps(CHECK_PROMPTS))
     out = tmp_path / "out.json"

@@ -36,13 +36,18 @@ VARIANTS = {  # name → flag overrides
 }
 
 
+# The tiny test checkpoints have no tokenizer: their end id is GPT2Config's own eos_token_id, outside their
+# 1,000-token vocabulary, so greedy decoding never stops early and lengths stay comparable with HF's.
+TINY_TOKEN_IDS = {"end_id": 50256, "pad_id": 50256}
+
+
 def engine_flags(**overrides) -> BuildFlags:
     return BuildFlags.from_config({**BASE_FLAGS, **overrides}, "float32")
 
 
 @pytest.fixture(scope="module")
 def hf_reference(tiny_gpt2):
-    hf = HFGenerator(tiny_gpt2, torch.device("cpu"), "float32")
+    hf = HFGenerator(tiny_gpt2, torch.device("cpu"), TINY_TOKEN_IDS, "float32")
     return {
         "logits": hf.forward_logits(PROMPTS[0]),
         "tokens": [hf.generate([p], 32, ignore_eos=True).output_ids[0] for p in PROMPTS],
@@ -51,7 +56,8 @@ def hf_reference(tiny_gpt2):
 
 def build_engines(hf_dir: Path, root: Path, tp: int) -> list[str]:
     source = cmodel.convert(hf_dir, root / "c", tp, "float32", progress=False)
-    return [str(build(source, root / name, engine_flags(**over), "0" * 10)) for name, over in VARIANTS.items()]
+    return [str(build(source, root / name, engine_flags(**over), "0" * 10, TINY_TOKEN_IDS))
+            for name, over in VARIANTS.items()]
 
 
 @pytest.mark.parametrize("tp", [1, 2, 4])
@@ -95,7 +101,7 @@ def test_engine_limits_are_enforced(tiny_gpt2, tmp_path):
 
 def test_world_size_mismatch_is_refused(tiny_gpt2, tmp_path):
     source = cmodel.convert(tiny_gpt2, tmp_path / "c", 2, "float32", progress=False)
-    engine_dir = build(source, tmp_path / "e", engine_flags(), "0" * 10)
+    engine_dir = build(source, tmp_path / "e", engine_flags(), "0" * 10, TINY_TOKEN_IDS)
     with pytest.raises(EngineMismatchError, match="built for world size 2 but 1 .*by hand, launch with -n 2; in the "
                        "workflow the folder holds another tp's engine: delete .* and rerun"):
         TorchEngineGenerator(engine_dir, init_distributed())

@@ -7,14 +7,16 @@ import copy
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, validated
 from trtflow.backends.trtllm import build as trtllm_build_stage
 from trtflow.backends.trtllm.commands import build_py, trtllm_build
+from trtflow.evaluation.tokenizer import special_ids
 from trtflow.flags import BuildFlags
 
 DOUBLES = Path(__file__).resolve().parent / "doubles"
@@ -91,7 +93,8 @@ def test_trtllm_build_command_lines(changes, tp, gpus, tail):
                     reason="TensorRT-LLM is installed here: its absence cannot be tested")
 def test_missing_tensorrt_llm_names_how_to_provision(tmp_path):
     with pytest.raises(trtllm_build_stage.TrtllmUnavailable, match="tensorrt_llm cannot be imported.*Provision"):
-        trtllm_build_stage.build(tmp_path, tmp_path / "e", flags(), "0" * 10, {"flow": "0.8"})
+        trtllm_build_stage.build(tmp_path, tmp_path / "e", flags(), "0" * 10, {"flow": "0.8"},
+                                 {"end_id": 0, "pad_id": 0})
 
 
 def test_wrong_tensorrt_llm_version_for_the_flow():
@@ -113,6 +116,212 @@ def test_an_engine_built_for_another_gpu_architecture_is_refused(tmp_path, monke
     runner.check_provenance(tmp_path, "0.8.0")
     with pytest.raises(EngineMismatchError, match="built with TensorRT-LLM 0.8.0 but 1.2.1 is running"):
         runner.check_provenance(tmp_path, "1.2.1")
+
+
+# ------------------------------------------------- flag sets through the faithful doubles of the real tools
+
+TINY_INI = {"n_embd": 1024, "n_head": 16, "n_layer": 2, "n_positions": 1024, "vocab_size": 1000,
+            "activation_function": "gelu_new", "bias": True, "multi_query_mode": False}
+SEED = dict(use_gemm_plugin="float16", enable_context_fmha=True)  # the v0.8.0 README's gpt2 build
+# (name, build overrides, storage dtype, tp, flow 0.8 verdict, flow 1.2 verdict): the real tool's verdict,
+# "ok" or the message it fails with. trtflow's config must refuse exactly the sets the tool refuses.
+FLAG_TABLE = [
+    ("seed full set", SEED, "float16", 1, "ok", "ok"),
+    ("seed at tp 2", SEED, "float16", 2, "ok", "ok"),
+    ("seed at tp 4", SEED, "float16", 4, "ok", "ok"),
+    ("bf16 engine", dict(SEED, use_gpt_attention_plugin="bfloat16", use_gemm_plugin="bfloat16"), "bfloat16", 2,
+     "ok", "ok"),
+    ("plugins off", dict(use_gpt_attention_plugin=None, remove_input_padding=False), "float16", 1, "ok", "ok"),
+    ("plugins off, packed input", dict(use_gpt_attention_plugin=None), "float16", 1, "AssertionError",
+     "AssertionError"),
+    ("plugins off, paged", dict(use_gpt_attention_plugin=None, remove_input_padding=False, paged_kv_cache=True),
+     "float16", 1, "AssertionError", "AssertionError"),
+    ("in-flight batching", dict(use_inflight_batching=True, use_gpt_attention_plugin=None,
+                                remove_input_padding=False), "float16", 2, "ok", "ok"),
+    ("paged 64", dict(paged_kv_cache=True, tokens_per_block=64), "float16", 1, "ok", "ok"),
+    ("paged 64 with FMHA", dict(SEED, paged_kv_cache=True, tokens_per_block=64), "float16", 1,
+     "Context fMHA requires >= 128 tokens per block", "ok"),
+    ("paged 128 with FMHA", dict(SEED, paged_kv_cache=True, tokens_per_block=128), "float16", 2, "ok", "ok"),
+    ("paged 256 with fp32-acc FMHA", dict(enable_context_fmha_fp32_acc=True, paged_kv_cache=True,
+                                          tokens_per_block=256), "float16", 1, "ok", "ok"),
+    ("paged 96", dict(paged_kv_cache=True, tokens_per_block=96), "float16", 1, "tokens_per_block must be power of 2",
+     "ok"),
+]
+
+
+def run_double(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TRTFLOW_DOUBLE_RECORD": ""}
+    return subprocess.run([sys.executable, *argv], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def table_config(changes: dict, dtype: str, tp: int, flow: str) -> dict:
+    config = copy.deepcopy(BASE)
+    config["build"].update(changes, backend="trtllm")
+    config["convert"]["storage_type"] = dtype
+    config["trtllm"] = {"flow": flow, "examples_dir": str(DOUBLES / "examples")}
+    config["tp"] = [tp]
+    return config
+
+
+def command_through_double(flow: str, changes: dict, dtype: str, tp: int, work: Path) -> subprocess.CompletedProcess:
+    """The command trtflow emits for these flags (validation bypassed), run by the double of the real tool."""
+    from trtflow.formats.trtllm_ckpt import pretrained_config
+
+    build_flags = BuildFlags.from_config({**BASE["build"], **changes, "backend": "trtllm"}, dtype)
+    source = work / "source"
+    source.mkdir()
+    if flow == "0.8":
+        ini = {**TINY_INI, "storage_dtype": dtype, "tensor_parallelism": tp}
+        (source / "config.ini").write_text("[gpt]\n" + "".join(f"{k} = {v}\n" for k, v in ini.items()))
+        command = build_py(sys.executable, DOUBLES / "examples", source, work / "out", work / "model.cache", tp,
+                           dtype, build_flags, tp)
+    else:
+        hf = {"n_embd": 1024, "n_head": 16, "n_layer": 2, "n_positions": 1024, "vocab_size": 1000,
+              "architectures": ["GPT2LMHeadModel"]}
+        (source / "config.json").write_text(json.dumps(pretrained_config(hf, tp, dtype)))
+        command = trtllm_build(str(DOUBLES / "bin" / "trtllm-build"), source, work / "out", work / "model.cache", tp,
+                               build_flags, tp)
+    argv = command.argv[1:] if flow == "0.8" else command.argv
+    proc = run_double(argv, work)
+    if proc.returncode == 0:
+        assert sorted(p.name for p in (work / "out").iterdir()) == sorted(command.expected_files)
+    return proc
+
+
+@pytest.mark.parametrize("flow", ["0.8", "1.2"])
+@pytest.mark.parametrize("name, changes, dtype, tp, verdict_08, verdict_12", FLAG_TABLE, ids=[r[0] for r in FLAG_TABLE])
+def test_flag_sets_are_refused_exactly_where_tensorrt_llm_refuses_them(flow, name, changes, dtype, tp, verdict_08,
+                                                                       verdict_12, tmp_path):
+    from trtflow.errors import KnownError
+
+    verdict = verdict_08 if flow == "0.8" else verdict_12
+    proc = command_through_double(flow, changes, dtype, tp, tmp_path)
+    if verdict == "ok":
+        assert proc.returncode == 0, proc.stderr
+        validated(table_config(changes, dtype, tp, flow))  # and trtflow accepts it
+    else:
+        assert proc.returncode != 0 and verdict in proc.stderr, proc.stderr
+        with pytest.raises(KnownError):
+            validated(table_config(changes, dtype, tp, flow))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--checkpoint_dir", "c", "--max_output_len", "100"], "unrecognized arguments: --max_output_len"),
+    (["--checkpoint_dir", "c", "--remove_input_padding"], "expected one argument"),
+    (["--checkpoint_dir", "c", "--kv_cache_type", "contiguous"], "Invalid value 'contiguous'"),
+    (["--checkpoint_dir", "c", "--gpt_attention_plugin", "fp16"], "invalid choice: 'fp16'"),
+    (["--checkpoint_dir", "c", "--context_fmha", "true"], "invalid choice: 'true'"),
+])
+def test_the_trtllm_build_double_refuses_what_the_1x_parser_refuses(argv, message, tmp_path):
+    proc = run_double([str(DOUBLES / "bin" / "trtllm-build"), *argv], tmp_path)
+    assert proc.returncode == 2 and message in proc.stderr
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model_dir", "m", "--paged_kv_cache", "true"], "unrecognized arguments: true"),
+    (["--model_dir", "m", "--use_gpt_attention_plugin", "fp16"], "invalid choice: 'fp16'"),
+    (["--model_dir", "m", "--max_seq_len", "1024"], "unrecognized arguments: --max_seq_len"),
+    (["--model_dir", "m", "--use_gpt_attention_plugin", "enable"], "invalid choice: 'enable'"),
+])
+def test_the_build_py_double_refuses_what_the_v080_parser_refuses(argv, message, tmp_path):
+    proc = run_double([str(DOUBLES / "examples" / "gpt" / "build.py"), *argv], tmp_path)
+    assert proc.returncode == 2 and message in proc.stderr
+
+
+# ------------------------------------------------------------------ the runner at its boundary
+
+
+@pytest.fixture
+def runner_engine(tmp_path, monkeypatch):
+    """A trtllm engine folder as trtflow's build leaves it, with the runner double importable."""
+    from trtflow.formats.artifact import atomic_dir, write_json
+
+    def make(version: str, flags_json: dict, world_size: int = 2):
+        monkeypatch.setenv("TRTFLOW_DOUBLE_TRTLLM_VERSION", version)
+        monkeypatch.syspath_prepend(str(DOUBLES / "site"))
+        for name in [m for m in sys.modules if m == "tensorrt_llm" or m.startswith("tensorrt_llm.")]:
+            monkeypatch.delitem(sys.modules, name)
+        engine = tmp_path / f"engine-{version}"
+        with atomic_dir(engine, {"kind": "engine"}) as tmp:
+            config = {"version": version, "pretrained_config": {"mapping": {"world_size": world_size},
+                                                                "dtype": "float16", "vocab_size": 64},
+                      "build_config": {"max_batch_size": 4, "max_input_len": 16, "max_seq_len": 32}}
+            write_json(tmp / "config.json", config)
+            for rank in range(world_size):
+                (tmp / f"rank{rank}.engine").write_bytes(b"double")
+            write_json(tmp / "PROVENANCE.json", {"tensorrt_llm": version, "build": flags_json, "end_id": 7,
+                                                 "pad_id": 5})
+        record = tmp_path / f"record-{version}"
+        record.mkdir()
+        monkeypatch.setenv("TRTFLOW_DOUBLE_RECORD", str(record))
+        return engine, record
+
+    return make
+
+
+def dist_of(rank: int, world_size: int):
+    import torch
+    from trtflow.infra.dist import DistInfo
+
+    return DistInfo(rank=rank, world_size=world_size, local_rank=rank, local_world_size=world_size,
+                    device=torch.device("cpu"))
+
+
+@pytest.mark.parametrize("version", ["1.2.1", "0.8.0"])
+def test_ranks_other_than_0_take_part_and_return_nothing(version, runner_engine, monkeypatch):
+    """1.x ModelRunnerCpp.generate returns [] where it cannot enqueue requests (every rank but 0): indexing its
+    output there was a TypeError at tp >= 2. 0.8 gives every rank the outputs; rank 0 still reads alone."""
+    from trtflow.backends.trtllm.runner import TrtllmGenerator
+
+    engine, record = runner_engine(version, flags(use_gemm_plugin="float16").to_json())
+    monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "1")
+    off_rank = TrtllmGenerator(engine, dist_of(1, 2)).generate([[1, 2, 3]], 4)
+    assert off_rank.output_ids == []
+    monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "0")
+    on_rank = TrtllmGenerator(engine, dist_of(0, 2)).generate([[1, 2, 3]], 4)
+    assert on_rank.output_ids == [[4, 5, 6]]  # the double counts up from the last prompt token; 7 is the end id
+    calls = records(record, "generate")
+    assert {c["rank"] for c in calls} == {0, 1}
+
+
+@pytest.mark.parametrize("version, minimum", [("0.8.0", "min_length"), ("1.2.1", "min_tokens")])
+def test_end_pad_and_minimum_length_reach_the_runner_under_its_own_names(version, minimum, runner_engine,
+                                                                         monkeypatch):
+    """End and pad ids come from the engine folder (the tokenizer's), never GPT-2's 50256; the forced length
+    uses the keyword each version acts on (the other one is dropped by the real runner without a word)."""
+    from trtflow.backends.trtllm.runner import TrtllmGenerator
+
+    engine, record = runner_engine(version, flags().to_json(), world_size=1)
+    monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "0")
+    result = TrtllmGenerator(engine, dist_of(0, 1)).generate([[1, 2, 3]], 8, ignore_eos=True)
+    assert result.output_ids == [[4, 5, 6, 7, 8, 9, 10, 11]]  # runs through the end id 7: the minimum is 8
+    (call,) = records(record, "generate")
+    assert (call["end_id"], call["pad_id"], call[minimum]) == (7, 5, 8)
+
+
+@pytest.mark.parametrize("version, passed", [("1.2.1", True), ("0.8.0", None)])
+def test_fp32_accumulation_fmha_is_a_runtime_option_on_1x(version, passed, runner_engine, monkeypatch):
+    from trtflow.backends.trtllm.runner import TrtllmGenerator
+
+    engine, record = runner_engine(version, flags(enable_context_fmha_fp32_acc=True).to_json(), world_size=1)
+    monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "0")
+    TrtllmGenerator(engine, dist_of(0, 1))
+    (call,) = records(record, "runner")
+    assert call.get("enable_context_fmha_fp32_acc") == passed
+
+
+def test_an_engine_without_recorded_token_ids_is_refused(runner_engine, monkeypatch):
+    from trtflow.backends.trtllm.runner import TrtllmGenerator
+    from trtflow.formats.artifact import write_manifest
+    from trtflow.generation import EngineMismatchError
+
+    engine, _ = runner_engine("1.2.1", flags().to_json(), world_size=1)
+    record = json.loads((engine / "PROVENANCE.json").read_text())
+    del record["end_id"]
+    (engine / "PROVENANCE.json").write_text(json.dumps(record))
+    write_manifest(engine, {"kind": "engine"})
+    with pytest.raises(EngineMismatchError, match="does not record the tokenizer's end and pad ids"):
+        TrtllmGenerator(engine, dist_of(0, 1))
 
 
 # ------------------------------------------------------------------ the whole DAG with the doubles
@@ -170,7 +379,15 @@ def test_dag_runs_end_to_end_with_trtllm_doubles(flow, version, demo_workflow, t
     assert generate["world_size"] == 2 and len(generate["outputs"][0]["output_ids"]) > 0
     rows = (wf.path / "results/demo/tp2/benchmark.csv").read_text().splitlines()
     assert rows[1].split(",")[2] == "trtllm" and "not run: batch size 16" in rows[2]
-    assert any(g["min_length"] == 4 for g in records(record, "generate"))  # benchmark: exactly output_len tokens
+    calls = records(record, "generate")
+    minimum = "min_length" if flow == "0.8" else "min_tokens"
+    assert any(g.get(minimum) == 4 for g in calls)  # benchmark: exactly output_len tokens, under the version's name
+    end_id, pad_id = special_ids(wf.path / "resources/models/demo/hf")
+    served = [g for g in calls if "end_id" in g]
+    assert served and {(g["end_id"], g["pad_id"]) for g in served} == {(end_id, pad_id)}  # the tokenizer's ids
+    assert end_id != 50256 and provenance["end_id"] == end_id
+    if flow == "1.2":  # rank 1 took part in every call and got nothing back, as the real 1.x runner does
+        assert any(g["rank"] == 1 and g.get("returned") == "[]" for g in calls)
 
     monkeypatch.setenv("TRTFLOW_DOUBLE_TRTLLM_VERSION", version + "9")
     proc = wf.run("results/demo/tp1/generate.json", "--forcerun", "generate", check=False)

@@ -1,6 +1,7 @@
 rule build_engine:
     input:
         source=get_engine_source,
+        tokenizer=get_hf_dir,
     output:
         directory(paths.ENGINE),
     params:
@@ -19,4 +20,5 @@ rule build_engine:
         "logs/benchmarks/engine/{model}/tp{tp}-{build_key}.tsv"
     shell:
         "{params.launch} trtflow.stages.build_engine --source-dir {input.source:q} --out-dir {output:q}"
+        " --tokenizer-dir {input.tokenizer:q}"
         " --flags {params.flags:q} --build-key {wildcards.build_key} --trtllm {params.trtllm:q} > {log:q} 2>&1"

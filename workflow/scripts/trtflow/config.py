@@ -256,7 +256,9 @@ def _check_tp(config: dict) -> None:
         seen.add(tp)
 
 
-def _check_build(build: dict) -> None:
+def _check_build(build: dict, runs_build_py: bool) -> None:
+    """Flag sets TensorRT-LLM refuses while building, refused before any job. `runs_build_py`: the engine is
+    built by v0.8.0 examples/gpt/build.py (backend trtllm, flow 0.8), whose own asserts then apply too."""
     if build["enable_context_fmha"] and build["enable_context_fmha_fp32_acc"]:
         _fail("build.enable_context_fmha_fp32_acc", True, "enable_context_fmha and "
               "enable_context_fmha_fp32_acc are mutually exclusive (build.py)",
@@ -277,10 +279,12 @@ def _check_build(build: dict) -> None:
               "(TensorRT-LLM asserts it in layers/attention.py)",
               "set build.use_gpt_attention_plugin: float16, or build.paged_kv_cache: false")
     tpb = build["tokens_per_block"]
-    if tpb & (tpb - 1):
-        _fail("build.tokens_per_block", tpb, "must be a power of two (build.py)", "use 32, 64, 128 …")
-    if fmha and tpb < 128 and (build["paged_kv_cache"] or build["use_inflight_batching"]):
-        _fail("build.tokens_per_block", tpb, "must be >= 128 with context FMHA (build.py)", "use 128 or more")
+    if runs_build_py and tpb & (tpb - 1):
+        _fail("build.tokens_per_block", tpb, "must be a power of two (v0.8.0 build.py asserts it)",
+              "use 32, 64, 128 …")
+    if runs_build_py and fmha and tpb < 128 and (build["paged_kv_cache"] or build["use_inflight_batching"]):
+        _fail("build.tokens_per_block", tpb, "must be >= 128 with context FMHA (v0.8.0 build.py asserts it; "
+              "1.x and the torch backend do not)", "use 128 or more, or trtllm.flow: '1.2'")
 
 
 def validate(config: dict, schema_path: str | Path = SCHEMA) -> dict:
@@ -291,7 +295,7 @@ def validate(config: dict, schema_path: str | Path = SCHEMA) -> dict:
     _check_models(config)
     _check_run_settings(config)
     _check_tp(config)
-    _check_build(config["build"])
+    _check_build(config["build"], config["build"]["backend"] == "trtllm" and config["trtllm"]["flow"] == "0.8")
     return config
 
 

@@ -14,14 +14,16 @@ from .infra.dist import DistInfo
 
 
 def build_engine(source_dir: str | Path, out_dir: str | Path, flags: BuildFlags, build_key: str,
-                 trtllm_settings: dict) -> Path:
+                 trtllm_settings: dict, token_ids: dict[str, int]) -> Path:
+    """`token_ids` ({"end_id", "pad_id"}, from the model's tokenizer) are recorded in the engine folder, so
+    every run of it stops and pads as the tokenizer says."""
     if flags.backend == "torch":
         from .backends.torch.build import build
 
-        return build(source_dir, out_dir, flags, build_key)
+        return build(source_dir, out_dir, flags, build_key, token_ids)
     from .backends.trtllm.build import build
 
-    return build(source_dir, out_dir, flags, build_key, trtllm_settings)
+    return build(source_dir, out_dir, flags, build_key, trtllm_settings, token_ids)
 
 
 def engine_backend(engine_dir: str | Path) -> str:

@@ -67,10 +67,3 @@ def global_shapes(dims: ModelDims) -> dict[str, tuple[int, ...]]:
         shapes["lm_head.weight"] = (dims.vocab_size, dims.hidden)
     return shapes
 
-
-def token_ids(config: dict) -> tuple[int | None, int | None]:
-    """(end id, pad id) from a HF config.json or a c-model [gpt] section; pad falls back to end."""
-    end = _optional(config.get("eos_token_id"))
-    pad = _optional(config.get("pad_token_id"))
-    end = int(end) if end is not None else None
-    return end, int(pad) if pad is not None else end

@@ -15,7 +15,9 @@ from .infra.dist import synchronize
 class HFGenerator:
     """The Hugging Face reference: transformers `generate`, behind the same interface."""
 
-    def __init__(self, hf_dir: str | Path, device: torch.device, dtype: str = "auto"):
+    def __init__(self, hf_dir: str | Path, device: torch.device, token_ids: dict[str, int], dtype: str = "auto"):
+        """`token_ids` ({"end_id", "pad_id"}) come from the tokenizer (`evaluation.tokenizer.special_ids`), as the
+        engines' do."""
         from transformers import AutoModelForCausalLM
 
         if dtype == "auto":
@@ -23,8 +25,7 @@ class HFGenerator:
         self.device = device
         self.model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=getattr(torch, dtype)).to(device).eval()
         config = json.loads((Path(hf_dir) / "config.json").read_text())
-        self.end_id = config.get("eos_token_id", 50256)
-        self.pad_id = config.get("pad_token_id") or self.end_id
+        self.end_id, self.pad_id = token_ids["end_id"], token_ids["pad_id"]
         self.compute_dtype = dtype
         self.vocab_size = config["vocab_size"]
         self.n_positions = config.get("n_positions", 1024)

@@ -1,4 +1,22 @@
-"""TEST DOUBLE for tensorrt_llm.runtime.ModelRunnerCpp: records calls, echoes the last prompt token."""
+"""TEST DOUBLE for tensorrt_llm.runtime.ModelRunnerCpp, one class per line of TensorRT-LLM:
+
+- 0.8: `tensorrt_llm/runtime/model_runner_cpp.py` at tag v0.8.0 (GptSession). `generate` takes
+  SamplingConfig fields as keywords (`min_length`, `random_seed` …); every tensor-parallel rank gets the
+  outputs.
+- 1.x: the same file on NVIDIA/TensorRT-LLM's 1.0-1.2 line (Executor, commit 03832911). `from_dir` is
+  keyword-only after engine_dir and takes run-time knobs such as `enable_context_fmha_fp32_acc`;
+  `generate` takes `min_tokens`, `end_id`, `pad_id`; ranks other than 0 cannot enqueue requests and get `[]`.
+
+Where the real `generate` hands unknown keywords to SamplingConfig and silently ignores those it does not
+know, this double names every keyword it knows and has no **kwargs: a keyword the real runner would drop
+is a TypeError here, so a setting lost at this boundary fails the tests instead of passing unseen.
+
+No model runs. Each row is the prompt, then tokens counting up from the prompt's last one (modulo the
+engine's vocabulary), stopping at end_id once the minimum length is reached; rows are padded with end_id to
+the engine's max sequence length, as both runtimes return them. Calls are recorded into
+$TRTFLOW_DOUBLE_RECORD.
+"""
+
 import json
 import os
 import time
@@ -6,37 +24,154 @@ from pathlib import Path
 
 import torch
 
+from . import __version__
 
-def _record(kind: str, payload: dict) -> None:
+
+def _record(kind, payload):
     folder = os.environ.get("TRTFLOW_DOUBLE_RECORD")
     if folder:
         name = f"{kind}-{os.getpid()}-{time.monotonic_ns()}.json"
-        Path(folder, name).write_text(json.dumps(payload, default=str))
+        Path(folder, name).write_text(json.dumps({"version": __version__, **payload}, default=str))
 
 
-class ModelRunnerCpp:
-    def __init__(self, engine_dir: str, rank: int):
-        self.engine_dir, self.rank = engine_dir, rank
+def _mpi_rank():
+    return int(os.environ.get("OMPI_COMM_WORLD_RANK", os.environ.get("RANK", "0")))
+
+
+class _Engine:
+    """What both runtimes read from the engine folder's config.json."""
+
+    def __init__(self, engine_dir):
+        config = json.loads((Path(engine_dir) / "config.json").read_text())
+        if "builder_config" in config:  # 0.8 layout
+            b = config["builder_config"]
+            self.world_size = b["tensor_parallel"]
+            self.vocab_size, self.max_batch_size, self.max_input_len = b["vocab_size"], b["max_batch_size"], \
+                b["max_input_len"]
+            self.max_seq_len = b["max_input_len"] + b["max_output_len"]
+        else:
+            pretrained, build = config["pretrained_config"], config["build_config"]
+            self.world_size = pretrained["mapping"]["world_size"]
+            self.vocab_size, self.max_batch_size, self.max_input_len = pretrained["vocab_size"], \
+                build["max_batch_size"], build["max_input_len"]
+            self.max_seq_len = build["max_seq_len"]
+        self.files = sorted(p.name for p in Path(engine_dir).glob("*.engine"))
+
+    def check_inputs(self, batch, max_new_tokens):
+        if len(batch) > self.max_batch_size:
+            raise RuntimeError(f"Input batch size ({len(batch)}) exceeds the engine or specified limit "
+                               f"({self.max_batch_size})")
+        longest = max(len(ids) for ids in batch)
+        if longest > self.max_input_len:
+            raise RuntimeError(f"Maximum input length ({longest}) exceeds the engine or specified limit "
+                               f"({self.max_input_len})")
+        if longest + max_new_tokens > self.max_seq_len:
+            raise RuntimeError(f"Maximum input length ({longest}) + maximum new tokens ({max_new_tokens}) exceeds "
+                               f"the engine or specified limit ({self.max_seq_len})")
+
+    def run(self, batch, max_new_tokens, end_id, minimum):
+        rows = []
+        for ids in batch:
+            ids = [int(t) for t in ids]
+            out, token = [], ids[-1]
+            while len(out) < max_new_tokens:
+                token = (token + 1) % self.vocab_size
+                if token == end_id and len(out) >= minimum:
+                    break
+                out.append(token)
+            rows.append(ids + out)
+        lengths = torch.tensor([[len(r)] for r in rows], dtype=torch.int32)
+        padded = torch.tensor([[r + [end_id] * (self.max_seq_len - len(r))] for r in rows], dtype=torch.int32)
+        return padded, lengths
+
+
+class _RunnerV08:
+    def __init__(self, engine, rank):
+        self.engine, self.rank = engine, rank
 
     @classmethod
-    def from_dir(cls, engine_dir: str, rank: int = 0, **kwargs):
-        engine = Path(engine_dir)
-        config = json.loads((engine / "config.json").read_text())
-        files = sorted(p.name for p in engine.glob("*.engine"))
-        _record("runner", {"engine_dir": engine_dir, "rank": rank, "engine_files": files,
-                           "legacy": "builder_config" in config})
-        return cls(engine_dir, rank)
+    def from_dir(cls, engine_dir, lora_dir=None, rank=0, max_batch_size=None, max_input_len=None,
+                 max_output_len=None, max_beam_width=None, max_attention_window_size=None, sink_token_length=None,
+                 debug_mode=False, lora_ckpt_source="hf"):
+        engine = _Engine(engine_dir)
+        assert rank == _mpi_rank()
+        _record("runner", {"engine_dir": engine_dir, "rank": rank, "engine_files": engine.files, "legacy": True})
+        return cls(engine, rank)
 
-    def generate(self, batch_input_ids, max_new_tokens, end_id, pad_id, output_sequence_lengths=False,
-                 return_dict=False, **sampling):
+    def generate(self, batch_input_ids, sampling_config=None, prompt_table_path=None, prompt_tasks=None,
+                 lora_uids=None, streaming=False, stopping_criteria=None, logits_processor=None, *,
+                 end_id=None, pad_id=None, max_new_tokens=20, num_beams=1, max_attention_window_size=None,
+                 sink_token_length=None, output_sequence_lengths=False, return_dict=False, stop_words_list=None,
+                 bad_words_list=None, temperature=1.0, top_k=1, top_p=0.0, top_p_decay=None, top_p_min=None,
+                 top_p_reset_ids=None, length_penalty=1.0, repetition_penalty=1.0, min_length=1,
+                 presence_penalty=0.0, frequency_penalty=0.0, use_beam_hyps=True, beam_search_diversity_rate=0.0,
+                 random_seed=None, output_cum_log_probs=False, output_log_probs=False):
+        if streaming:
+            raise RuntimeError("Streaming is not supported in C++ session.")
+        self.engine.check_inputs(batch_input_ids, max_new_tokens)
         _record("generate", {"rank": self.rank, "batch": len(batch_input_ids), "max_new_tokens": max_new_tokens,
-                             "end_id": end_id, "pad_id": pad_id, **sampling})
-        width = max(len(t) for t in batch_input_ids) + max_new_tokens
-        out = torch.full((len(batch_input_ids), 1, width), pad_id, dtype=torch.int32)
-        lengths = torch.zeros((len(batch_input_ids), 1), dtype=torch.int32)
-        for b, ids in enumerate(batch_input_ids):
-            n = len(ids)
-            out[b, 0, :n] = ids
-            out[b, 0, n: n + max_new_tokens] = ids[-1]
-            lengths[b, 0] = n + max_new_tokens
-        return {"output_ids": out, "sequence_lengths": lengths}
+                             "end_id": end_id, "pad_id": pad_id, "min_length": min_length, "top_k": top_k,
+                             "top_p": top_p, "temperature": temperature, "num_beams": num_beams,
+                             "random_seed": random_seed})
+        ids, lengths = self.engine.run(batch_input_ids, max_new_tokens, end_id, min_length)
+        if not return_dict:
+            return ids
+        out = {"output_ids": ids}
+        if output_sequence_lengths:
+            out["sequence_lengths"] = lengths
+        return out
+
+
+class _RunnerV1:
+    def __init__(self, engine, rank):
+        self.engine, self.rank = engine, rank
+
+    @classmethod
+    def from_dir(cls, engine_dir, *, lora_dir=None, rank=0, max_batch_size=None, max_input_len=None,
+                 max_output_len=None, max_beam_width=None, max_attention_window_size=None, sink_token_length=None,
+                 kv_cache_free_gpu_memory_fraction=None, cross_kv_cache_fraction=None, medusa_choices=None,
+                 eagle_choices=None, eagle_posterior_threshold=None, eagle_use_dynamic_tree=False,
+                 eagle_dynamic_tree_max_top_k=None, lookahead_config=None, debug_mode=False, lora_ckpt_source="hf",
+                 use_gpu_direct_storage=False, gpu_weights_percent=1, max_tokens_in_paged_kv_cache=None,
+                 kv_cache_enable_block_reuse=False, enable_chunked_context=False, is_enc_dec=False,
+                 multi_block_mode=True, enable_context_fmha_fp32_acc=None, cuda_graph_mode=None,
+                 logits_processor_map=None, device_ids=None, is_orchestrator_mode=False, use_runtime_defaults=True,
+                 gather_generation_logits=False, use_variable_beam_width_search=False, mm_embedding_offloading=False):
+        engine = _Engine(engine_dir)
+        assert rank == _mpi_rank()
+        _record("runner", {"engine_dir": engine_dir, "rank": rank, "engine_files": engine.files, "legacy": False,
+                           "enable_context_fmha_fp32_acc": enable_context_fmha_fp32_acc})
+        return cls(engine, rank)
+
+    def generate(self, batch_input_ids, position_ids=None, encoder_input_ids=None, encoder_input_features=None,
+                 encoder_output_lengths=None, cross_attention_masks=None, mrope_params=None, sampling_config=None,
+                 lora_uids=None, lookahead_config=None, streaming=False, stopping_criteria=None,
+                 logits_processor_names=None, max_new_tokens=1, end_id=None, pad_id=None, bad_words_list=None,
+                 stop_words_list=None, return_dict=False, output_sequence_lengths=False,
+                 output_generation_logits=False, output_log_probs=False, output_cum_log_probs=False,
+                 prompt_table=None, prompt_tasks=None, input_token_extra_ids=None, return_all_generated_tokens=False,
+                 language_adapter_uids=None, mm_embedding_offloading=False, *, num_beams=1, top_k=None, top_p=None,
+                 top_p_min=None, top_p_reset_ids=None, top_p_decay=None, temperature=None, min_tokens=None,
+                 beam_search_diversity_rate=None, repetition_penalty=None, presence_penalty=None,
+                 frequency_penalty=None, length_penalty=None, early_stopping=None, no_repeat_ngram_size=None,
+                 random_seed=None, num_return_sequences=None, min_p=None, beam_width_array=None):
+        if stopping_criteria is not None:
+            raise RuntimeError("Stopping criteria is not supported in C++ session.")
+        if self.rank != 0:  # only rank 0 can enqueue requests; the others serve its executor and get nothing
+            _record("generate", {"rank": self.rank, "returned": "[]"})
+            return []
+        self.engine.check_inputs(batch_input_ids, max_new_tokens)
+        _record("generate", {"rank": self.rank, "batch": len(batch_input_ids), "max_new_tokens": max_new_tokens,
+                             "end_id": end_id, "pad_id": pad_id, "min_tokens": min_tokens, "top_k": top_k,
+                             "top_p": top_p, "temperature": temperature, "num_beams": num_beams,
+                             "random_seed": random_seed})
+        ids, lengths = self.engine.run(batch_input_ids, max_new_tokens, end_id, min_tokens or 0)
+        if not return_dict:
+            return ids
+        out = {"output_ids": ids}
+        if output_sequence_lengths:
+            out["sequence_lengths"] = lengths
+        return out
+
+
+ModelRunnerCpp = _RunnerV08 if __version__.startswith("0.") else _RunnerV1

@@ -59,29 +59,49 @@ def rank_weights(get, config: dict, tp: int, rank: int, dtype: torch.dtype) -> d
 
 
 def pretrained_config(config: dict, tp: int, dtype: str) -> dict:
-    hidden = config["n_embd"]
+    """config.json as 1.x's convert_checkpoint.py writes it for GPT-2: GPTConfig.from_hugging_face(...)
+    .to_dict(), field by field and in its order (NVIDIA/TensorRT-LLM, tensorrt_llm/models/gpt/config.py and
+    modeling_utils.PretrainedConfig / QuantConfig / Mapping on the 1.0-1.2 line). The architecture is the HF
+    config's own (`GPT2LMHeadModel`, registered in MODEL_MAP); rotary_pct is the 1.0 default GPT-2 configs do
+    not override (unused: positions are learned). `moe` is left out: the reader builds its default."""
+    hidden, heads = config["n_embd"], config["n_head"]
+    architectures = config.get("architectures") or ["GPT2LMHeadModel"]
     return {
-        "architecture": "GPTForCausalLM",
+        "gpt_variant": "gpt2",
+        "bias": True,
+        "q_scaling": 1,
+        "embedding_scale": None,
+        "apply_query_key_layer_scaling": False,
+        "rotary_pct": 1.0,
+        "rotary_base": 10000.0,
+        "rotary_scaling": None,
+        "inner_layernorm": False,
+        "norm_before_bmm1": False,
+        "architecture": architectures[0],
         "dtype": dtype,
         "vocab_size": config["vocab_size"],
         "hidden_size": hidden,
         "num_hidden_layers": config["n_layer"],
-        "num_attention_heads": config["n_head"],
-        "num_key_value_heads": config["n_head"],
+        "num_attention_heads": heads,
         "hidden_act": config.get("activation_function", "gelu_new"),
-        "intermediate_size": config["n_inner"] or 4 * hidden,
+        "logits_dtype": "float32",
         "norm_epsilon": config.get("layer_norm_epsilon", 1e-5),
+        "runtime_defaults": None,
         "position_embedding_type": "learned_absolute",
+        "num_key_value_heads": heads,
+        "intermediate_size": config.get("n_inner") or 4 * hidden,
         "max_position_embeddings": config["n_positions"],
-        "mapping": {"world_size": tp, "tp_size": tp, "pp_size": 1},
-        "quantization": {"quant_algo": None, "kv_cache_quant_algo": None},
+        "mapping": {"world_size": tp, "gpus_per_node": 8, "cp_size": 1, "tp_size": tp, "pp_size": 1,
+                    "moe_tp_size": tp, "moe_cluster_size": 1, "moe_ep_size": 1, "attn_tp_size": tp,
+                    "attn_cp_size": 1},
+        "quantization": {"quant_algo": None, "kv_cache_quant_algo": None, "group_size": 128, "smoothquant_val": 0.5,
+                         "clamp_val": None, "use_meta_recipe": False, "has_zero_point": False,
+                         "pre_quant_scale": False, "exclude_modules": None},
         "use_parallel_embedding": False,
         "embedding_sharding_dim": 0,
-        "gpt_variant": "gpt2",
-        "bias": True,
-        "apply_query_key_layer_scaling": False,
-        "rotary_pct": 0.0,
-        "rotary_base": 10000.0,
+        "head_size": hidden // heads,
+        "qk_layernorm": False,
+        "rotary_embedding_dim": hidden // heads,
     }
 
 

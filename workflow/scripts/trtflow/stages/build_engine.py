@@ -8,6 +8,7 @@ import json
 
 from ..engines import build_engine
 from ..errors import run_stage
+from ..evaluation.tokenizer import special_ids
 from ..flags import BuildFlags
 
 
@@ -15,12 +16,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Build an engine from converted shards.")
     parser.add_argument("--source-dir", required=True, help="c-model {tp}-gpu folder (or TRT-LLM 1.2 checkpoint)")
     parser.add_argument("--out-dir", required=True)
+    parser.add_argument("--tokenizer-dir", required=True, help="the HF folder whose tokenizer gives end and pad ids")
     parser.add_argument("--flags", required=True, help="normalised build flags as JSON (trtflow.flags.BuildFlags)")
     parser.add_argument("--build-key", required=True)
     parser.add_argument("--trtllm", default="{}", help="trtllm settings as JSON (flow, examples_dir)")
     args = parser.parse_args(argv)
     flags = BuildFlags.from_json(json.loads(args.flags))
-    build_engine(args.source_dir, args.out_dir, flags, args.build_key, json.loads(args.trtllm))
+    end_id, pad_id = special_ids(args.tokenizer_dir)
+    build_engine(args.source_dir, args.out_dir, flags, args.build_key, json.loads(args.trtllm),
+                 {"end_id": end_id, "pad_id": pad_id})
     print(f"built {args.out_dir}")
 
 

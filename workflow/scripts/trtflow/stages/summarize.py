@@ -18,7 +18,7 @@ from ..errors import run_stage
 from ..evaluation.datasets import read_dataset
 from ..evaluation.prompts import summarize_prompt
 from ..evaluation.rouge import score
-from ..evaluation.tokenizer import encode, load_tokenizer
+from ..evaluation.tokenizer import encode, load_tokenizer, special_ids
 from ..formats.artifact import verify_checksum, verify_manifest, write_json
 from ..formats.provenance import software_versions
 from ..generation import GenerationResult, Sampling
@@ -26,7 +26,9 @@ from ..hf_reference import HFGenerator
 from ..infra.dist import barrier, init_distributed, shutdown
 
 
-def run_side(generator, tokenizer, rows: list[dict], args, label: str, show_progress: bool) -> dict:
+def run_side(generator, tokenizer, rows: list[dict], args, label: str, is_main: bool) -> dict | None:
+    """Every rank generates (the engine's ranks work together); only rank 0 has the texts to score
+    (a TensorRT-LLM 1.x runner returns nothing elsewhere), so the others return None."""
     from tqdm import tqdm
 
     def batch_of(start: int) -> list[dict]:
@@ -42,11 +44,13 @@ def run_side(generator, tokenizer, rows: list[dict], args, label: str, show_prog
     one(batch_of(0))  # warm-up, untimed and unscored
     texts, tokens, latency = [], 0, 0.0
     starts = [i * args.batch_size for i in range(args.max_ite) if i * args.batch_size < len(rows)]
-    for start in tqdm(starts, desc=f"summarize {label}", unit="batch", disable=not show_progress, mininterval=2.0):
+    for start in tqdm(starts, desc=f"summarize {label}", unit="batch", disable=not is_main, mininterval=2.0):
         batch_texts, batch_tokens, batch_latency = one(batch_of(start))
         texts += batch_texts
         tokens += batch_tokens
         latency += batch_latency
+    if not is_main:
+        return None
     references = [r["highlights"] for r in rows[: len(texts)]]
     return {**score(texts, references), "total_latency_s": latency, "output_tokens": tokens,
             "tokens_per_s": tokens / latency if latency else None, "texts": texts}
@@ -77,7 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     if dist.is_main:
         hf_side = None
         if args.compare_hf:
-            hf = HFGenerator(args.hf_model_dir, dist.device, args.hf_dtype)
+            end_id, pad_id = special_ids(args.hf_model_dir)
+            hf = HFGenerator(args.hf_model_dir, dist.device, {"end_id": end_id, "pad_id": pad_id}, args.hf_dtype)
             hf_side = run_side(hf, tokenizer, rows, args, "hf", True)
         used = len(engine_side["texts"])
         write_json(args.out, checksum=True, obj={

@@ -19,7 +19,6 @@ from ...flags import TORCH_BACKEND_VERSION, BuildFlags
 from ...formats.artifact import atomic_dir
 from ...formats.cmodel import load_cmodel
 from ...formats.provenance import provenance
-from ...gpt2 import token_ids
 
 FORMAT_VERSION = 2
 
@@ -67,11 +66,10 @@ def runtime_layout(shards: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[
     return {k: v.to(dtype).contiguous() for k, v in sorted(out.items())}
 
 
-def build(cmodel_dir: str | Path, out_dir: str | Path, flags: BuildFlags, build_key: str) -> Path:
+def build(cmodel_dir: str | Path, out_dir: str | Path, flags: BuildFlags, build_key: str,
+          token_ids: dict[str, int]) -> Path:
     cmodel = load_cmodel(cmodel_dir)
     tensor_parallel.check_divisible(cmodel.dims.heads, cmodel.tp, str(cmodel_dir))
-    end_id, pad_id = token_ids(cmodel.settings)
-    end_id = 50256 if end_id is None else end_id
     config = {
         "backend": "torch",
         "backend_version": TORCH_BACKEND_VERSION,
@@ -82,8 +80,8 @@ def build(cmodel_dir: str | Path, out_dir: str | Path, flags: BuildFlags, build_
         "model": cmodel.dims.to_json(),
         "build": flags.to_json(),
         "not_applicable": not_applicable(flags, cmodel.tp),
-        "end_id": end_id,
-        "pad_id": end_id if pad_id is None else pad_id,
+        "end_id": token_ids["end_id"],
+        "pad_id": token_ids["pad_id"],
         "files": [f"rank{r}.safetensors" for r in range(cmodel.tp)],
         "source": str(cmodel_dir),
     }

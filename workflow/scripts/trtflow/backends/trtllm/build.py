@@ -69,7 +69,8 @@ def command_for(flow: str, source: Path, out_dir: Path, work: Path, flags: Build
     return trtllm_build(program, source, out_dir, work / "model.cache", tp, flags, gpus)
 
 
-def build(source_dir: str | Path, out_dir: str | Path, flags: BuildFlags, build_key: str, settings: dict) -> Path:
+def build(source_dir: str | Path, out_dir: str | Path, flags: BuildFlags, build_key: str, settings: dict,
+          token_ids: dict[str, int]) -> Path:
     flow = settings.get("flow", "0.8")
     version = installed_version()
     check_flow(version, flow)
@@ -88,6 +89,7 @@ def build(source_dir: str | Path, out_dir: str | Path, flags: BuildFlags, build_
         if missing:
             raise TrtllmBuildError(f"the builder finished but did not write {', '.join(missing)} in {out_dir}")
         record = provenance({"build_key": build_key, "backend": "trtllm", "flow": flow, "tensorrt_llm": version,
-                             "build": flags.to_json(), "argv": command.argv, "notes": command.notes, "source": str(source)})
+                             "build": flags.to_json(), "argv": command.argv, "notes": command.notes, "source": str(source),
+                             **token_ids})
         (tmp / "PROVENANCE.json").write_text(json.dumps(record, indent=2) + "\n")
     return out_dir

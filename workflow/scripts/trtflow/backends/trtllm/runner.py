@@ -46,6 +46,23 @@ def check_provenance(engine_dir: Path, installed: str) -> None:
                                   "TensorRT engines are tied to the GPU architecture: rebuild it on this GPU")
 
 
+def sampling_keywords(version: str, sampling: Sampling, min_new_tokens: int) -> dict:
+    """Sampling keywords under the names each runtime's `ModelRunnerCpp.generate` acts on: 0.8 reads them as
+    SamplingConfig fields (`min_length`), 1.x as executor SamplingConfig parameters (`min_tokens`); both drop
+    a name they do not know without a word."""
+    minimum = "min_length" if version.startswith("0.") else "min_tokens"
+    return {"top_k": sampling.top_k, "top_p": sampling.top_p, "temperature": sampling.temperature,
+            "num_beams": sampling.num_beams, "random_seed": sampling.random_seed, minimum: min_new_tokens}
+
+
+def runner_options(version: str, flags: dict) -> dict:
+    """from_dir keywords beyond engine_dir and rank. 1.x moved fp32 accumulation of context FMHA from the
+    build to the runtime (trtllm-build has no flag for it), so it is passed here; 0.8 baked it into the engine."""
+    if version.startswith("0.") or not flags.get("enable_context_fmha_fp32_acc"):
+        return {}
+    return {"enable_context_fmha_fp32_acc": True}
+
+
 class TrtllmGenerator:
     def __init__(self, engine_dir: str | Path, dist: DistInfo):
         import tensorrt_llm
@@ -54,35 +71,46 @@ class TrtllmGenerator:
         engine_dir = Path(engine_dir)
         verify_manifest(engine_dir)
         check_provenance(engine_dir, tensorrt_llm.__version__)
+        record = read_json(engine_dir / "PROVENANCE.json")
         layout = engine_layout(read_json(engine_dir / "config.json"))
         if layout["world_size"] != dist.world_size:
             raise EngineMismatchError(f"{engine_dir} was built for world size {layout['world_size']} but "
                                       f"{dist.world_size} rank(s) are running; launch with -n {layout['world_size']}")
+        if "end_id" not in record:
+            raise EngineMismatchError(f"{engine_dir}/PROVENANCE.json does not record the tokenizer's end and pad "
+                                      "ids (an engine of an older trtflow): delete the folder and rerun")
+        self.version = tensorrt_llm.__version__
+        self.dist = dist
         self.device = dist.device
         self.vocab_size = layout["vocab_size"]
         self.compute_dtype = layout["dtype"]
         self.limits = {k: layout[k] for k in ("max_batch_size", "max_input_len", "max_output_len")}
-        self.end_id = self.pad_id = 50256
-        self.runner = ModelRunnerCpp.from_dir(engine_dir=str(engine_dir), rank=dist.rank)
+        self.end_id, self.pad_id = record["end_id"], record["pad_id"]
+        self.runner = ModelRunnerCpp.from_dir(str(engine_dir), rank=dist.rank,
+                                              **runner_options(self.version, record.get("build", {})))
 
     def check_limits(self, batch: list[list[int]], max_new_tokens: int) -> None:
         enforce_limits(self.limits, batch, max_new_tokens)
 
     def generate(self, batch: list[list[int]], max_new_tokens: int, sampling: Sampling = Sampling(),
                  end_id: int | None = None, ignore_eos: bool = False) -> GenerationResult:
+        """Every rank calls the runner; the outputs are read on rank 0 only, as run.py does (1.x returns `[]`
+        on the other ranks), so the others get no rows."""
         self.check_limits(batch, max_new_tokens)
         end_id = self.end_id if end_id is None else end_id
         started = time.perf_counter()
         out = self.runner.generate(
-            batch_input_ids=[torch.tensor(p, dtype=torch.int32) for p in batch], max_new_tokens=max_new_tokens,
-            end_id=end_id, pad_id=self.pad_id, top_k=sampling.top_k, top_p=sampling.top_p,
-            temperature=sampling.temperature, num_beams=sampling.num_beams, random_seed=sampling.random_seed,
-            min_length=max_new_tokens if ignore_eos else 1, output_sequence_lengths=True, return_dict=True)
+            [torch.tensor(p, dtype=torch.int32) for p in batch], max_new_tokens=max_new_tokens, end_id=end_id,
+            pad_id=self.pad_id, output_sequence_lengths=True, return_dict=True,
+            **sampling_keywords(self.version, sampling, max_new_tokens if ignore_eos else 1))
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         total_s = time.perf_counter() - started
+        info = {"compute_dtype": self.compute_dtype}
+        if not self.dist.is_main:
+            return GenerationResult([], float("nan"), total_s, info)
         ids, lengths = out["output_ids"], out["sequence_lengths"]
         rows = [ids[b][0][len(prompt): int(lengths[b][0])].tolist() for b, prompt in enumerate(batch)]
         if not ignore_eos:
             rows = cut_at_end(rows, end_id)
-        return GenerationResult(rows, float("nan"), total_s, {"compute_dtype": self.compute_dtype})
+        return GenerationResult(rows, float("nan"), total_s, info)
