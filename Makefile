@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install run test lint clean hub-mirror
+.PHONY: install run test lint clean hub-mirror trtllm-selfcheck
 
 $(BIN)/snakemake: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ install: $(BIN)/snakemake
 # make run TARGET=results/demo/tp2/rouge.json  one file and what it needs
 run: install
 	$(BIN)/snakemake --cores all $(TARGET)
+
+# On a GPU box with TensorRT-LLM: the trtllm backend against torch and HF on the demo model (README, TensorRT-LLM).
+# Run it with the Python that imports tensorrt_llm: make trtllm-selfcheck PY=python3
+PY ?= $(BIN)/python
+trtllm-selfcheck:
+	$(PY) -m trtflow.selfcheck --workdir selfcheck
 
 # olah, a self-hosted Hugging Face mirror, in a venv of its own: tests/test_hub.py serves repositories with it.
 HUB_VENV ?= .venv-hub
@@ -37,4 +43,4 @@ lint: install
 	$(BIN)/snakemake --lint
 
 clean:
-	rm -rf results resources logs .snakemake
+	rm -rf results resources logs .snakemake selfcheck

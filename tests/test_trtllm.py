@@ -401,3 +401,36 @@ def test_dag_runs_end_to_end_with_trtllm_doubles(flow, version, demo_workflow, t
     proc = wf.run("results/demo/tp1/accuracy.ok", check=False)
     assert proc.returncode != 0 and "accuracy gate FAILED" in proc.stdout + proc.stderr
     assert "below the threshold 14" in proc.stdout + proc.stderr
+
+
+# ------------------------------------------------------------------ make trtllm-selfcheck
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt_llm") is not None,
+                    reason="TensorRT-LLM is installed here: its absence cannot be tested")
+def test_selfcheck_without_tensorrt_llm_stops_at_once_with_the_provisioning_steps(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "trtflow.selfcheck", "--workdir", str(tmp_path / "sc")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "Provision TensorRT-LLM first" in proc.stderr
+    assert not (tmp_path / "sc").exists()  # stopped before any work
+
+
+@pytest.mark.slow
+def test_selfcheck_writes_one_table_for_trtllm_torch_and_hf(tmp_path, demo_resources):
+    """Through the doubles (their tokens mean nothing): the table, versions and command lines are written."""
+    import shutil
+
+    work = tmp_path / "sc"
+    shutil.copytree(demo_resources, work / "resources")
+    env = {**os.environ, "PYTHONPATH": str(DOUBLES / "site"), "TRTFLOW_DOUBLE_TRTLLM_VERSION": "1.2.1",
+           "PATH": f"{DOUBLES / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run([sys.executable, "-m", "trtflow.selfcheck", "--workdir", str(work), "--cores", "2"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((work / "selfcheck.json").read_text())
+    assert report["versions"]["tensorrt_llm"] == "1.2.1" and report["versions"]["flow"] == "1.2"
+    rows = {(r["backend"], r["tp"]): r for r in report["rows"]}
+    assert set(rows) == {("trtllm", 1), ("torch", 1)}
+    assert rows[("torch", 1)]["greedy_tokens_equal_to_hf"] == "20/20"  # the torch backend matches HF greedy
+    assert rows[("trtllm", 1)]["builder_argv"][0].endswith("trtllm-build")
+    assert len(report["commands"]) == 2 and "| trtllm | 1 |" in (work / "selfcheck.md").read_text()

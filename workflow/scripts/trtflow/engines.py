@@ -26,6 +26,14 @@ def build_engine(source_dir: str | Path, out_dir: str | Path, flags: BuildFlags,
     return build(source_dir, out_dir, flags, build_key, trtllm_settings, token_ids)
 
 
+def trtllm_version() -> str:
+    """The version of the TensorRT-LLM this Python can import; TrtllmUnavailable, with the provisioning
+    steps, where there is none."""
+    from .backends.trtllm.build import installed_version
+
+    return installed_version()
+
+
 def engine_backend(engine_dir: str | Path) -> str:
     config_path = Path(engine_dir) / "config.json"
     if not config_path.is_file():
