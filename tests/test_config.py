@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import yaml
-from conftest import ROOT, engine_key
+from conftest import ROOT, SCHEMA, engine_key
 
 BASE = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 
@@ -66,7 +66,21 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_config_is_refused_before_any_job(case, workflow_dir):
+def test_bad_config_is_refused_with_the_key_and_the_fix(case, tmp_path, monkeypatch):
+    """The checks the Snakefile runs on every config (trtflow.dag.check_config), called in-process."""
+    from trtflow.config import ConfigError
+    from trtflow.dag import check_config
+
+    config, problem, fix = CASES[case]
+    monkeypatch.chdir(tmp_path)  # a fresh workdir: no fetched checkpoint there
+    with pytest.raises(ConfigError) as refused:
+        check_config(copy.deepcopy(config), SCHEMA)
+    assert problem in str(refused.value) and fix in str(refused.value)
+
+
+# One of each kind through real snakemake: a schema error, a cross-field rule, a model dimension.
+@pytest.mark.parametrize("case", ["wrong type", "FMHA and FMHA fp32 acc together", "lengths beyond n_positions"])
+def test_snakemake_refuses_a_bad_config_before_any_job(case, workflow_dir):
     config, problem, fix = CASES[case]
     proc = workflow_dir.run("-n", config=config, check=False)
     output = proc.stdout + proc.stderr

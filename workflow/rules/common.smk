@@ -9,11 +9,11 @@ from trtflow import flags as tff  # noqa: E402
 from trtflow import paths  # noqa: E402
 from trtflow.dag import (  # noqa: E402
     benchmark_args,
+    check_config,
     dataset_file,
     final_outputs,
     generate_args,
     hub_args,
-    known_model_config,
     model_regex,
     names_with_source,
     prepare_job_environment,
@@ -26,11 +26,7 @@ from trtflow.dag import (  # noqa: E402
 )
 
 try:
-    tfc.validate(config, SCRIPTS.parent / "schemas" / "config.schema.yaml")
-    for _name in config["models"]:
-        _known = known_model_config(config, _name)
-        if _known:
-            tfc.check_model_fits(config, _name, *_known)
+    check_config(config, SCRIPTS.parent / "schemas" / "config.schema.yaml")
 except tfc.ConfigError as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
 

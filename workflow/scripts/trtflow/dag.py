@@ -10,6 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import paths
+from .config import check_model_fits, validate
 from .demo_recipe import DemoRecipe
 
 
@@ -39,6 +40,16 @@ def known_model_config(config: dict, model: str) -> tuple[dict, str] | None:
         recipe = asdict(demo_recipe(spec))
         return {k: recipe[k] for k in ("n_head", "n_positions")}, f"demo recipe of model `{model}`"
     return None
+
+
+def check_config(config: dict, schema_path: str | Path) -> None:
+    """All the Snakefile checks before it plans a job: the schema and the cross-field rules, then each model's
+    dimensions where they are known up front. Raises ConfigError; fills the schema's defaults in `config`."""
+    validate(config, schema_path)
+    for name in config["models"]:
+        known = known_model_config(config, name)
+        if known:
+            check_model_fits(config, name, *known)
 
 
 def source_stamp(spec: dict) -> str:
