@@ -176,3 +176,12 @@ def test_each_job_asks_for_the_gpus_and_ranks_it_runs(workflow_dir):
         else:
             assert "gpu" not in resources or resources["gpu"] == "0", (rule, resources)
     assert seen == {(rule, tp) for rule in ("generate", "summarize", "benchmark") for tp in (1, 2)}
+
+
+def test_the_engine_rule_holds_gpus_only_when_it_compiles(workflow_dir):
+    """torch_compile with CUDA graphs compiles the captured decode step at build (tp 1): that build needs the
+    GPU; at tp 2 (no capture), or without torch_compile, the torch build is a CPU re-layout."""
+    config = with_changes(build__cuda_graphs=True, build__torch_compile="gemv")
+    builds = {w["tp"]: r.get("gpu") for rule, w, r in workflow_dir.planned_job_details(config=config)
+              if rule == "build_engine"}
+    assert builds == {"1": "1", "2": "0"}

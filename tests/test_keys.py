@@ -79,3 +79,13 @@ def test_the_trtllm_flow_changes_a_trtllm_engine_key_only():
 ])
 def test_settings_that_do_not_change_the_bytes_leave_the_keys(name, edit):
     assert keys(edit) == keys(), name
+
+
+def test_a_torch_or_triton_upgrade_changes_a_compiled_engine_key_only(monkeypatch):
+    """A torch engine with torch_compile holds kernels its torch and Triton made: another version, another key."""
+    from trtflow import flags
+
+    compiled = setter("build", "torch_compile", "gemv")
+    before = keys(compiled), keys()
+    monkeypatch.setattr(flags, "compiler_versions", lambda: "torch-9.9.9+triton-9.9.9")
+    assert keys(compiled)[1] != before[0][1] and keys()[1] == before[1][1]

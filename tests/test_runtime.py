@@ -151,3 +151,34 @@ def test_launch_falls_back_to_torchrun_then_errors(monkeypatch):
     with pytest.raises(launch.LauncherError, match="neither mpirun nor torchrun"):
         launch.launch_command(2, "m", [], env={})
 
+
+
+def test_a_compiled_engine_is_refused_off_the_toolchain_it_was_compiled_for(tiny_gpt2, tmp_path, monkeypatch):
+    """The decode step compiled by the engine rule runs only on the GPU architecture, torch, Triton and CUDA it
+    was compiled with; elsewhere (here: this CPU) the engine is refused with the instruction to rebuild."""
+
+    from trtflow.backends.torch import compiled
+    from trtflow.formats.artifact import write_manifest
+    from trtflow.generation import EngineMismatchError
+
+    source = cmodel.convert(tiny_gpt2, tmp_path / "c", 1, "float32", progress=False)
+    engine_dir = build(source, tmp_path / "e", engine_flags(cuda_graphs=True, torch_compile="gemv"), "0" * 10,
+                       TINY_TOKEN_IDS)
+    config = json.loads((engine_dir / "config.json").read_text())
+    assert "compiled" not in config  # nothing is compiled without a GPU
+    h100 = {"torch": torch.__version__, "triton": "3.9.0", "cuda": "12.8", "sm": "90"}
+    config["compiled"] = {"file": compiled.ARTIFACT, "batch_sizes": [1], **h100}
+    (engine_dir / "compiled").mkdir()
+    (engine_dir / compiled.ARTIFACT).write_bytes(b"artifacts")
+    (engine_dir / "config.json").write_text(json.dumps(config))
+    write_manifest(engine_dir, {"kind": "engine"})
+    with pytest.raises(EngineMismatchError, match=r"compiled for .*sm 90, but this machine has .*sm none.*rebuilds it here"):
+        TorchEngineGenerator(engine_dir, init_distributed())
+    monkeypatch.setattr(compiled, "toolchain", lambda: {**h100, "torch": "2.99.0"})
+    with pytest.raises(EngineMismatchError, match=r"compiled for torch \S+, but this machine has torch 2\.99\.0"):
+        TorchEngineGenerator(engine_dir, init_distributed())
+    monkeypatch.setattr(compiled, "toolchain", lambda: h100)
+    loaded = []
+    monkeypatch.setattr(torch.compiler, "load_cache_artifacts", loaded.append)
+    TorchEngineGenerator(engine_dir, init_distributed())  # the same toolchain: loaded, not refused
+    assert loaded == [b"artifacts"]

@@ -1,3 +1,4 @@
+import json
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from trtflow import paths  # noqa: E402
 from trtflow.dag import (  # noqa: E402
     benchmark_args,
     check_config,
+    compile_batch_sizes,
     dataset_file,
     final_outputs,
     generate_args,
@@ -123,8 +125,14 @@ BENCHMARK_THREADS = workflow.cores
 
 
 def get_build_gpus(wildcards):
-    """TensorRT builds need the GPUs they build for; the torch backend's build is a CPU re-layout."""
-    return int(wildcards.tp) if TRTLLM else 0
+    """Builds that compile (TensorRT; a torch engine's captured decode step) need the GPUs they build for;
+    otherwise the torch backend's build is a CPU re-layout."""
+    return int(wildcards.tp) if tff.build_flags(config).compiles_at_build(int(wildcards.tp)) else 0
+
+
+def get_compile_batch_sizes(wildcards):
+    """A param, not part of the build key: which batch sizes are compiled ahead changes start-up, not results."""
+    return json.dumps(compile_batch_sizes(config))
 
 
 def get_dataset_file(wildcards):

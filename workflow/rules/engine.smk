@@ -7,6 +7,7 @@ rule build_engine:
     params:
         flags=get_build_flags,
         trtllm=TRTLLM_SETTINGS,
+        compile_batch_sizes=get_compile_batch_sizes,
         launch=launcher(one_rank),
     resources:
         gpu=get_build_gpus,
@@ -21,4 +22,5 @@ rule build_engine:
     shell:
         "{params.launch} trtflow.stages.build_engine --source-dir {input.source:q} --out-dir {output:q}"
         " --tokenizer-dir {input.tokenizer:q}"
-        " --flags {params.flags:q} --build-key {wildcards.build_key} --trtllm {params.trtllm:q} > {log:q} 2>&1"
+        " --flags {params.flags:q} --build-key {wildcards.build_key} --trtllm {params.trtllm:q}"
+        " --compile-batch-sizes {params.compile_batch_sizes:q} > {log:q} 2>&1"

@@ -117,6 +117,14 @@ def benchmark_args(settings: dict) -> str:
             f"--num-runs {settings['num_runs']} --duration {settings['duration']}")
 
 
+def compile_batch_sizes(config: dict) -> list[int]:
+    """The batch sizes the engine's jobs run (generate, summarize, benchmark) that the engine allows: what a
+    torch engine compiling its decode step at build compiles for."""
+    wanted = {len(config["generate"]["input_text"]), config["summarize"]["batch_size"],
+              *config["benchmark"]["batch_sizes"]}
+    return sorted(b for b in wanted if 1 <= b <= config["build"]["max_batch_size"])
+
+
 def final_outputs(config: dict) -> list[str]:
     """What `snakemake` with no target builds: every run file of every target model at every tp, and the report."""
     return [path for model in config["targets"] for tp in config["tp"]

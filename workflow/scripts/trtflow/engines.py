@@ -14,13 +14,14 @@ from .infra.dist import DistInfo
 
 
 def build_engine(source_dir: str | Path, out_dir: str | Path, flags: BuildFlags, build_key: str,
-                 trtllm_settings: dict, token_ids: dict[str, int]) -> Path:
+                 trtllm_settings: dict, token_ids: dict[str, int], compile_batch_sizes: list[int] | None = None) -> Path:
     """`token_ids` ({"end_id", "pad_id"}, from the model's tokenizer) are recorded in the engine folder, so
-    every run of it stops and pads as the tokenizer says."""
+    every run of it stops and pads as the tokenizer says. `compile_batch_sizes`: the batch sizes the jobs
+    will run, for a torch engine that compiles its decode step at build."""
     if flags.backend == "torch":
         from .backends.torch.build import build
 
-        return build(source_dir, out_dir, flags, build_key, token_ids)
+        return build(source_dir, out_dir, flags, build_key, token_ids, compile_batch_sizes)
     from .backends.trtllm.build import build
 
     return build(source_dir, out_dir, flags, build_key, trtllm_settings, token_ids)

@@ -92,6 +92,13 @@ class BuildFlags:
         return {"max_batch_size": self.max_batch_size, "max_input_len": self.max_input_len,
                 "max_output_len": self.max_output_len}
 
+    def compiles_at_build(self, tp: int) -> bool:
+        """Whether the engine rule compiles for the GPU, and so holds `tp` GPUs: TensorRT always; the torch
+        backend when torch_compile applies to a captured decode step (tp 1, CUDA graphs, contiguous cache)."""
+        if self.backend == "trtllm":
+            return True
+        return bool(self.torch_compile) and self.cuda_graphs and not self.paged_kv_cache and tp == 1
+
     def runtime(self) -> RuntimeOptions:
         return RuntimeOptions(fused_attention=bool(self.use_gpt_attention_plugin), packed=self.remove_input_padding,
                               paged=self.paged_kv_cache, tokens_per_block=self.tokens_per_block,
@@ -116,9 +123,25 @@ def model_identity(spec: dict) -> dict:
     return {"source": "demo", "recipe": dict(sorted((spec.get("recipe") or {}).items()))}
 
 
+def compiler_versions() -> str:
+    """torch and Triton as installed (package metadata: torch is not imported at DAG time). A torch engine
+    with torch_compile holds kernels they made, so an upgrade must give it a new key."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for package in ("torch", "triton"):
+        try:
+            found.append(f"{package}-{version(package)}")
+        except PackageNotFoundError:
+            pass
+    return "+".join(found)
+
+
 def backend_version(config: dict) -> str:
     if config["build"]["backend"] == "trtllm":
         return f"tensorrt_llm-{config['trtllm']['flow']}"
+    if config["build"]["torch_compile"]:
+        return f"{TORCH_BACKEND_VERSION}+{compiler_versions()}"
     return TORCH_BACKEND_VERSION
 
 

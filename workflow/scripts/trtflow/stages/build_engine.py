@@ -20,11 +20,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--flags", required=True, help="normalised build flags as JSON (trtflow.flags.BuildFlags)")
     parser.add_argument("--build-key", required=True)
     parser.add_argument("--trtllm", default="{}", help="trtllm settings as JSON (flow, examples_dir)")
+    parser.add_argument("--compile-batch-sizes", type=json.loads, default=None,
+                        help="JSON list: batch sizes to compile a torch engine's decode step for (torch_compile)")
     args = parser.parse_args(argv)
     flags = BuildFlags.from_json(json.loads(args.flags))
     end_id, pad_id = special_ids(args.tokenizer_dir)
     build_engine(args.source_dir, args.out_dir, flags, args.build_key, json.loads(args.trtllm),
-                 {"end_id": end_id, "pad_id": pad_id})
+                 {"end_id": end_id, "pad_id": pad_id}, args.compile_batch_sizes)
     print(f"built {args.out_dir}")
 
 

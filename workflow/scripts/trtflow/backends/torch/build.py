@@ -19,8 +19,10 @@ from ...flags import TORCH_BACKEND_VERSION, BuildFlags
 from ...formats.artifact import atomic_dir
 from ...formats.cmodel import load_cmodel
 from ...formats.provenance import provenance
-
-FORMAT_VERSION = 2
+from ...infra.dist import init_distributed
+from . import compiled
+from .engine_format import FORMAT_VERSION
+from .generator import TorchEngineGenerator
 
 # HF names inside `transformer.h.{i}.` / whole-model HF names → engine names.
 LAYER_NAMES = {"ln_1": "ln_1", "attn.c_attn": "qkv", "attn.c_proj": "dense", "ln_2": "ln_2", "mlp.c_fc": "fc",
@@ -66,8 +68,27 @@ def runtime_layout(shards: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[
     return {k: v.to(dtype).contiguous() for k, v in sorted(out.items())}
 
 
+def compile_into(engine_dir: Path, batch_sizes: list[int]) -> dict | None:
+    """Compile (and capture) the decode step of the engine in `engine_dir` for `batch_sizes`, and store the
+    compiler's artifacts there. Returns the record for config.json; None without a GPU (nothing to compile)."""
+    if not torch.cuda.is_available():
+        return None
+    engine = TorchEngineGenerator(engine_dir, init_distributed(), verify=False)
+    prompt = [1] * 8
+    for batch in batch_sizes:
+        engine.generate([prompt] * batch, 4, ignore_eos=True)
+    saved = torch.compiler.save_cache_artifacts()
+    if saved is None:
+        raise RuntimeError("torch.compile left no cache artifacts to store: the decode step was not compiled")
+    (engine_dir / compiled.ARTIFACT).parent.mkdir(exist_ok=True)
+    (engine_dir / compiled.ARTIFACT).write_bytes(saved[0])
+    return {"file": compiled.ARTIFACT, "batch_sizes": batch_sizes, **compiled.toolchain()}
+
+
 def build(cmodel_dir: str | Path, out_dir: str | Path, flags: BuildFlags, build_key: str,
-          token_ids: dict[str, int]) -> Path:
+          token_ids: dict[str, int], compile_batch_sizes: list[int] | None = None) -> Path:
+    """With torch_compile where the step is captured (BuildFlags.compiles_at_build) and a GPU here, the decode
+    step is compiled for `compile_batch_sizes` (default: 1 and max_batch_size) and stored in the folder."""
     cmodel = load_cmodel(cmodel_dir)
     tensor_parallel.check_divisible(cmodel.dims.heads, cmodel.tp, str(cmodel_dir))
     config = {
@@ -90,6 +111,12 @@ def build(cmodel_dir: str | Path, out_dir: str | Path, flags: BuildFlags, build_
         for rank, shards in cmodel.ranks.items():
             save_file(runtime_layout(shards, cmodel.dtype), tmp / f"rank{rank}.safetensors")
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        if flags.compiles_at_build(cmodel.tp):
+            sizes = sorted(set(compile_batch_sizes or [1, flags.max_batch_size]))
+            record = compile_into(tmp, sizes)
+            if record:
+                config["compiled"] = record
+                (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         record = provenance({"build_key": build_key, "backend": "torch", "build": flags.to_json(), "tp": cmodel.tp,
                              "source": str(cmodel_dir)})
         (tmp / "PROVENANCE.json").write_text(json.dumps(record, indent=2) + "\n")

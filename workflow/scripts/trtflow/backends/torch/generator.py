@@ -20,7 +20,8 @@ from ...generation import (
 )
 from ...gpt2 import ModelDims
 from ...infra.dist import DistInfo, broadcast, synchronize
-from .build import FORMAT_VERSION
+from . import compiled
+from .engine_format import FORMAT_VERSION
 from .kvcache import ContiguousKV, PagedKV
 from .model import ParallelGPT2
 
@@ -85,6 +86,8 @@ class TorchEngineGenerator:
         self.limits = self.flags.limits
         self.end_id, self.pad_id = config["end_id"], config["pad_id"]
         self.static = None
+        if "compiled" in config:  # the decode step compiled by the engine rule, for this machine only
+            compiled.load(engine_dir, config["compiled"])
         if runtime.cuda_graphs and not self.paged:  # on CPU: the same static cache, no capture
             from .graphs import StaticDecoder
 
