@@ -160,3 +160,31 @@ def test_benchmark_csv_says_which_engine_path_ran(tiny_gpt2, tmp_path):
                 "--num-runs", "1", "--out", str(out)])
     (row,) = csv.DictReader(out.open())
     assert (row["dtype"], row["engine_dtype"], row["cuda_graphs"]) == ("float32", "float16", "True")
+
+
+@pytest.mark.parametrize("settings_edit", ["as trained", "no eos_token named", "clean-up on"])
+def test_the_fast_tokenizer_gives_transformers_ids_and_texts(settings_edit, demo_resources, tmp_path):
+    """Engine jobs tokenize with `tokenizers` (no transformers import); it must agree with AutoTokenizer."""
+    import shutil
+
+    from trtflow.evaluation.datasets import read_dataset
+    from trtflow.evaluation.prompts import summarize_prompt
+    from trtflow.evaluation.tokenizer import FastTokenizer, TransformersTokenizer, encode
+
+    hf = tmp_path / "hf"
+    shutil.copytree(demo_resources / "models/demo/hf", hf)
+    settings = json.loads((hf / "tokenizer_config.json").read_text())
+    if settings_edit == "no eos_token named":
+        del settings["eos_token"], settings["bos_token"], settings["unk_token"]
+    if settings_edit == "clean-up on":
+        settings["clean_up_tokenization_spaces"] = True
+    (hf / "tokenizer_config.json").write_text(json.dumps(settings))
+    fast, slow = FastTokenizer(hf), TransformersTokenizer(hf)
+    assert (fast.eos_token_id, fast.pad_token_id) == (slow.eos_token_id, slow.pad_token_id) != (None, None)
+    rows = read_dataset(demo_resources / "datasets/demo/test.jsonl")[:20]
+    texts = [summarize_prompt(r["article"]) for r in rows] + [r["highlights"] + " I'm sure it's n't , ok ." for r in rows]
+    for text in texts:
+        ids = encode(fast, text, 64)
+        assert ids == encode(slow, text, 64) and len(ids) == min(64, len(fast.encode(text)))
+        with_end = ids + [fast.eos_token_id] + ids[:5]
+        assert fast.decode(with_end) == slow.decode(with_end)
