@@ -147,10 +147,11 @@ def test_a_gated_repo_says_to_accept_its_terms(hub_workflow, monkeypatch):
     assert "Traceback" not in output
 
 
-def test_cnn_dailymail_through_the_dataset_rule_then_summarize(hub_workflow, hub):
+def test_cnn_dailymail_through_the_dataset_rule_then_summarize(hub_workflow, hub, demo_resources):
     """summarize.dataset: cnn_dailymail, loaded by `datasets` from a served repository with the real config name,
     split names and columns, then scored like any dataset."""
     wf = hub_workflow
+    shutil.copytree(demo_resources / "models", wf.path / "resources/models")  # trained once per session
     config = copy.deepcopy(BASE)
     config["tp"] = [1]
     config["summarize"]["dataset"] = "cnn_dailymail"
