@@ -11,33 +11,16 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime
 import os
-import re
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
 
-def jobs_of(log_text: str) -> list[dict]:
-    stamp, current, started, ended = None, None, {}, {}
-    for line in log_text.splitlines():
-        line = line.strip()
-        if match := re.fullmatch(r"\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]", line):
-            stamp = datetime.datetime.strptime(match.group(1), "%a %b %d %H:%M:%S %Y").timestamp()
-        elif match := re.fullmatch(r"(?:local)?rule (\w+):", line):
-            current = {"stage": match.group(1), "wildcards": {}}
-        elif match := re.fullmatch(r"wildcards: (.*)", line):
-            if current is not None:
-                current["wildcards"] = dict(p.strip().split("=", 1) for p in match.group(1).split(",") if "=" in p)
-        elif match := re.fullmatch(r"jobid: (\d+)", line):
-            started[match.group(1)] = (current, stamp)
-        elif match := re.match(r"Finished jobid: (\d+)", line):
-            ended[match.group(1)] = stamp
-    return [{**job, "wall_s": ended[jid] - start} for jid, (job, start) in started.items()
-            if jid in ended and job is not None]
+from trtflow.infra.joblog import jobs_of  # noqa: E402
 
 
 def device_name() -> str:
@@ -71,8 +54,8 @@ def main() -> None:
     total = time.perf_counter() - started
     log = max((tree / ".snakemake" / "log").glob("*.snakemake.log"), key=os.path.getmtime)
     device = device_name()
-    rows = [{"variant": args.variant, "stage": job["stage"], "model": job["wildcards"].get("model", ""),
-             "tp": job["wildcards"].get("tp", ""), "wall_s": f"{job['wall_s']:.0f}", "device": device}
+    rows = [{"variant": args.variant, "stage": job.rule, "model": job.wildcards.get("model", ""),
+             "tp": job.wildcards.get("tp", ""), "wall_s": f"{job.wall_s:.0f}", "device": device}
             for job in jobs_of(log.read_text())]
     rows.append({"variant": args.variant, "stage": "dag_total", "model": "", "tp": "", "wall_s": f"{total:.1f}",
                  "device": device})

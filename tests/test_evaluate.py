@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
+from conftest import ROOT
 from test_runtime import TINY_TOKEN_IDS, engine_flags
 from trtflow.backends.torch.build import build
 from trtflow.evaluation import rouge
@@ -188,3 +193,41 @@ def test_the_fast_tokenizer_gives_transformers_ids_and_texts(settings_edit, demo
         assert ids == encode(slow, text, 64) and len(ids) == min(64, len(fast.encode(text)))
         with_end = ids + [fast.eos_token_id] + ids[:5]
         assert fast.decode(with_end) == slow.decode(with_end)
+
+
+RANKS_SCRIPT = """
+import json, sys, time
+import torch
+from trtflow.generation import GenerationResult
+from trtflow.infra.dist import all_reduce, init_distributed, shutdown
+from trtflow.stages import benchmark
+
+dist = init_distributed()
+if dist.rank == 1:  # this rank's clock runs 50x fast: alone, it would stop long before rank 0
+    real = time.perf_counter
+    benchmark.time.perf_counter = lambda: real() * 50
+
+class Engine:  # a collective per call, as a tensor-parallel engine has
+    device = torch.device("cpu")
+    def check_limits(self, batch, steps): pass
+    def generate(self, batch, steps, sampling=None, ignore_eos=False):
+        time.sleep(0.02)
+        all_reduce(torch.ones(1))
+        return GenerationResult([[0] * steps for _ in batch], 0.001, 0.02, {})
+
+row = benchmark.measure(Engine(), 1, 4, 3, warm_up=0, num_runs=1, duration=0.5, vocab_size=10)
+open(sys.argv[1] + f".{dist.rank}", "w").write(json.dumps(row["iterations"]))
+shutdown()
+"""
+
+
+def test_every_rank_runs_the_same_number_of_timed_runs(tmp_path):
+    """With a duration, each rank once read its own clock: one stopped while the other waited in a collective
+    for a run that never came. Rank 0's decision now holds for all."""
+    script = tmp_path / "ranks.py"
+    script.write_text(RANKS_SCRIPT)
+    out = tmp_path / "iterations"
+    subprocess.run([sys.executable, "-m", "trtflow.infra.launch", "--gpus", "0", "-n", "2", str(script), str(out)],
+                   check=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT / "workflow" / "scripts")})
+    counts = [json.loads(Path(f"{out}.{rank}").read_text()) for rank in (0, 1)]
+    assert counts[0] == counts[1] >= 10  # 0.5 s of 20 ms runs, on rank 0's clock

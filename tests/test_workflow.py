@@ -167,29 +167,12 @@ def test_report_says_what_it_measured_and_renders_in_a_browser(built, tmp_path):
     assert pixels.shape[:2] == (2400, 1280) and float(np.std(pixels[..., :3])) > 0.05  # not a blank page
 
 
-def job_intervals(log_text: str) -> list[tuple[str, float, float]]:
-    """(rule, start, end) of every finished job in a Snakemake log (its timestamps have 1 s resolution)."""
-    import datetime
-    import re
-
-    stamp, rule, started, ended = None, None, {}, {}
-    for line in log_text.splitlines():
-        line = line.strip()
-        if match := re.fullmatch(r"\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]", line):
-            stamp = datetime.datetime.strptime(match.group(1), "%a %b %d %H:%M:%S %Y").timestamp()
-        elif match := re.fullmatch(r"(?:local)?rule (\w+):", line):
-            rule = match.group(1)
-        elif match := re.fullmatch(r"jobid: (\d+)", line):
-            started[match.group(1)] = (rule, stamp)
-        elif match := re.match(r"Finished jobid: (\d+)", line):
-            ended[match.group(1)] = stamp
-    return [(rule, start, ended[job]) for job, (rule, start) in started.items() if job in ended]
-
-
 def test_a_benchmark_job_has_the_machine_to_itself(built):
     """On the CPU the benchmark once ran beside generate and summarize, and the same engine measured 55 and 30 ms."""
     (log,) = sorted((built.path / ".snakemake/log").glob("*.snakemake.log"))[:1]
-    jobs = job_intervals(log.read_text())
+    from trtflow.infra.joblog import jobs_of
+
+    jobs = [(job.rule, job.start, job.end) for job in jobs_of(log.read_text())]
     benchmarks = [job for job in jobs if job[0] == "benchmark"]
     assert len(benchmarks) == 2 and len(jobs) >= 15
     for _, start, end in benchmarks:

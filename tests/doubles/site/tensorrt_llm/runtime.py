@@ -85,6 +85,13 @@ class _Engine:
         return padded, lengths
 
 
+def _returned(ids, lengths, return_dict, output_sequence_lengths):
+    """Both runtimes: the ids tensor, or a dict with sequence_lengths only when asked for."""
+    if not return_dict:
+        return ids
+    return {"output_ids": ids, **({"sequence_lengths": lengths} if output_sequence_lengths else {})}
+
+
 class _RunnerV08:
     def __init__(self, engine, rank):
         self.engine, self.rank = engine, rank
@@ -114,12 +121,7 @@ class _RunnerV08:
                              "top_p": top_p, "temperature": temperature, "num_beams": num_beams,
                              "random_seed": random_seed})
         ids, lengths = self.engine.run(batch_input_ids, max_new_tokens, end_id, min_length)
-        if not return_dict:
-            return ids
-        out = {"output_ids": ids}
-        if output_sequence_lengths:
-            out["sequence_lengths"] = lengths
-        return out
+        return _returned(ids, lengths, return_dict, output_sequence_lengths)
 
 
 class _RunnerV1:
@@ -166,12 +168,7 @@ class _RunnerV1:
                              "top_p": top_p, "temperature": temperature, "num_beams": num_beams,
                              "random_seed": random_seed})
         ids, lengths = self.engine.run(batch_input_ids, max_new_tokens, end_id, min_tokens or 0)
-        if not return_dict:
-            return ids
-        out = {"output_ids": ids}
-        if output_sequence_lengths:
-            out["sequence_lengths"] = lengths
-        return out
+        return _returned(ids, lengths, return_dict, output_sequence_lengths)
 
 
 ModelRunnerCpp = _RunnerV08 if __version__.startswith("0.") else _RunnerV1

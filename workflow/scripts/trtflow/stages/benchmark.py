@@ -22,7 +22,7 @@ import torch
 from ..errors import run_stage
 from ..formats.artifact import atomic_file, read_json
 from ..generation import EngineLimitError, Sampling, dtype_name
-from ..infra.dist import init_distributed, shutdown
+from ..infra.dist import broadcast, init_distributed, shutdown
 
 COLUMNS = ["system", "model", "backend", "build_key", "tp", "device", "dtype", "batch_size", "input_len",
            "output_len", "status", "iterations", "latency_ms", "p50_ms", "p90_ms", "p99_ms", "ttft_ms", "tpot_ms",
@@ -58,7 +58,13 @@ def measure(generator, batch_size: int, input_len: int, output_len: int, warm_up
     latencies, contexts = [], []
     load_start = os.getloadavg()[0]  # what else the machine was doing while this row was measured
     started = time.perf_counter()
-    while len(latencies) < num_runs or time.perf_counter() - started < duration:
+    def more() -> bool:
+        # Ranks run the engine together (collectives every step), so all must stop after the same run: rank 0's
+        # clock decides. Each rank reading its own clock once left one rank waiting for a run the others skipped.
+        wanted = len(latencies) < num_runs or time.perf_counter() - started < duration
+        return bool(broadcast(torch.tensor([int(wanted)], device=generator.device))[0])
+
+    while more():
         result = generator.generate(ids, output_len, Sampling(), ignore_eos=True)
         latencies.append(result.total_s * 1000)
         contexts.append(result.context_s * 1000)
