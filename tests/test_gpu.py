@@ -52,6 +52,27 @@ def test_the_compiled_decode_step_matches_eager(engines, variant):
     assert compiled.generate([PROMPTS[0]], 16, ignore_eos=True).output_ids == expected
 
 
+def test_the_engine_rule_compiles_the_decode_step_into_the_folder_for_this_gpu(engines, tmp_path):
+    """Built with torch_compile on a GPU, the folder holds torch.compile's artifacts, recorded with this GPU's
+    architecture; a fresh process loads them and generates what eager generates."""
+    import json
+    import subprocess
+    import sys
+
+    from trtflow.backends.torch import compiled
+
+    config = json.loads((engines["gemv"] / "config.json").read_text())
+    assert config["compiled"]["sm"] == compiled.toolchain()["sm"] and config["compiled"]["batch_sizes"] == [1, 8]
+    assert (engines["gemv"] / compiled.ARTIFACT).stat().st_size > 0
+    expected = generator(engines["eager"]).generate([PROMPTS[0]], 16, ignore_eos=True).output_ids
+    code = ("import json, sys; from trtflow.backends.torch.generator import TorchEngineGenerator as G; "
+            "from trtflow.infra.dist import init_distributed as d; "
+            f"print(json.dumps(G(sys.argv[1], d()).generate([{PROMPTS[0]}], 16, ignore_eos=True).output_ids))")
+    out = subprocess.run([sys.executable, "-c", code, str(engines["gemv"])], capture_output=True, text=True,
+                         check=True, timeout=300)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == expected
+
+
 def test_nccl_all_reduce_and_the_row_parallel_step(tmp_path):
     import torch.distributed as dist
     from trtflow.infra.dist import all_reduce
