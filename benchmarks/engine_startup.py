@@ -1,0 +1,67 @@
+"""Build time and job start-up of gpt2-medium-shape engines, per build variant (issue K):
+
+    PYTHONPATH=workflow/scripts python3 benchmarks/engine_startup.py --tokenizer-dir resources/models/demo/hf --out DIR
+
+Makes the random gpt2-medium-shape checkpoint of benchmarks/convert.py, converts it at tp 1 (fp16), builds one
+engine per variant (timing the build: for `gemv` it compiles the decode step on the GPU), then times two fresh
+processes of benchmarks/job_startup.py on each engine. The tokenizer only encodes the prompt (any GPT-2 style
+tokenizer.json will do: its ids are within the model's vocabulary). Writes engine_startup.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from convert import CHECKPOINT_TOKEN_IDS, make_checkpoint  # noqa: E402
+from trtflow.backends.torch.build import build  # noqa: E402
+from trtflow.flags import BuildFlags  # noqa: E402
+from trtflow.formats import cmodel  # noqa: E402
+
+FLAGS = {"backend": "torch", "use_gpt_attention_plugin": "float16", "use_gemm_plugin": None,
+         "remove_input_padding": True, "enable_context_fmha": False, "enable_context_fmha_fp32_acc": False,
+         "paged_kv_cache": False, "use_inflight_batching": False, "tokens_per_block": 128, "max_batch_size": 8,
+         "max_input_len": 924, "max_output_len": 100, "cuda_graphs": True, "torch_compile": False}
+VARIANTS = {"cuda_graphs": {}, "cuda_graphs+gemv": {"torch_compile": "gemv"}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokenizer-dir", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--work", default="/tmp/trtflow-startup")
+    args = parser.parse_args()
+    work = Path(args.work)
+    make_checkpoint(work / "hf")
+    source = cmodel.convert(work / "hf", work / "c-model", 1, "float16", progress=False)
+    rows = []
+    for name, changes in VARIANTS.items():
+        started = time.perf_counter()
+        engine = build(source, work / "engines" / name, BuildFlags.from_config({**FLAGS, **changes}, "float16"),
+                       "0" * 10, CHECKPOINT_TOKEN_IDS, [1])
+        build_s = time.perf_counter() - started
+        for run in (1, 2):
+            probe = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "job_startup.py"), str(engine),
+                                    args.tokenizer_dir], capture_output=True, text=True, check=True)
+            phases = json.loads(probe.stdout.strip().splitlines()[-1])
+            rows.append({"variant": name, "build_s": round(build_s, 1), "run": run, **phases})
+            print(rows[-1], flush=True)
+    out = Path(args.out) / "engine_startup.csv"
+    with out.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
