@@ -92,8 +92,8 @@ def test_snakemake_refuses_a_bad_config_before_any_job(case, workflow_dir):
 def test_default_config_plans_the_whole_demo(workflow_dir):
     rules = [rule for rule, _ in workflow_dir.planned_jobs()]
     assert sorted(set(rules)) == ["accuracy_gate", "benchmark", "benchmark_plot", "build_engine", "convert_cmodel",
-                                  "demo_dataset", "demo_model", "generate", "report_html", "summarize"]
-    assert rules.count("summarize") == 2
+                                  "demo_dataset", "demo_model", "generate", "hf_summarize", "report_html", "summarize"]
+    assert rules.count("summarize") == 2 and rules.count("hf_summarize") == 1  # HF once, for every tp
 
 
 def test_head_count_of_a_fetched_checkpoint_is_checked(workflow_dir):
@@ -173,6 +173,8 @@ def test_each_job_asks_for_the_gpus_and_ranks_it_runs(workflow_dir):
                 assert not mpi_keys & set(resources), (rule, resources)
         elif rule == "build_engine":
             assert resources.get("gpu") == "0" and not mpi_keys & set(resources)
+        elif rule == "hf_summarize":  # one process on one GPU
+            assert resources.get("gpu") == "1" and not mpi_keys & set(resources)
         else:
             assert "gpu" not in resources or resources["gpu"] == "0", (rule, resources)
     assert seen == {(rule, tp) for rule in ("generate", "summarize", "benchmark") for tp in (1, 2)}

@@ -288,6 +288,29 @@ def test_flag_change_reruns_engine_and_below_for_every_tp(built, tmp_path):
     assert new_keys == {engine_key(demo_config(remove_input_padding=False), tp) for tp in (1, 2)}
 
 
+def test_a_summarize_setting_remakes_the_hf_summary_once_for_every_tp(built, tmp_path):
+    """HF's side depends on the model and the summarize settings, never on an engine: one job for both tps."""
+    config = demo_config()
+    config["summarize"]["output_len"] = 24
+    jobs = clone(built, tmp_path).planned_jobs(config=config)
+    assert rules_by_tp(jobs) == {("hf_summarize", "")} | {(r, tp) for r in ("summarize", "accuracy_gate")
+                                                           for tp in ("1", "2")} | {("report_html", "")}
+
+
+def test_an_hf_summary_of_other_settings_is_refused(built, tmp_path):
+    from trtflow.errors import KnownError
+    from trtflow.evaluation.summaries import SummarySettings
+    from trtflow.stages.summarize import read_hf_side
+
+    (summary,) = (built.path / "results/demo/hf-summaries").glob("*.json")
+    recorded = json.loads(summary.read_text())
+    settings = SummarySettings(**recorded["settings"])
+    assert read_hf_side(str(summary), settings, recorded["dataset_ids"])["rouge1"] > 0
+    other = SummarySettings(**{**recorded["settings"], "output_len": 7})
+    with pytest.raises(KnownError, match="made for other summarize settings"):
+        read_hf_side(str(summary), other, recorded["dataset_ids"])
+
+
 def test_storage_type_change_reconverts_but_never_retrains(built, tmp_path):
     config = demo_config()
     config["convert"]["storage_type"] = "float32"
@@ -412,7 +435,7 @@ def test_an_engine_with_shuffled_weights_fails_the_gate(built, tmp_path):
     from safetensors.torch import load_file, save_file
     from trtflow.formats.artifact import write_manifest
     from trtflow.stages import accuracy_gate as gate
-    from trtflow.stages import summarize
+    from trtflow.stages import hf_summarize, summarize
 
     good = built.path / f"results/demo/engines/tp1/{engine_key(demo_config(), 1)}"
     bad = tmp_path / "shuffled"
@@ -426,9 +449,11 @@ def test_an_engine_with_shuffled_weights_fails_the_gate(built, tmp_path):
     save_file(weights, bad / "rank0.safetensors")
     write_manifest(bad, {"kind": "engine", "note": "deliberately damaged for a test"})
     resources = built.path / "resources"
-    summarize.main(["--engine-dir", str(bad), "--hf-model-dir", str(resources / "models/demo/hf"), "--dataset-file",
-                    str(resources / "datasets/demo/test.jsonl"), "--max-ite", "8", "--output-len", "30",
-                    "--compare-hf", "--out", str(tmp_path / "rouge.json")])
+    shared = ["--hf-model-dir", str(resources / "models/demo/hf"), "--dataset-file",
+              str(resources / "datasets/demo/test.jsonl"), "--max-ite", "8", "--output-len", "30"]
+    hf_summarize.main([*shared, "--out", str(tmp_path / "hf.json")])
+    summarize.main(["--engine-dir", str(bad), *shared, "--hf-summary", str(tmp_path / "hf.json"),
+                    "--out", str(tmp_path / "rouge.json")])
     rouge = json.loads((tmp_path / "rouge.json").read_text())
     assert rouge["engine"]["rouge1"] < rouge["hf"]["rouge1"] - 20
     with pytest.raises(SystemExit, match="accuracy gate FAILED.*worse than Hugging Face"):

@@ -45,6 +45,7 @@ wildcard_constraints:
     tp=r"[1-9]\d*",
     build_key=r"[0-9a-f]{10}",
     convert_key=r"[0-9a-f]{10}",
+    hf_key=r"[0-9a-f]{10}",
 
 
 TRTLLM = config["build"]["backend"] == "trtllm"
@@ -95,6 +96,23 @@ def get_build_flags(wildcards):
     """The flags of the current config; refuses to rebuild an engine folder under a stale key."""
     _refuse_stale_key(wildcards, "build_key", get_build_key(wildcards))
     return tff.build_flags(config).canonical()
+
+
+def get_hf_summary(wildcards):
+    """The model's HF summary where summarize compares against HF; nothing otherwise."""
+    if not config["summarize"]["compare_hf"]:
+        return []
+    return paths.HF_SUMMARY.format(model=wildcards.model, hf_key=tff.hf_summary_key(config, wildcards.model))
+
+
+def hf_summary_arg(wildcards, input):
+    return f"--hf-summary {input.hf_summary}" if input.hf_summary else ""
+
+
+def get_hf_summary_args(wildcards):
+    """The summarize settings; refuses to remake an HF summary under a stale key."""
+    _refuse_stale_key(wildcards, "hf_key", tff.hf_summary_key(config, wildcards.model))
+    return summarize_args(config["summarize"])
 
 
 def get_storage_type(wildcards):

@@ -24,12 +24,37 @@ rule generate:
         " {params.args} --build-key {params.build_key} --out {output:q} > {log:q} 2>&1"
 
 
+rule hf_summarize:
+    input:
+        hf=get_hf_dir,
+        dataset=get_dataset_file,
+        dataset_checksum=get_dataset_checksum,
+    output:
+        summary=paths.HF_SUMMARY,
+        checksum=paths.checksum_of(paths.HF_SUMMARY),
+    params:
+        args=get_hf_summary_args,
+        launch=launcher(one_rank),
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/torch.yaml"
+    log:
+        "logs/hf-summaries/{model}/{hf_key}.log",
+    benchmark:
+        "logs/benchmarks/hf-summaries/{model}/{hf_key}.tsv"
+    shell:
+        "{params.launch} trtflow.stages.hf_summarize --hf-model-dir {input.hf:q} --dataset-file {input.dataset:q}"
+        " {params.args} --out {output.summary:q} > {log:q} 2>&1"
+
+
 rule summarize:
     input:
         engine=get_engine_dir,
         hf=get_hf_dir,
         dataset=get_dataset_file,
         dataset_checksum=get_dataset_checksum,
+        hf_summary=get_hf_summary,
     output:
         rouge=report(
             paths.ROUGE,
@@ -41,6 +66,7 @@ rule summarize:
     params:
         build_key=get_build_key,
         args=summarize_args(config["summarize"]),
+        hf=hf_summary_arg,
         launch=launcher(rank_count),
     resources:
         gpu=rank_count,
@@ -57,7 +83,7 @@ rule summarize:
         "logs/benchmarks/summarize/{model}/tp{tp}.tsv"
     shell:
         "{params.launch} trtflow.stages.summarize --engine-dir {input.engine:q} --hf-model-dir {input.hf:q}"
-        " --dataset-file {input.dataset:q} {params.args} --build-key {params.build_key}"
+        " --dataset-file {input.dataset:q} {params.args} {params.hf} --build-key {params.build_key}"
         " --out {output.rouge:q} > {log:q} 2>&1"
 
 

@@ -104,10 +104,10 @@ def generate_args(settings: dict) -> str:
 
 
 def summarize_args(settings: dict) -> str:
-    args = (f"--dataset-name {settings['dataset']} --max-ite {settings['max_ite']} --batch-size "
+    """The settings the engine and HF sides of summarize share (whether to compare is the HF summary input)."""
+    return (f"--dataset-name {settings['dataset']} --max-ite {settings['max_ite']} --batch-size "
             f"{settings['batch_size']} --output-len {settings['output_len']} --max-input-length "
             f"{settings['max_input_length']}")
-    return args + (" --compare-hf" if settings["compare_hf"] else "")
 
 
 def benchmark_args(settings: dict) -> str:

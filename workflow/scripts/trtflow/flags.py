@@ -155,6 +155,14 @@ def convert_key(config: dict, model: str) -> str:
                     "storage_type": config["convert"]["storage_type"]})
 
 
+def hf_summary_key(config: dict, model: str) -> str:
+    """Names the HF summary of `model`: what its texts depend on (the checkpoint, the dataset and the summarize
+    settings that shape the run), never an engine setting."""
+    summarize = config["summarize"]
+    return _digest({"model": model_identity(config["models"][model]), "dataset": summarize["dataset"],
+                    **{k: summarize[k] for k in ("max_ite", "batch_size", "output_len", "max_input_length")}})
+
+
 def build_key(config: dict, model: str, tp: int) -> str:
     """Names the engine folder of `model` at `tp` for the current config."""
     return _digest({"backend": config["build"]["backend"], "backend_version": backend_version(config),

@@ -22,6 +22,9 @@ TRTLLM_CKPT = TRTLLM_CKPT_ROOT + "/tp{tp}"
 ENGINES = RESULTS + "/{model}/engines"
 ENGINE = ENGINES + "/tp{tp}/{build_key}"
 
+# Hugging Face's side of summarize, keyed by the model and the summarize settings: shared by every tp and engine.
+HF_SUMMARY = RESULTS + "/{model}/hf-summaries/{hf_key}.json"
+
 RUN = RESULTS + "/{model}/tp{tp}"
 GENERATE = RUN + "/generate.json"
 ROUGE = RUN + "/rouge.json"
