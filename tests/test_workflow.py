@@ -172,9 +172,13 @@ def test_a_benchmark_job_has_the_machine_to_itself(built):
     (log,) = sorted((built.path / ".snakemake/log").glob("*.snakemake.log"))[:1]
     from trtflow.infra.joblog import jobs_of
 
-    jobs = [(job.rule, job.start, job.end) for job in jobs_of(log.read_text())]
+    parsed = jobs_of(log.read_text())
+    jobs = [(job.rule, job.start, job.end) for job in parsed]
     benchmarks = [job for job in jobs if job[0] == "benchmark"]
     assert len(benchmarks) == 2 and len(jobs) >= 15
+    # each job's wildcards, which Snakemake logs after its jobid (benchmarks/dag_jobs.py reports them)
+    assert sorted(job.wildcards["tp"] for job in parsed if job.rule == "benchmark") == ["1", "2"]
+    assert {job.wildcards.get("model") for job in parsed if job.rule != "all"} <= {"demo", None}
     for _, start, end in benchmarks:
         beside = [(rule, s, e) for rule, s, e in jobs if (s, e) != (start, end) and s < end and start < e]
         assert not beside, f"benchmark [{start}, {end}] overlapped {beside}"

@@ -32,8 +32,8 @@ def jobs_of(log_text: str) -> list[Job]:
             stamp = datetime.datetime.strptime(match.group(1), "%a %b %d %H:%M:%S %Y").timestamp()
         elif match := re.fullmatch(r"(?:local)?rule (\w+):", line):
             rule, wildcards = match.group(1), {}
-        elif match := re.fullmatch(r"wildcards: (.*)", line):
-            wildcards = dict(p.strip().split("=", 1) for p in match.group(1).split(",") if "=" in p)
+        elif match := re.fullmatch(r"wildcards: (.*)", line):  # comes after `jobid:`: fill the job's own dict
+            wildcards.update(p.strip().split("=", 1) for p in match.group(1).split(",") if "=" in p)
         elif match := re.fullmatch(r"jobid: (\d+)", line):
             started[match.group(1)] = (rule, wildcards, stamp)
         elif match := re.match(r"Finished jobid: (\d+)", line):
