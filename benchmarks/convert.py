@@ -24,6 +24,16 @@ CHECKPOINT_TOKEN_IDS = {"end_id": 50256, "pad_id": 50256}
 SHAPE = {"n_layer": 24, "n_embd": 1024, "n_head": 16, "vocab_size": 50257, "n_positions": 1024}
 
 
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """One CSV of a benchmark's rows (the first row's keys are the columns)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {path}")
+
+
 def make_checkpoint(folder: Path, shape: dict = SHAPE) -> None:
     """HF GPT-2 names and shapes (Conv1D [in, out]), fp32 safetensors, random values."""
     import torch
@@ -91,13 +101,7 @@ def main() -> None:
                      "written_mib": round(written / 2**20)})
         print(f"tp {tp}: process {wall:.2f} s (imports {import_s:.2f} s, conversion {convert_s:.2f} s), "
               f"peak RSS {peak_mb:.0f} MB, {written / 2**20:.0f} MiB written", flush=True)
-    out_csv = ROOT / "benchmarks" / "out" / "convert.csv"
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    with out_csv.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {out_csv}")
+    write_rows(ROOT / "benchmarks" / "out" / "convert.csv", rows)
 
 
 if __name__ == "__main__":

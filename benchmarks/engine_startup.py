@@ -11,7 +11,6 @@ tokenizer.json will do: its ids are within the model's vocabulary). Writes engin
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import subprocess
 import sys
@@ -22,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from convert import CHECKPOINT_TOKEN_IDS, make_checkpoint  # noqa: E402
+from convert import CHECKPOINT_TOKEN_IDS, make_checkpoint, write_rows  # noqa: E402
 from trtflow.backends.torch.build import build  # noqa: E402
 from trtflow.flags import BuildFlags  # noqa: E402
 from trtflow.formats import cmodel  # noqa: E402
@@ -55,12 +54,7 @@ def main() -> None:
             phases = json.loads(probe.stdout.strip().splitlines()[-1])
             rows.append({"variant": name, "build_s": round(build_s, 1), "run": run, **phases})
             print(rows[-1], flush=True)
-    out = Path(args.out) / "engine_startup.csv"
-    with out.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {out}")
+    write_rows(Path(args.out) / "engine_startup.csv", rows)
 
 
 if __name__ == "__main__":
