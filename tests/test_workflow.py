@@ -472,11 +472,18 @@ def test_prune_lists_and_removes_only_stale_engines(built, tmp_path, capsys):
     engines = wf.path / "results/demo/engines"
     stale = engines / "tp1" / "0123456789"
     shutil.copytree(engines / "tp1" / engine_key(demo_config(), 1), stale)
+    (current,) = (wf.path / "results/demo/hf-summaries").glob("*.json")
+    old_summary = current.with_name("0123456789.json")
+    shutil.copy(current, old_summary)
+    shutil.copy(f"{current}.sha256", f"{old_summary}.sha256")
     args = ["--config", str(wf.path / "config/config.yaml"), "--results", str(wf.path / "results")]
     prune.main(args)
-    assert f"stale {stale}" in capsys.readouterr().out and stale.exists()
+    listed = capsys.readouterr().out
+    assert f"stale {stale}" in listed and f"stale {old_summary}" in listed and f"stale {current}" not in listed
+    assert stale.exists() and old_summary.exists()
     prune.main([*args, "--delete"])
-    assert not stale.exists()
+    assert not stale.exists() and not old_summary.exists() and not Path(f"{old_summary}.sha256").exists()
+    assert current.is_file()
     for tp in (1, 2):
         assert (engines / f"tp{tp}" / engine_key(demo_config(), tp)).is_dir()
     assert wf.run("-n").stdout.count("Nothing to be done") == 1

@@ -1,10 +1,10 @@
-"""List (or delete) keyed folders that the current config no longer points at: engines and converted shards.
+"""List (or delete) keyed artifacts the current config no longer points at: engines, converted shards, HF summaries.
 
-Engine and converted folders are named by content keys, so every change of a build or conversion setting
-leaves the old folder behind (which is what makes switching back free). This is a housekeeping command,
-not a rule: it shows what they cost and removes them on request:
+Engine and converted folders and HF summaries are named by content keys, so every change of a setting leaves
+the old one behind (which is what makes switching back free). This is a housekeeping command, not a rule: it
+shows what they cost and removes them on request:
 
-    python -m trtflow.stages.prune                 # list stale folders and their size
+    python -m trtflow.stages.prune                 # list stale artifacts and their size
     python -m trtflow.stages.prune --delete        # remove them
 """
 
@@ -20,7 +20,7 @@ import yaml
 from .. import paths
 from ..config import SCHEMA, validate
 from ..errors import run_stage
-from ..flags import build_key, convert_key
+from ..flags import build_key, convert_key, hf_summary_key
 
 
 def current_folders(results: str, config: dict) -> set[Path]:
@@ -42,8 +42,25 @@ def stale_folders(results: Path, config: dict) -> list[Path]:
     return sorted(found - keep)
 
 
-def folder_size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+def stale_hf_summaries(results: Path, config: dict) -> list[Path]:
+    keep = {Path(paths.under(str(results), paths.HF_SUMMARY, model=m, hf_key=hf_summary_key(config, m)))
+            for m in config["models"]}
+    found = {Path(p) for p in glob.glob(paths.under(str(results), paths.HF_SUMMARY, model="*", hf_key="*"))}
+    return sorted(found - keep)
+
+
+def size_of(artifact: Path) -> int:
+    if artifact.is_file():
+        return artifact.stat().st_size
+    return sum(p.stat().st_size for p in artifact.rglob("*") if p.is_file())
+
+
+def remove(artifact: Path) -> None:
+    if artifact.is_dir():
+        shutil.rmtree(artifact)
+        return
+    artifact.unlink()
+    Path(paths.checksum_of(str(artifact))).unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -53,12 +70,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--delete", action="store_true")
     args = parser.parse_args(argv)
     config = validate(yaml.safe_load(Path(args.config).read_text(encoding="utf-8")), SCHEMA)
-    stale = stale_folders(Path(args.results), config)
-    for folder in stale:
-        print(f"{'deleting' if args.delete else 'stale'} {folder} ({folder_size(folder) / 2**20:.1f} MiB)")
+    stale = stale_folders(Path(args.results), config) + stale_hf_summaries(Path(args.results), config)
+    for artifact in stale:
+        print(f"{'deleting' if args.delete else 'stale'} {artifact} ({size_of(artifact) / 2**20:.1f} MiB)")
         if args.delete:
-            shutil.rmtree(folder)
-    print(f"{len(stale)} stale folder(s){'' if args.delete or not stale else '; --delete removes them'}")
+            remove(artifact)
+    print(f"{len(stale)} stale artifact(s){'' if args.delete or not stale else '; --delete removes them'}")
 
 
 if __name__ == "__main__":
