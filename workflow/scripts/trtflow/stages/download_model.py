@@ -57,18 +57,18 @@ def fetch_hf(repo_id: str, revision: str, include: list[str], out_dir: str | Pat
     )
 
     where = f"{repo_id}@{revision} from {os.environ.get('HF_ENDPOINT', 'https://huggingface.co')}"
+    no_revision = (f"cannot download {where}: the repository has no revision {revision!r}; set "
+                   "models.<name>.revision to a branch, tag or commit sha it has")
     try:
         snapshot = Path(snapshot_download(repo_id=repo_id, revision=revision, allow_patterns=include))
     except GatedRepoError as err:
         raise HubError(f"cannot download {where}: the repository is gated; accept its terms on its hub page, then "
                        "set HF_TOKEN (or `hf auth login`) with a token of that account") from err
     except RevisionNotFoundError as err:
-        raise HubError(f"cannot download {where}: the repository has no revision {revision!r}; set "
-                       "models.<name>.revision to a branch, tag or commit sha it has") from err
+        raise HubError(no_revision) from err
     except RepositoryNotFoundError as err:
         if _repo_exists(repo_id):  # some mirrors answer an unknown revision as an unknown repository
-            raise HubError(f"cannot download {where}: the repository has no revision {revision!r}; set "
-                           "models.<name>.revision to a branch, tag or commit sha it has") from err
+            raise HubError(no_revision) from err
         raise HubError(f"cannot download {where}: no such repository, or it is private; check models.<name>.repo_id, "
                        "or set HF_TOKEN for a private one") from err
     except LocalEntryNotFoundError as err:
