@@ -16,7 +16,7 @@ import yaml
 from conftest import ROOT, validated
 from trtflow.backends.trtllm import build as trtllm_build_stage
 from trtflow.backends.trtllm.commands import build_py, trtllm_build
-from trtflow.evaluation.tokenizer import special_ids
+from trtflow.evaluation.tokenizer import token_ids
 from trtflow.flags import BuildFlags
 
 DOUBLES = Path(__file__).resolve().parent / "doubles"
@@ -382,10 +382,10 @@ def test_dag_runs_end_to_end_with_trtllm_doubles(flow, version, demo_workflow, t
     calls = records(record, "generate")
     minimum = "min_length" if flow == "0.8" else "min_tokens"
     assert any(g.get(minimum) == 4 for g in calls)  # benchmark: exactly output_len tokens, under the version's name
-    end_id, pad_id = special_ids(wf.path / "resources/models/demo/hf")
+    ids = token_ids(wf.path / "resources/models/demo/hf")
     served = [g for g in calls if "end_id" in g]
-    assert served and {(g["end_id"], g["pad_id"]) for g in served} == {(end_id, pad_id)}  # the tokenizer's ids
-    assert end_id != 50256 and provenance["end_id"] == end_id
+    assert served and {(g["end_id"], g["pad_id"]) for g in served} == {(ids["end_id"], ids["pad_id"])}  # tokenizer's
+    assert ids["end_id"] != 50256 and provenance["end_id"] == ids["end_id"]
     if flow == "1.2":  # rank 1 took part in every call and got nothing back, as the real 1.x runner does
         assert any(g["rank"] == 1 and g.get("returned") == "[]" for g in calls)
 

@@ -229,13 +229,12 @@ def test_untrained_model_scores_far_below_the_trained_one(demo_resources):
     from trtflow.evaluation.datasets import read_dataset
     from trtflow.evaluation.prompts import summarize_prompt
     from trtflow.evaluation.rouge import aggregate
-    from trtflow.evaluation.tokenizer import encode, load_tokenizer, special_ids
+    from trtflow.evaluation.tokenizer import encode, load_tokenizer, token_ids
     from trtflow.hf_reference import HFGenerator
 
     hf_dir = demo_resources / "models/demo/hf"
     torch.manual_seed(0)
-    end_id, pad_id = special_ids(hf_dir)
-    untrained = HFGenerator(hf_dir, torch.device("cpu"), {"end_id": end_id, "pad_id": pad_id}, "float32")
+    untrained = HFGenerator(hf_dir, torch.device("cpu"), token_ids(hf_dir), "float32")
     untrained.model = GPT2LMHeadModel(GPT2Config.from_pretrained(hf_dir)).eval()
     tokenizer = load_tokenizer(hf_dir)
     rows = read_dataset(demo_resources / "datasets/demo/test.jsonl")[:10]

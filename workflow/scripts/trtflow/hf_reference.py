@@ -16,7 +16,7 @@ class HFGenerator:
     """The Hugging Face reference: transformers `generate`, behind the same interface."""
 
     def __init__(self, hf_dir: str | Path, device: torch.device, token_ids: dict[str, int], dtype: str = "auto"):
-        """`token_ids` ({"end_id", "pad_id"}) come from the tokenizer (`evaluation.tokenizer.special_ids`), as the
+        """`token_ids` ({"end_id", "pad_id"}) come from the tokenizer (`evaluation.tokenizer.token_ids`), as the
         engines' do."""
         from transformers import AutoModelForCausalLM
 

@@ -62,13 +62,12 @@ def run_workflow(work: Path, config: dict, name: str, tps: list[int], cores: str
 def hf_greedy(work: Path, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
     import torch
 
-    from .evaluation.tokenizer import special_ids
+    from .evaluation.tokenizer import token_ids
     from .hf_reference import HFGenerator
 
     hf_dir = work / paths.HF_DIR.format(model="demo")
-    end_id, pad_id = special_ids(hf_dir)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    hf = HFGenerator(hf_dir, device, {"end_id": end_id, "pad_id": pad_id})
+    hf = HFGenerator(hf_dir, device, token_ids(hf_dir))
     return [hf.generate([p], max_new_tokens).output_ids[0] for p in prompts]
 
 

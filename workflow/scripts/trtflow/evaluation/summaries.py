@@ -54,5 +54,3 @@ def run_side(generator, tokenizer, rows: list[dict], args: SummarySettings, labe
     references = [r["highlights"] for r in rows[: len(texts)]]
     return {**score(texts, references), "total_latency_s": latency, "output_tokens": tokens,
             "tokens_per_s": tokens / latency if latency else None, "texts": texts}
-
-

@@ -72,11 +72,11 @@ def encode(tokenizer, text: str, max_input_length: int) -> list[int]:
     return tokenizer.encode(text, add_special_tokens=False)[-max_input_length:]
 
 
-def special_ids(hf_dir: str | Path) -> tuple[int, int]:
-    """(end id, pad id) as v0.8.0 examples/utils.py load_tokenizer gives them to run.py and summarize.py:
-    the tokenizer's eos token, and its pad token, which falls back to eos."""
-    tokenizer = load_tokenizer(hf_dir)
+def token_ids(hf_dir: str | Path, tokenizer: FastTokenizer | TransformersTokenizer | None = None) -> dict[str, int]:
+    """{"end_id", "pad_id"} as v0.8.0 examples/utils.py load_tokenizer gives them to run.py and summarize.py:
+    the tokenizer's eos token, and its pad token, which falls back to eos. Pass `tokenizer` where it is loaded."""
+    tokenizer = load_tokenizer(hf_dir) if tokenizer is None else tokenizer
     if tokenizer.eos_token_id is None:
         raise KnownError(f"the tokenizer in {hf_dir} has no end-of-sequence token, so generation could not stop: "
                          "give it one (eos_token in tokenizer_config.json) and rerun")
-    return int(tokenizer.eos_token_id), int(tokenizer.pad_token_id)
+    return {"end_id": int(tokenizer.eos_token_id), "pad_id": int(tokenizer.pad_token_id)}

@@ -8,7 +8,7 @@ import json
 
 from ..engines import build_engine
 from ..errors import run_stage
-from ..evaluation.tokenizer import special_ids
+from ..evaluation.tokenizer import token_ids
 from ..flags import BuildFlags
 
 
@@ -24,9 +24,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="JSON list: batch sizes to compile a torch engine's decode step for (torch_compile)")
     args = parser.parse_args(argv)
     flags = BuildFlags.from_json(json.loads(args.flags))
-    end_id, pad_id = special_ids(args.tokenizer_dir)
     build_engine(args.source_dir, args.out_dir, flags, args.build_key, json.loads(args.trtllm),
-                 {"end_id": end_id, "pad_id": pad_id}, args.compile_batch_sizes)
+                 token_ids(args.tokenizer_dir), args.compile_batch_sizes)
     print(f"built {args.out_dir}")
 
 

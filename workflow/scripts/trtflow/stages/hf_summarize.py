@@ -12,7 +12,7 @@ import argparse
 from ..errors import run_stage
 from ..evaluation.datasets import read_dataset
 from ..evaluation.summaries import run_side
-from ..evaluation.tokenizer import load_tokenizer, special_ids
+from ..evaluation.tokenizer import load_tokenizer, token_ids
 from ..formats.artifact import verify_checksum, verify_manifest, write_json
 from ..formats.provenance import software_versions
 from ..hf_reference import HFGenerator
@@ -31,9 +31,9 @@ def main(argv: list[str] | None = None) -> None:
     verify_manifest(args.hf_model_dir)
     settings = settings_of(args)
     dist = init_distributed()
-    end_id, pad_id = special_ids(args.hf_model_dir)
-    hf = HFGenerator(args.hf_model_dir, dist.device, {"end_id": end_id, "pad_id": pad_id}, args.hf_dtype)
-    side = run_side(hf, load_tokenizer(args.hf_model_dir), rows, settings, "hf", True)
+    tokenizer = load_tokenizer(args.hf_model_dir)
+    hf = HFGenerator(args.hf_model_dir, dist.device, token_ids(args.hf_model_dir, tokenizer), args.hf_dtype)
+    side = run_side(hf, tokenizer, rows, settings, "hf", True)
     write_json(args.out, checksum=True, obj={
         "settings": vars(settings), "dataset": args.dataset_name,
         "dataset_ids": [r.get("id") for r in rows[: len(side["texts"])]],
