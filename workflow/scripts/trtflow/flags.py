@@ -126,15 +126,10 @@ def model_identity(spec: dict) -> dict:
 def compiler_versions() -> str:
     """torch and Triton as installed (package metadata: torch is not imported at DAG time). A torch engine
     with torch_compile holds kernels they made, so an upgrade must give it a new key."""
-    from importlib.metadata import PackageNotFoundError, version
+    from .formats.provenance import package_version
 
-    found = []
-    for package in ("torch", "triton"):
-        try:
-            found.append(f"{package}-{version(package)}")
-        except PackageNotFoundError:
-            pass
-    return "+".join(found)
+    return "+".join(f"{package}-{package_version(package)}" for package in ("torch", "triton")
+                    if package_version(package))
 
 
 def backend_version(config: dict) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from ...formats.provenance import package_version
 from ...generation import EngineMismatchError
 
 ARTIFACT = "compiled/torch_compile.bin"
@@ -26,17 +27,11 @@ TOOLCHAIN_KEYS = ("torch", "triton", "cuda", "sm")
 
 def toolchain() -> dict:
     """What compiled kernels are valid for: this torch, Triton and CUDA, and this GPU's architecture."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        triton = version("triton")
-    except PackageNotFoundError:
-        triton = None
     sm = None
     if torch.cuda.is_available():
         major, minor = torch.cuda.get_device_capability()
         sm = f"{major}{minor}"
-    return {"torch": torch.__version__, "triton": triton, "cuda": torch.version.cuda, "sm": sm}
+    return {"torch": torch.__version__, "triton": package_version("triton"), "cuda": torch.version.cuda, "sm": sm}
 
 
 def check(engine_dir: Path, record: dict, here: dict | None = None) -> None:
