@@ -36,7 +36,7 @@ $(HUB_VENV)/bin/olah-cli:
 hub-mirror: $(HUB_VENV)/bin/olah-cli
 
 test: install hub-mirror
-	$(BIN)/python -m pytest -x -q
+	$(BIN)/python -m pytest -x -q $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check workflow/scripts tests benchmarks

@@ -38,11 +38,17 @@ CASES = [(1, 60, 20), (1, 60, 100), (64, 128, 100)]
 FLAGS = {"backend": "torch", "use_gpt_attention_plugin": "float16", "use_gemm_plugin": None,
          "remove_input_padding": True, "enable_context_fmha": False, "enable_context_fmha_fp32_acc": False,
          "paged_kv_cache": False, "use_inflight_batching": False, "tokens_per_block": 128, "max_batch_size": 64,
-         "max_input_len": 128, "max_output_len": 100, "cuda_graphs": False, "torch_compile": False}
+         "max_input_len": 128, "max_output_len": 100, "cuda_graphs": False, "torch_compile": False,
+         "use_weight_only": False, "weight_only_precision": "int8"}
 VARIANTS = {"trtflow-eager": {}, "trtflow-cudagraph": {"cuda_graphs": True},
             "trtflow-cudagraph-compile": {"cuda_graphs": True, "torch_compile": True},
             "trtflow-cudagraph-autotune": {"cuda_graphs": True, "torch_compile": "max-autotune"},
-            "trtflow-cudagraph-gemv": {"cuda_graphs": True, "torch_compile": "gemv"}}
+            "trtflow-cudagraph-gemv": {"cuda_graphs": True, "torch_compile": "gemv"},
+            # weight-only int8 (issue L): the same paths with int8 linears dequantized inside the matmul
+            "trtflow-cudagraph-int8wo": {"cuda_graphs": True, "use_weight_only": True},
+            "trtflow-cudagraph-gemv-int8wo": {"cuda_graphs": True, "torch_compile": "gemv", "use_weight_only": True},
+            "trtflow-cudagraph-autotune-int8wo": {"cuda_graphs": True, "torch_compile": "max-autotune",
+                                                  "use_weight_only": True}}
 
 
 def main() -> None:
@@ -92,14 +98,17 @@ def main() -> None:
         flags = BuildFlags.from_config({**FLAGS, **VARIANTS[name]}, "float16")
         engine_dir = build(source, work / "engines" / name, flags, "0" * 10, CHECKPOINT_TOKEN_IDS)
         engine = TorchEngineGenerator(engine_dir, dist)
+        # what the engine keeps on the device for its weights (the KV cache is sized by max_batch_size apart)
+        weights_mb = sum(t.numel() * t.element_size() for t in engine.model.w.values()) / 2**20
+        summary.setdefault("weights_mb", {})[name] = weights_mb
         tokens = [engine.generate([p], 20, Sampling(), ignore_eos=True).output_ids[0] for p in prompts]
         same = sum(a == b for t, h in zip(tokens, hf_tokens, strict=True) for a, b in zip(t, h, strict=True))
         first_diff = [next((i for i, (a, b) in enumerate(zip(t, h, strict=True)) if a != b), 20)
                       for t, h in zip(tokens, hf_tokens, strict=True)]
         summary["agreement_vs_hf_fp16_20_steps"][name] = {"tokens_equal": same, "tokens": 20 * len(prompts),
                                                           "first_difference_per_prompt": first_diff}
-        print(f"{name}: {same}/{20 * len(prompts)} greedy tokens equal to HF fp16; first differences {first_diff}",
-              flush=True)
+        print(f"{name}: {same}/{20 * len(prompts)} greedy tokens equal to HF fp16; first differences {first_diff}; "
+              f"weights {weights_mb:.1f} MB", flush=True)
         for case in cases:
             summary["rows"].append(record(name, engine, *case, args.num_runs,
                                           {"backend": "torch", "cuda_graphs": flags.cuda_graphs}))

@@ -30,12 +30,12 @@ BUILD_CHANGES = {  # every build flag, to a value that changes what the engine i
     "use_gpt_attention_plugin": "bfloat16", "use_gemm_plugin": "float16", "remove_input_padding": False,
     "enable_context_fmha": True, "enable_context_fmha_fp32_acc": True, "paged_kv_cache": True,
     "use_inflight_batching": True, "max_batch_size": 4, "max_input_len": 923, "max_output_len": 101,
-    "cuda_graphs": True, "torch_compile": "gemv",
+    "cuda_graphs": True, "torch_compile": "gemv", "use_weight_only": True,
 }
 
 
 def test_every_build_flag_is_covered_here():
-    assert set(BUILD_CHANGES) | {"backend", "tokens_per_block"} == set(BASE["build"])
+    assert set(BUILD_CHANGES) | {"backend", "tokens_per_block", "weight_only_precision"} == set(BASE["build"])
 
 
 @pytest.mark.parametrize("flag", list(BUILD_CHANGES))
@@ -62,6 +62,18 @@ def test_tp_and_the_model_change_the_engine_key():
     assert hub != keys() and keys(lambda c: c["models"]["gpt2"].update(revision="v2"), model="gpt2") != hub
 
 
+def test_weight_only_is_a_conversion_setting_of_the_12_flow_only():
+    """1.x quantizes in convert_checkpoint.py (the checkpoint's quantization block); 0.8 and torch while building."""
+    def trtllm(flow, **build):
+        return lambda c: (c["build"].update(backend="trtllm", **build), c["trtllm"].update(flow=flow))
+
+    for flow, converted_too in (("0.8", False), ("1.2", True)):
+        plain, int8 = keys(trtllm(flow)), keys(trtllm(flow, use_weight_only=True))
+        int4 = keys(trtllm(flow, use_weight_only=True, weight_only_precision="int4"))
+        assert plain[1] != int8[1] != int4[1], flow
+        assert (plain[0] != int8[0] != int4[0]) == converted_too, flow
+
+
 def test_the_trtllm_flow_changes_a_trtllm_engine_key_only():
     trtllm = setter("build", "backend", "trtllm")
     assert keys(trtllm)[1] != keys(lambda c: (trtllm(c), c["trtllm"].update(flow="1.2")))[1]
@@ -75,6 +87,8 @@ def test_the_trtllm_flow_changes_a_trtllm_engine_key_only():
     ("conversion threads", setter("convert", "processes", 1)),
     ("targets", lambda c: c.update(targets=["demo", "gpt2"])),
     ("tokens_per_block without a paged cache", setter("build", "tokens_per_block", 64)),
+    ("weight_only_precision without use_weight_only", setter("build", "weight_only_precision", "int4")),
+    ("a variant", lambda c: c.update(variants={"int8": {"build": {"use_weight_only": True}}})),
     ("another model", lambda c: c["models"].update(other={"source": "demo", "recipe": {"seed": 3}})),
 ])
 def test_settings_that_do_not_change_the_bytes_leave_the_keys(name, edit):

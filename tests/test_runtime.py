@@ -24,7 +24,7 @@ BASE_FLAGS = {"backend": "torch", "use_gpt_attention_plugin": "float16", "use_ge
               "remove_input_padding": True, "enable_context_fmha": False, "enable_context_fmha_fp32_acc": False,
               "paged_kv_cache": False, "use_inflight_batching": False, "tokens_per_block": 8, "max_batch_size": 8,
               "max_input_len": 64, "max_output_len": 40, "cuda_graphs": False,
-              "torch_compile": False}
+              "torch_compile": False, "use_weight_only": False, "weight_only_precision": "int8"}
 VARIANTS = {  # name → flag overrides
     "packed-contiguous-sdpa": {},
     "padded-contiguous-sdpa": {"remove_input_padding": False},

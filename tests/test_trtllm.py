@@ -146,6 +146,8 @@ FLAG_TABLE = [
                                           tokens_per_block=256), "float16", 1, "ok", "ok"),
     ("paged 96", dict(paged_kv_cache=True, tokens_per_block=96), "float16", 1, "tokens_per_block must be power of 2",
      "ok"),
+    ("weight-only int8", dict(SEED, use_weight_only=True), "float16", 2, "ok", "ok"),
+    ("weight-only int4", dict(use_weight_only=True, weight_only_precision="int4"), "float16", 1, "ok", "ok"),
 ]
 
 
@@ -178,7 +180,8 @@ def command_through_double(flow: str, changes: dict, dtype: str, tp: int, work: 
     else:
         hf = {"n_embd": 1024, "n_head": 16, "n_layer": 2, "n_positions": 1024, "vocab_size": 1000,
               "architectures": ["GPT2LMHeadModel"]}
-        (source / "config.json").write_text(json.dumps(pretrained_config(hf, tp, dtype)))
+        (source / "config.json").write_text(json.dumps(pretrained_config(hf, tp, dtype,
+                                                                          build_flags.weight_only_precision)))
         command = trtllm_build(str(DOUBLES / "bin" / "trtllm-build"), source, work / "out", work / "model.cache", tp,
                                build_flags, tp)
     argv = command.argv[1:] if flow == "0.8" else command.argv
@@ -203,6 +206,41 @@ def test_flag_sets_are_refused_exactly_where_tensorrt_llm_refuses_them(flow, nam
         assert proc.returncode != 0 and verdict in proc.stderr, proc.stderr
         with pytest.raises(KnownError):
             validated(table_config(changes, dtype, tp, flow))
+
+
+def test_weight_only_reaches_each_flow_where_tensorrt_llm_takes_it(tmp_path):
+    """0.8: build.py's --use_weight_only --weight_only_precision; 1.2: the checkpoint's quantization block, the
+    algorithm name convert_checkpoint.py's args_to_quant_config gives it, and no trtllm-build flag."""
+    from trtflow.formats.trtllm_ckpt import pretrained_config
+
+    flags = BuildFlags.from_config({**BASE["build"], "backend": "trtllm", "use_weight_only": True,
+                                    "weight_only_precision": "int4"}, "float16")
+    argv = build_py("python", Path("/x"), Path("c"), Path("o"), Path("t"), 1, "float16", flags, 1).argv
+    assert argv[argv.index("--use_weight_only") + 1:argv.index("--use_weight_only") + 3] == [
+        "--weight_only_precision", "int4"]
+    command = trtllm_build("trtllm-build", Path("c"), Path("o"), Path("t"), 1, flags, 1)
+    assert not any("weight_only" in a or "quant" in a for a in command.argv)
+    assert any("checkpoint's quantization block" in note for note in command.notes)
+    hf = {"n_embd": 64, "n_head": 4, "n_layer": 2, "n_positions": 128, "vocab_size": 1000}
+    assert pretrained_config(hf, 1, "float16", "int8")["quantization"]["quant_algo"] == "W8A16"
+    assert pretrained_config(hf, 1, "float16", "int4")["quantization"]["quant_algo"] == "W4A16"
+    assert pretrained_config(hf, 1, "float16")["quantization"]["quant_algo"] is None
+
+
+@pytest.mark.parametrize("quantization, message", [
+    ({"quant_algo": "INT8_WO"}, "'INT8_WO' is not a valid QuantAlgo"),
+    ({"quant_algo": "W8A16", "weight_only_precision": "int8"}, "unexpected keyword argument 'weight_only_precision'"),
+])
+def test_the_trtllm_build_double_refuses_a_quantization_block_1x_cannot_read(quantization, message, tmp_path):
+    from trtflow.formats.trtllm_ckpt import pretrained_config
+
+    config = pretrained_config({"n_embd": 64, "n_head": 4, "n_layer": 2, "n_positions": 128, "vocab_size": 1000}, 1,
+                               "float16")
+    config["quantization"].update(quantization)
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "config.json").write_text(json.dumps(config))
+    proc = run_double([str(DOUBLES / "bin" / "trtllm-build"), "--checkpoint_dir", "c", "--output_dir", "o"], tmp_path)
+    assert proc.returncode != 0 and message in proc.stderr
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -486,3 +486,70 @@ def test_prune_lists_and_removes_only_stale_engines(built, tmp_path, capsys):
     for tp in (1, 2):
         assert (engines / f"tp{tp}" / engine_key(demo_config(), tp)).is_dir()
     assert wf.run("-n").stdout.count("Nothing to be done") == 1
+
+
+def greedy_agreement(engine_ids: list[list[int]], hf_ids: list[list[int]]) -> tuple[int, int]:
+    """Positions where the engine's greedy token equals HF's, over HF's positions (a shorter output misses)."""
+    same = sum(a == b for e, h in zip(engine_ids, hf_ids, strict=True) for a, b in zip(e, h, strict=False))
+    return same, sum(len(h) for h in hf_ids)
+
+
+def test_a_weight_only_variant_runs_only_its_chain_passes_the_gate_and_sits_beside_the_base(built, tmp_path):
+    """Issue L on the CPU: the demo model's int8 weight-only engine at tp 1 and 2 passes the accuracy gate, agrees
+    with HF fp32 on >= 95% of greedy positions, and the side-by-side page shows exactly its files' numbers."""
+    from trtflow import paths
+    from trtflow.backends.torch.generator import TorchEngineGenerator
+    from trtflow.evaluation.tokenizer import encode, load_tokenizer, token_ids
+    from trtflow.hf_reference import HFGenerator
+    from trtflow.infra.dist import init_distributed
+    from trtflow.stages.report import read_rows
+
+    wf = clone(built, tmp_path)
+    config = demo_config()
+    config["variants"] = {"int8-wo": {"build": {"use_weight_only": True}}}
+    wf.write_config(config)
+    jobs = wf.planned_jobs()
+    assert rules_by_tp(jobs) == {(r, tp) for r in ("build_engine", "summarize_variant", "benchmark_variant")
+                                 for tp in ("1", "2")} | {("variants_report", "")}  # never the base runs again
+    outputs = {tp: paths.variant_outputs("demo", tp, "int8-wo") for tp in (1, 2)}
+    wf.run(*(outputs[tp][role] for tp in (1, 2) for role in ("gate", "generate")))
+    wf.run()
+    for tp in (1, 2):
+        assert read(wf, outputs[tp]["gate"])["passed"]
+
+    hf_dir = wf.path / "resources/models/demo/hf"
+    hf = HFGenerator(hf_dir, torch.device("cpu"), token_ids(hf_dir), "float32")
+    tokenizer = load_tokenizer(hf_dir)
+    articles = [json.loads(line)["article"] for line in (wf.path / "resources/datasets/demo/test.jsonl").open()][:8]
+    prompts = [encode(tokenizer, text, 64) for text in articles]
+    int8_dir = wf.path / paths.ENGINE.format(model="demo", tp=1, build_key=read(wf, outputs[1]["rouge"])["build_key"])
+    engine = TorchEngineGenerator(int8_dir, init_distributed())
+    tp1 = greedy_agreement([engine.generate([p], 32, ignore_eos=True).output_ids[0] for p in prompts],
+                           [hf.generate([p], 32, ignore_eos=True).output_ids[0] for p in prompts])
+    generated = read(wf, outputs[2]["generate"])["outputs"]
+    tp2 = greedy_agreement([o["output_ids"] for o in generated],
+                           [hf.generate([o["input_ids"]], len(o["output_ids"])).output_ids[0] for o in generated])
+    print(f"int8 weight-only vs HF fp32 greedy tokens: tp 1 {tp1[0]}/{tp1[1]} over 8 demo articles, "
+          f"tp 2 {tp2[0]}/{tp2[1]} on the generate prompts")
+    assert tp1[0] >= 0.95 * tp1[1] and tp2[0] >= 0.95 * tp2[1]
+
+    def f(value, digits=2):
+        return f"{float(value):.{digits}f}"
+
+    (table,) = html_tables(read(wf, paths.VARIANTS_REPORT.format(model="demo")))
+    header, *rows = table
+    assert [(r[0], r[1]) for r in rows] == [("base", "1"), ("base", "2"), ("int8-wo", "1"), ("int8-wo", "2")]
+    for row in rows:
+        cells = dict(zip(header, row, strict=True))
+        files = (paths.run_outputs("demo", int(row[1])) if row[0] == "base" else outputs[int(row[1])])
+        rouge = read(wf, files["rouge"])
+        bs1 = next(r for r in read_rows(wf.path / files["benchmark"]) if r["batch_size"] == "1")
+        widest = [r for r in read_rows(wf.path / files["benchmark"]) if r["batch_size"] == "2"][0]
+        engine_dir = wf.path / paths.ENGINE.format(model="demo", tp=row[1], build_key=rouge["build_key"])
+        assert cells["build key"] == rouge["build_key"] and cells["gate"] == "passed"
+        assert cells["R-1 engine"] == f(rouge["engine"]["rouge1"]) and cells["R-L HF"] == f(rouge["hf"]["rougeL"])
+        assert cells["bs-1 latency ms"] == f(bs1["latency_ms"]) and cells["TPOT ms"] == f(bs1["tpot_ms"])
+        assert cells["largest batch"] == "2" and cells["tokens/s"] == f(widest["tokens_per_s"], 1)
+        assert cells["engine MB"] == f(sum(p.stat().st_size for p in engine_dir.rglob("*") if p.is_file()) / 2**20, 1)
+    int8_size = float(rows[2][header.index("engine MB")])
+    assert int8_size < float(rows[0][header.index("engine MB")])  # int8 linears: a smaller engine

@@ -49,3 +49,16 @@ rule benchmark_plot:
         "logs/benchmark/{model}/tp{tp}-plot.log",
     shell:
         "python -m trtflow.stages.report plot --csv {input.csv:q} --out {output.png:q} > {log:q} 2>&1"
+
+
+use rule benchmark as benchmark_variant with:
+    output:
+        csv=report(
+            paths.VARIANT_OUTPUTS["benchmark"],
+            caption="../report/benchmark.rst",
+            category="Speed",
+            labels={"model": "{model}", "tp": "{tp}", "variant": "{variant}", "kind": "table"},
+        ),
+        checksum=paths.checksum_of(paths.VARIANT_OUTPUTS["benchmark"]),
+    log:
+        "logs/benchmark/{model}/tp{tp}-variant-{variant}.log",

@@ -18,13 +18,19 @@ from trtflow.dag import (  # noqa: E402
     hub_args,
     model_regex,
     names_with_source,
+    owner_of_build_key,
+    owner_of_convert_key,
     prepare_job_environment,
+    run_config,
     source_stamp,
     unwritable_folder,
     report_inputs,
     report_runs,
     report_summary,
     summarize_args,
+    variant_regex,
+    variant_report_inputs,
+    variant_runs,
 )
 
 try:
@@ -46,6 +52,7 @@ wildcard_constraints:
     build_key=r"[0-9a-f]{10}",
     convert_key=r"[0-9a-f]{10}",
     hf_key=r"[0-9a-f]{10}",
+    variant=variant_regex(config),
 
 
 TRTLLM = config["build"]["backend"] == "trtllm"
@@ -67,35 +74,52 @@ def get_hf_dir(wildcards):
     return paths.HF_DIR.format(model=wildcards.model)
 
 
-def get_convert_key(wildcards):
-    return tff.convert_key(config, wildcards.model)
+def get_run_config(wildcards):
+    """The config a run file is made with: its variant's where the job has a `variant` wildcard."""
+    return run_config(config, wildcards)
 
 
 def get_build_key(wildcards):
-    return tff.build_key(config, wildcards.model, int(wildcards.tp))
+    return tff.build_key(get_run_config(wildcards), wildcards.model, int(wildcards.tp))
 
 
 def get_engine_dir(wildcards):
     return paths.ENGINE.format(model=wildcards.model, tp=wildcards.tp, build_key=get_build_key(wildcards))
 
 
+def _stale_key(wildcards, name):
+    return WorkflowError(
+        f"{name} {getattr(wildcards, name)} belongs neither to the current config nor to any of its variants; "
+        f"request {paths.RUN.format(model=wildcards.model, tp=wildcards.tp)}/… (or …/variants/<name>/…) "
+        "targets, which follow the config"
+    )
+
+
+def engine_config(wildcards):
+    """The config (base or variant) whose engine folder this is: variants with equal flags share one; an
+    engine folder under a key no config names now is refused, never rebuilt with other flags."""
+    owner = owner_of_build_key(config, wildcards.model, int(wildcards.tp), wildcards.build_key)
+    if owner is None:
+        raise _stale_key(wildcards, "build_key")
+    return owner
+
+
+def converted_config(wildcards):
+    """Likewise for a converted folder (variants that differ only in build flags share one)."""
+    owner = owner_of_convert_key(config, wildcards.model, wildcards.convert_key)
+    if owner is None:
+        raise _stale_key(wildcards, "convert_key")
+    return owner
+
+
 def get_engine_source(wildcards):
+    owner = engine_config(wildcards)
     template = paths.TRTLLM_CKPT if TRTLLM and FLOW == "1.2" else paths.CMODEL
-    return template.format(model=wildcards.model, tp=wildcards.tp, convert_key=get_convert_key(wildcards))
-
-
-def _refuse_stale_key(wildcards, name, current):
-    if getattr(wildcards, name) != current:
-        raise WorkflowError(
-            f"{name} {getattr(wildcards, name)} does not match the current config (key {current}); request "
-            f"{paths.RUN.format(model=wildcards.model, tp=wildcards.tp)}/… targets, which follow the config"
-        )
+    return template.format(model=wildcards.model, tp=wildcards.tp, convert_key=tff.convert_key(owner, wildcards.model))
 
 
 def get_build_flags(wildcards):
-    """The flags of the current config; refuses to rebuild an engine folder under a stale key."""
-    _refuse_stale_key(wildcards, "build_key", get_build_key(wildcards))
-    return tff.build_flags(config).canonical()
+    return tff.build_flags(engine_config(wildcards)).canonical()
 
 
 def get_hf_summary(wildcards):
@@ -111,14 +135,20 @@ def hf_summary_arg(wildcards, input):
 
 def get_hf_summary_args(wildcards):
     """The summarize settings; refuses to remake an HF summary under a stale key."""
-    _refuse_stale_key(wildcards, "hf_key", tff.hf_summary_key(config, wildcards.model))
+    if wildcards.hf_key != tff.hf_summary_key(config, wildcards.model):
+        raise _stale_key(wildcards, "hf_key")
     return summarize_args(config["summarize"])
 
 
 def get_storage_type(wildcards):
-    """The current dtype; refuses to reconvert a folder under a stale key."""
-    _refuse_stale_key(wildcards, "convert_key", get_convert_key(wildcards))
-    return config["convert"]["storage_type"]
+    """The dtype of the converted folder asked for; refuses to reconvert a folder under a stale key."""
+    return converted_config(wildcards)["convert"]["storage_type"]
+
+
+def get_checkpoint_quantization(wildcards):
+    """A 1.2 checkpoint's weight-only precision (a convert_checkpoint.py setting in 1.x), as converter flags."""
+    precision = tff.checkpoint_quantization(converted_config(wildcards))
+    return f"--use_weight_only --weight_only_precision {precision}" if precision else ""
 
 
 # trtllm rules run in NVIDIA's TensorRT-LLM v0.8.0 image under `--sdm apptainer --apptainer-args "--nv"`;
@@ -145,12 +175,12 @@ BENCHMARK_THREADS = workflow.cores
 def get_build_gpus(wildcards):
     """Builds that compile (TensorRT; a torch engine's captured decode step) need the GPUs they build for;
     otherwise the torch backend's build is a CPU re-layout."""
-    return int(wildcards.tp) if tff.build_flags(config).compiles_at_build(int(wildcards.tp)) else 0
+    return int(wildcards.tp) if tff.build_flags(engine_config(wildcards)).compiles_at_build(int(wildcards.tp)) else 0
 
 
 def get_compile_batch_sizes(wildcards):
     """A param, not part of the build key: which batch sizes are compiled ahead changes start-up, not results."""
-    return json.dumps(compile_batch_sizes(config))
+    return json.dumps(compile_batch_sizes(engine_config(wildcards)))
 
 
 def get_dataset_file(wildcards):
@@ -181,6 +211,14 @@ def tasks_per_gpu(wildcards):
 
 def mpi_launcher(wildcards):
     return "srun" if int(wildcards.tp) > 1 else None
+
+
+def get_variant_report_inputs(wildcards):
+    return variant_report_inputs(config, wildcards.model)
+
+
+def get_variant_runs(wildcards):
+    return tff.canonical(variant_runs(config, wildcards.model))
 
 
 def get_final_output():

@@ -25,10 +25,11 @@ rule convert_trtllm_checkpoint:
         directory(paths.TRTLLM_CKPT),
     params:
         dtype=get_storage_type,
+        quantization=get_checkpoint_quantization,
     conda:
         "../../envs/torch.yaml"
     log:
         "logs/convert/{model}/trtllm-ckpt-{convert_key}-tp{tp}.log",
     shell:
         "python -m trtflow.stages.convert_trtllm_checkpoint --model_dir {input:q} --output_dir {output:q}"
-        " --tp_size {wildcards.tp} --dtype {params.dtype} > {log:q} 2>&1"
+        " --tp_size {wildcards.tp} --dtype {params.dtype} {params.quantization} > {log:q} 2>&1"

@@ -105,3 +105,37 @@ rule accuracy_gate:
     shell:
         "python -m trtflow.stages.accuracy_gate --rouge {input.rouge:q} --threshold {params.threshold}"
         " --k {params.k} --out {output.gate:q} > {log:q} 2>&1"
+
+
+# A named build variant (config `variants:`): the same jobs on the variant's engine, into its own run folder.
+use rule generate as generate_variant with:
+    output:
+        paths.VARIANT_OUTPUTS["generate"],
+    log:
+        "logs/generate/{model}/tp{tp}-variant-{variant}.log",
+
+
+use rule summarize as summarize_variant with:
+    output:
+        rouge=report(
+            paths.VARIANT_OUTPUTS["rouge"],
+            caption="../report/rouge.rst",
+            category="Accuracy",
+            labels={"model": "{model}", "tp": "{tp}", "variant": "{variant}"},
+        ),
+        checksum=paths.checksum_of(paths.VARIANT_OUTPUTS["rouge"]),
+    log:
+        "logs/summarize/{model}/tp{tp}-variant-{variant}.log",
+    benchmark:
+        "logs/benchmarks/summarize/{model}/tp{tp}-variant-{variant}.tsv"
+
+
+use rule accuracy_gate as accuracy_gate_variant with:
+    input:
+        rouge=rules.summarize_variant.output.rouge,
+        checksum=rules.summarize_variant.output.checksum,
+    output:
+        gate=paths.VARIANT_OUTPUTS["gate"],
+        checksum=paths.checksum_of(paths.VARIANT_OUTPUTS["gate"]),
+    log:
+        "logs/gate/{model}/tp{tp}-variant-{variant}.log",

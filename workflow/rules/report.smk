@@ -13,3 +13,22 @@ rule report_html:
         "logs/report.log",
     shell:
         "python -m trtflow.stages.report html --runs {params.runs:q} --summary {params.summary:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule variants_report:
+    input:
+        get_variant_report_inputs,
+    output:
+        report(paths.VARIANTS_REPORT, caption="../report/variants.rst", category="Report"),
+    params:
+        runs=get_variant_runs,
+        threshold=config["summarize"]["rouge1_threshold"],
+        k=config["summarize"]["max_se_below_hf"],
+    localrule: True
+    conda:
+        "../../envs/torch.yaml"
+    log:
+        "logs/variants/{model}.log",
+    shell:
+        "python -m trtflow.stages.variants_report --model {wildcards.model} --runs {params.runs:q}"
+        " --threshold {params.threshold} --k {params.k} --out {output:q} > {log:q} 2>&1"

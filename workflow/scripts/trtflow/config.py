@@ -259,6 +259,10 @@ def _check_tp(config: dict) -> None:
 def _check_build(build: dict, runs_build_py: bool) -> None:
     """Flag sets TensorRT-LLM refuses while building, refused before any job. `runs_build_py`: the engine is
     built by v0.8.0 examples/gpt/build.py (backend trtllm, flow 0.8), whose own asserts then apply too."""
+    if build["backend"] == "torch" and build["use_weight_only"] and build["weight_only_precision"] == "int4":
+        _fail("build.weight_only_precision", "int4", "the torch backend has no int4 weight-only matmul (torch's "
+              "int4 kernels need a packed layout and a GPU this workflow does not assume)",
+              "use weight_only_precision: int8, or build.backend: trtllm (TensorRT-LLM's int4 weight-only plugin)")
     if build["enable_context_fmha"] and build["enable_context_fmha_fp32_acc"]:
         _fail("build.enable_context_fmha_fp32_acc", True, "enable_context_fmha and "
               "enable_context_fmha_fp32_acc are mutually exclusive (build.py)",
@@ -287,15 +291,64 @@ def _check_build(build: dict, runs_build_py: bool) -> None:
               "1.x and the torch backend do not)", "use 128 or more, or trtllm.flow: '1.2'")
 
 
+VARIANT_SECTIONS = ("convert", "build")
+BASE_VARIANT = "base"  # how the report names the config itself beside its variants
+
+
+def overlay(config: dict, overrides: dict) -> dict:
+    """A deep copy of `config` with a variant's `convert` / `build` overrides applied, without `variants`."""
+    import copy
+
+    merged = copy.deepcopy({k: v for k, v in config.items() if k != "variants"})
+    for section in VARIANT_SECTIONS:
+        merged[section] = {**merged.get(section, {}), **(overrides.get(section) or {})}
+    return merged
+
+
+def variant_config(config: dict, name: str | None) -> dict:
+    """The validated config a run of variant `name` is made with (`None`: the config itself)."""
+    if name is None:
+        return config
+    return overlay(config, config["variants"][name])
+
+
+def _check_variants(config: dict, schema_path: str | Path) -> None:
+    """Each variant is validated as a whole config (base with its overrides), so it is refused before any job
+    exactly where the base would be; its overrides are kept as the schema reads them (`--config` strings typed)."""
+    for name, overrides in config["variants"].items():
+        if not SAFE_NAME.fullmatch(name) or ".." in name or name == BASE_VARIANT:
+            _fail(f"variants.{name}", name, "a variant name becomes a folder name" +
+                  (f"; `{BASE_VARIANT}` names the config itself" if name == BASE_VARIANT else ""),
+                  "use letters, digits, '.', '_' and '-' only, and not `base`")
+        if "backend" in (overrides.get("build") or {}):
+            _fail(f"variants.{name}.build.backend", overrides["build"]["backend"], "variants share the base "
+                  "config's backend (its environment and container)", "remove it, or set build.backend itself")
+        merged = overlay(config, overrides)
+        try:
+            check_schema(merged, schema_path)
+            _check_engine_settings(merged)
+        except ConfigError as err:
+            raise ConfigError(f"variant `{name}` (variants.{name} over the base config): {err}") from None
+        config["variants"][name] = {s: {k: merged[s][k] for k in overrides[s]} for s in VARIANT_SECTIONS
+                                    if overrides.get(s)}
+
+
+def _check_engine_settings(config: dict) -> None:
+    """The rules a variant can break: its build flags, and what the runs ask of its engine."""
+    _check_run_settings(config)
+    _check_build(config["build"], config["build"]["backend"] == "trtllm" and config["trtllm"]["flow"] == "0.8")
+
+
 def validate(config: dict, schema_path: str | Path = SCHEMA) -> dict:
     """Schema (filling defaults) and cross-field rules; returns the same dict, completed."""
     raw_models = json.loads(json.dumps(config.get("models") or {}, default=str))
     check_schema(config, schema_path)
     _check_source_keys(raw_models)
     _check_models(config)
-    _check_run_settings(config)
     _check_tp(config)
-    _check_build(config["build"], config["build"]["backend"] == "trtllm" and config["trtllm"]["flow"] == "0.8")
+    _check_engine_settings(config)
+    if config["variants"]:
+        _check_variants(config, schema_path)
     return config
 
 

@@ -10,8 +10,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import paths
-from .config import check_model_fits, validate
+from .config import BASE_VARIANT, ConfigError, check_model_fits, validate, variant_config
 from .demo_recipe import DemoRecipe
+from .flags import build_key, convert_key
 
 
 def model_regex(models: dict) -> str:
@@ -48,8 +49,38 @@ def check_config(config: dict, schema_path: str | Path) -> None:
     validate(config, schema_path)
     for name in config["models"]:
         known = known_model_config(config, name)
-        if known:
-            check_model_fits(config, name, *known)
+        for variant, run_config in run_configs(config).items():
+            if known:
+                try:
+                    check_model_fits(run_config, name, *known)
+                except ConfigError as err:
+                    raise ConfigError(f"variant `{variant}`: {err}" if variant else str(err)) from None
+
+
+def run_configs(config: dict) -> dict[str | None, dict]:
+    """The config itself (None) and each variant's, by name: everything a run can be made with."""
+    return {None: config, **{name: variant_config(config, name) for name in config["variants"]}}
+
+
+def run_config(config: dict, wildcards) -> dict:
+    """The config a job's run files are made with: its variant's where the job has a `variant` wildcard."""
+    return variant_config(config, getattr(wildcards, "variant", None))
+
+
+def owner_of_build_key(config: dict, model: str, tp: int, key: str) -> dict | None:
+    """The config (base or a variant) whose engine of `model` at `tp` has build key `key`: engines are keyed by
+    content, so variants with equal flags share one engine folder, made with either's (equal) flags."""
+    return next((c for c in run_configs(config).values() if build_key(c, model, tp) == key), None)
+
+
+def owner_of_convert_key(config: dict, model: str, key: str) -> dict | None:
+    """Likewise for a converted folder: variants that differ only in build flags share one conversion."""
+    return next((c for c in run_configs(config).values() if convert_key(c, model) == key), None)
+
+
+def variant_regex(config: dict) -> str:
+    names = [re.escape(n) for n in config["variants"]]
+    return "|".join(names) if names else "(?!)"
 
 
 def source_stamp(spec: dict) -> str:
@@ -126,9 +157,30 @@ def compile_batch_sizes(config: dict) -> list[int]:
 
 
 def final_outputs(config: dict) -> list[str]:
-    """What `snakemake` with no target builds: every run file of every target model at every tp, and the report."""
+    """What `snakemake` with no target builds: every run file of every target model at every tp, and the report;
+    with variants, each target model's side-by-side page (which needs every variant's runs) too."""
+    variants = [paths.VARIANTS_REPORT.format(model=model) for model in config["targets"]] if config["variants"] else []
     return [path for model in config["targets"] for tp in config["tp"]
-            for path in paths.run_outputs(model, tp).values()] + [paths.REPORT]
+            for path in paths.run_outputs(model, tp).values()] + [paths.REPORT] + variants
+
+
+def variant_runs(config: dict, model: str) -> list[dict]:
+    """The runs the side-by-side page of `model` shows: the config itself, then each variant, at every tp, with
+    the files it reads and the engine folder each was made by."""
+    runs = []
+    for variant, run_config in run_configs(config).items():
+        for tp in config["tp"]:
+            files = paths.variant_outputs(model, tp, variant) if variant else paths.run_outputs(model, tp)
+            engine = paths.ENGINE.format(model=model, tp=tp, build_key=build_key(run_config, model, tp))
+            runs.append({"variant": variant or BASE_VARIANT, "tp": tp, "rouge": files["rouge"],
+                         "benchmark": files["benchmark"], "engine": engine,
+                         "overrides": config["variants"][variant] if variant else {}})
+    return runs
+
+
+def variant_report_inputs(config: dict, model: str) -> list[str]:
+    files = [run[key] for run in variant_runs(config, model) for key in ("rouge", "benchmark")]
+    return files + [paths.checksum_of(f) for f in files] + sorted({run["engine"] for run in variant_runs(config, model)})
 
 
 def report_runs(config: dict) -> list[dict]:

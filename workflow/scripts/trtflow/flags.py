@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-TORCH_BACKEND_VERSION = "torch-runtime-2"
+TORCH_BACKEND_VERSION = "torch-runtime-3"
 CONVERTER_VERSION = 1
 DTYPES = ("float16", "float32", "bfloat16")
 
@@ -35,6 +35,7 @@ class RuntimeOptions:
     tokens_per_block: int | None
     cuda_graphs: bool
     torch_compile: bool | str
+    weight_only: str | None  # "int8": per-output-channel int8 weights, dequantized inside the matmul
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class BuildFlags:
     max_output_len: int
     cuda_graphs: bool
     torch_compile: bool | str
+    use_weight_only: bool
+    weight_only_precision: str | None
 
     @classmethod
     def from_config(cls, build: dict, engine_dtype: str) -> BuildFlags:
@@ -71,6 +74,8 @@ class BuildFlags:
             flags["enable_context_fmha"] = False
         if not flags["paged_kv_cache"]:
             flags["tokens_per_block"] = None
+        if not flags["use_weight_only"]:
+            flags["weight_only_precision"] = None  # build.py reads it only with --use_weight_only
         return cls.from_json(flags)
 
     @classmethod
@@ -102,7 +107,8 @@ class BuildFlags:
     def runtime(self) -> RuntimeOptions:
         return RuntimeOptions(fused_attention=bool(self.use_gpt_attention_plugin), packed=self.remove_input_padding,
                               paged=self.paged_kv_cache, tokens_per_block=self.tokens_per_block,
-                              cuda_graphs=self.cuda_graphs, torch_compile=self.torch_compile)
+                              cuda_graphs=self.cuda_graphs, torch_compile=self.torch_compile,
+                              weight_only=self.weight_only_precision)
 
 
 def canonical(obj: Any) -> str:
@@ -144,10 +150,23 @@ def build_flags(config: dict) -> BuildFlags:
     return BuildFlags.from_config(config["build"], config["convert"]["storage_type"])
 
 
+def checkpoint_quantization(config: dict) -> str | None:
+    """The weight-only precision a TensorRT-LLM 1.2 checkpoint is converted for: in 1.x weight-only quantization
+    is a convert_checkpoint.py setting (its `quantization` block), not a trtllm-build flag. None for every other
+    backend and flow, which quantize (if at all) while building the engine."""
+    build = config["build"]
+    if build["backend"] == "trtllm" and config["trtllm"]["flow"] == "1.2" and build["use_weight_only"]:
+        return build["weight_only_precision"]
+    return None
+
+
 def convert_key(config: dict, model: str) -> str:
     """Names the converted folders of `model` (c-model and 1.2 checkpoint) for the current conversion settings."""
-    return _digest({"converter": CONVERTER_VERSION, "model": model_identity(config["models"][model]),
-                    "storage_type": config["convert"]["storage_type"]})
+    identity = {"converter": CONVERTER_VERSION, "model": model_identity(config["models"][model]),
+                "storage_type": config["convert"]["storage_type"]}
+    if checkpoint_quantization(config):
+        identity["weight_only_precision"] = checkpoint_quantization(config)
+    return _digest(identity)
 
 
 def hf_summary_key(config: dict, model: str) -> str:

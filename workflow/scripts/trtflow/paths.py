@@ -35,6 +35,13 @@ RUN_OUTPUTS = {"generate": GENERATE, "rouge": ROUGE, "gate": GATE, "benchmark": 
 
 REPORT = RESULTS + "/report.html"
 
+# A named build variant (config `variants:`) beside the base run: its own run files, the engines still keyed by
+# content (equal flags share one engine folder), and the page that shows every variant of a model side by side.
+VARIANT_RUN = RUN + "/variants/{variant}"
+VARIANT_OUTPUTS = {role: VARIANT_RUN + "/" + RUN_OUTPUTS[role].rsplit("/", 1)[1]
+                   for role in ("generate", "rouge", "gate", "benchmark")}
+VARIANTS_REPORT = RESULTS + "/{model}/variants.html"
+
 # The folders named by a content key: a setting switched away leaves them behind (so switching back is free).
 KEYED_FOLDERS = (CMODEL_ROOT, TRTLLM_CKPT_ROOT, ENGINE)
 
@@ -47,6 +54,11 @@ def checksum_of(template: str) -> str:
 def run_outputs(model: str, tp: int) -> dict[str, str]:
     """The files of one model at one tp, by role (generate, rouge, gate, benchmark, plot)."""
     return {role: template.format(model=model, tp=tp) for role, template in RUN_OUTPUTS.items()}
+
+
+def variant_outputs(model: str, tp: int, variant: str) -> dict[str, str]:
+    """The files of one variant of one model at one tp, by role (generate, rouge, gate, benchmark)."""
+    return {role: template.format(model=model, tp=tp, variant=variant) for role, template in VARIANT_OUTPUTS.items()}
 
 
 def under(results_dir: str, template: str, **wildcards) -> str:

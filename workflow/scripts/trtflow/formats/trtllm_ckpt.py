@@ -4,6 +4,16 @@ config.json (a PretrainedConfig) + rank{r}.safetensors. Each tensor is cut by th
 gives it and stored as TensorRT-LLM's linears want it, [out, in] (reference/trtllm.md §5.1): QKV per
 rank is cat(Q_r, K_r, V_r) on dim 0, the lm_head is vocabulary-parallel (padded to a multiple of tp),
 embeddings and layer norms are replicated.
+
+Weight-only quantization (`--use_weight_only --weight_only_precision int8|int4` of 1.x's convert_checkpoint.py)
+is written as 1.x's own loader takes it: the `quantization` block names the algorithm (W8A16 / W4A16, as
+convert_checkpoint.py's args_to_quant_config sets it) and the linears stay in the checkpoint dtype; trtllm-build
+then quantizes every qkv/dense/fc/proj weight that is not int8 yet while it loads the checkpoint
+(models/modeling_utils.py PretrainedModel.from_checkpoint → preprocess_weights → convert_utils
+weight_only_quantize_dict). convert_checkpoint.py instead stores them quantized already, through
+torch.ops.trtllm.symmetric_quantize_last_axis_of_batched_matrix, whose output is interleaved for the mixed-GEMM
+kernel of the GPU it runs on (cutlass_preprocessors.cpp preprocess_weights_for_mixed_gemm reads the SM). A
+conversion on a CPU, as here, cannot know that GPU, so the quantization is left to the build, which runs on it.
 """
 
 from __future__ import annotations
@@ -58,7 +68,11 @@ def rank_weights(get, config: dict, tp: int, rank: int, dtype: torch.dtype) -> d
     return out
 
 
-def pretrained_config(config: dict, tp: int, dtype: str) -> dict:
+# convert_checkpoint.py args_to_quant_config: --weight_only_precision → QuantConfig.quant_algo
+WEIGHT_ONLY_ALGOS = {"int8": "W8A16", "int4": "W4A16"}
+
+
+def pretrained_config(config: dict, tp: int, dtype: str, weight_only_precision: str | None = None) -> dict:
     """config.json as 1.x's convert_checkpoint.py writes it for GPT-2: GPTConfig.from_hugging_face(...)
     .to_dict(), field by field and in its order (NVIDIA/TensorRT-LLM, tensorrt_llm/models/gpt/config.py and
     modeling_utils.PretrainedConfig / QuantConfig / Mapping on the 1.0-1.2 line). The architecture is the HF
@@ -94,7 +108,8 @@ def pretrained_config(config: dict, tp: int, dtype: str) -> dict:
         "mapping": {"world_size": tp, "gpus_per_node": 8, "cp_size": 1, "tp_size": tp, "pp_size": 1,
                     "moe_tp_size": tp, "moe_cluster_size": 1, "moe_ep_size": 1, "attn_tp_size": tp,
                     "attn_cp_size": 1},
-        "quantization": {"quant_algo": None, "kv_cache_quant_algo": None, "group_size": 128, "smoothquant_val": 0.5,
+        "quantization": {"quant_algo": WEIGHT_ONLY_ALGOS.get(weight_only_precision), "kv_cache_quant_algo": None,
+                         "group_size": 128, "smoothquant_val": 0.5,
                          "clamp_val": None, "use_meta_recipe": False, "has_zero_point": False,
                          "pre_quant_scale": False, "exclude_modules": None},
         "use_parallel_embedding": False,
@@ -105,16 +120,18 @@ def pretrained_config(config: dict, tp: int, dtype: str) -> dict:
     }
 
 
-def convert(hf_dir: str | Path, out_dir: str | Path, tp: int, dtype: str = "float16") -> Path:
+def convert(hf_dir: str | Path, out_dir: str | Path, tp: int, dtype: str = "float16",
+            weight_only_precision: str | None = None) -> Path:
     hf_dir = Path(hf_dir)
     config = read_hf_config(hf_dir)
     tensor_parallel.check_divisible(config["n_head"], tp, str(hf_dir / "config.json"))
     reader = open_checkpoint(hf_dir)
     check_shapes(reader, config, str(hf_dir))
     meta = {"kind": "trtllm-checkpoint", "format": "tensorrt_llm 1.2", "tp": tp, "dtype": dtype,
-            "source": str(hf_dir)}
+            "weight_only_precision": weight_only_precision, "source": str(hf_dir)}
     with atomic_dir(out_dir, meta) as tmp:
-        (tmp / "config.json").write_text(json.dumps(pretrained_config(config, tp, dtype), indent=2) + "\n")
+        record = pretrained_config(config, tp, dtype, weight_only_precision)
+        (tmp / "config.json").write_text(json.dumps(record, indent=2) + "\n")
         for rank in range(tp):
             save_file(rank_weights(reader.get, config, tp, rank, TORCH_DTYPES[dtype]), tmp / f"rank{rank}.safetensors")
     reader.close()

@@ -16,9 +16,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--tp_size", type=int, default=1)
     parser.add_argument("--dtype", choices=list(TORCH_DTYPES), default="float16")
+    parser.add_argument("--use_weight_only", action="store_true")
+    parser.add_argument("--weight_only_precision", choices=["int8", "int4"], default="int8")
     args = parser.parse_args(argv)
     verify_manifest(args.model_dir)  # the checkpoint as it was imported, not edited since
-    print(f"wrote {convert(args.model_dir, args.output_dir, args.tp_size, args.dtype)}")
+    precision = args.weight_only_precision if args.use_weight_only else None
+    print(f"wrote {convert(args.model_dir, args.output_dir, args.tp_size, args.dtype, precision)}")
 
 
 if __name__ == "__main__":

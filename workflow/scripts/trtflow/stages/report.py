@@ -52,13 +52,13 @@ def plot_benchmark(csv_path: str | Path, png_path: str | Path) -> None:
     plt.close(fig)
 
 
-def _table(headers: list[str], rows: list[list]) -> str:
+def html_table(headers: list[str], rows: list[list]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _fmt(value, digits: int = 2) -> str:
+def fmt(value, digits: int = 2) -> str:
     try:
         return f"{float(value):.{digits}f}"
     except (TypeError, ValueError):
@@ -71,7 +71,7 @@ th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}.pass{color:
 img{max-width:100%;border:1px solid #ddd}.muted{color:#777}"""
 
 
-def _header(summary: dict) -> str:
+def page_header(summary: dict) -> str:
     import datetime
 
     from ..formats.provenance import git_commit
@@ -102,7 +102,7 @@ def build_report(runs: list[dict], out: str | Path, summary: dict | None = None)
     """runs: [{model, tp, rouge, gate, benchmark, plot}] with file paths; summary: the settings they were made with."""
     summary = summary or {}
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>trtflow report</title>"
-             f"<style>{STYLE}</style></head><body><h1>trtflow report</h1>", _header(summary),
+             f"<style>{STYLE}</style></head><body><h1>trtflow report</h1>", page_header(summary),
              "<h2>Accuracy</h2>"]
     accuracy, benchmarks = [], {}
     for run in runs:
@@ -112,12 +112,12 @@ def build_report(runs: list[dict], out: str | Path, summary: dict | None = None)
         verdict = "passed" if gate and gate["passed"] else "not passed"
         if gate and "mean_diff" in gate:
             verdict += f" (engine − HF {gate['mean_diff']:+.2f} ± {gate['se_diff']:.2f} SE)"
-        accuracy.append([run["model"], run["tp"], rouge.get("build_key"), _fmt(engine["rouge1"]), _fmt(hf.get("rouge1")),
-                         _fmt(engine["rouge2"]), _fmt(hf.get("rouge2")), _fmt(engine["rougeL"]), _fmt(hf.get("rougeL")),
-                         _fmt(engine["rougeLsum"]), _fmt(hf.get("rougeLsum")), _fmt(engine["total_latency_s"]),
-                         _fmt(hf.get("total_latency_s")), verdict])
+        accuracy.append([run["model"], run["tp"], rouge.get("build_key"), fmt(engine["rouge1"]), fmt(hf.get("rouge1")),
+                         fmt(engine["rouge2"]), fmt(hf.get("rouge2")), fmt(engine["rougeL"]), fmt(hf.get("rougeL")),
+                         fmt(engine["rougeLsum"]), fmt(hf.get("rougeLsum")), fmt(engine["total_latency_s"]),
+                         fmt(hf.get("total_latency_s")), verdict])
         benchmarks[id(run)] = read_rows(run["benchmark"])
-    parts.append(_table(["model", "tp", "build key", "R-1 engine", "R-1 HF", "R-2 engine", "R-2 HF", "R-L engine",
+    parts.append(html_table(["model", "tp", "build key", "R-1 engine", "R-1 HF", "R-2 engine", "R-2 HF", "R-L engine",
                          "R-L HF", "R-Lsum engine", "R-Lsum HF", "latency engine (s)", "latency HF (s)", "gate"],
                         accuracy))
     parts.append("<h2>Speed</h2>")
@@ -128,11 +128,11 @@ def build_report(runs: list[dict], out: str | Path, summary: dict | None = None)
         parts.append(f"<p class='muted'>device {html.escape(first.get('device', '?'))}; dtype "
                      f"{html.escape(first.get('dtype', '?'))}, engine dtype {html.escape(first.get('engine_dtype', '?'))}; "
                      f"CUDA graphs {html.escape(first.get('cuda_graphs', '?'))}</p>")
-        parts.append(_table(["batch", "in", "out", "status", "latency ms (mean)", "p50 ms", "p90 ms", "TTFT ms",
+        parts.append(html_table(["batch", "in", "out", "status", "latency ms (mean)", "p50 ms", "p90 ms", "TTFT ms",
                              "TPOT ms", "tokens/s", "peak mem MB", "load (1 min)"],
-                            [[r["batch_size"], r["input_len"], r["output_len"], r["status"], _fmt(r["latency_ms"]),
-                              _fmt(r["p50_ms"]), _fmt(r["p90_ms"]), _fmt(r["ttft_ms"]), _fmt(r["tpot_ms"]),
-                              _fmt(r["tokens_per_s"], 1), _fmt(r["peak_mem_mb"], 0), _fmt(r.get("load_1m_start"))]
+                            [[r["batch_size"], r["input_len"], r["output_len"], r["status"], fmt(r["latency_ms"]),
+                              fmt(r["p50_ms"]), fmt(r["p90_ms"]), fmt(r["ttft_ms"]), fmt(r["tpot_ms"]),
+                              fmt(r["tokens_per_s"], 1), fmt(r["peak_mem_mb"], 0), fmt(r.get("load_1m_start"))]
                              for r in rows]))
         if run.get("plot"):
             data = base64.b64encode(verify_checksum(run["plot"]).read_bytes()).decode()

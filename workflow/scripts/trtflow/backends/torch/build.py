@@ -23,6 +23,7 @@ from ...infra.dist import init_distributed
 from . import compiled
 from .engine_format import FORMAT_VERSION
 from .generator import TorchEngineGenerator
+from .weight_only import quantize_weights
 
 # HF names inside `transformer.h.{i}.` / whole-model HF names → engine names.
 LAYER_NAMES = {"ln_1": "ln_1", "attn.c_attn": "qkv", "attn.c_proj": "dense", "ln_2": "ln_2", "mlp.c_fc": "fc",
@@ -60,12 +61,15 @@ def engine_name(hf_name: str) -> str:
     return f"layers.{layer}.{LAYER_NAMES[module]}.{part}"
 
 
-def runtime_layout(shards: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """One rank's c-model shards (Conv1D layout) → engine names, [out, in] linears, QKV rows Q|K|V."""
+def runtime_layout(shards: dict[str, torch.Tensor], dtype: torch.dtype,
+                   weight_only: str | None = None) -> dict[str, torch.Tensor]:
+    """One rank's c-model shards (Conv1D layout) → engine names, [out, in] linears, QKV rows Q|K|V; with
+    `weight_only` ("int8"), the rank's linears quantized as TensorRT-LLM does (weight_only.py)."""
     out = {}
     for hf_name, local in shards.items():
         out[engine_name(hf_name)] = tensor_parallel.as_linear(local, tensor_parallel.split_of(hf_name))
-    return {k: v.to(dtype).contiguous() for k, v in sorted(out.items())}
+    out = {k: v.to(dtype).contiguous() for k, v in sorted(out.items())}
+    return quantize_weights(out) if weight_only else out
 
 
 def compile_into(engine_dir: Path, batch_sizes: list[int]) -> dict | None:
@@ -109,7 +113,8 @@ def build(cmodel_dir: str | Path, out_dir: str | Path, flags: BuildFlags, build_
     meta = {"kind": "engine", "backend": "torch", "build_key": build_key, "tp": cmodel.tp}
     with atomic_dir(out_dir, meta) as tmp:
         for rank, shards in cmodel.ranks.items():
-            save_file(runtime_layout(shards, cmodel.dtype), tmp / f"rank{rank}.safetensors")
+            save_file(runtime_layout(shards, cmodel.dtype, flags.weight_only_precision),
+                      tmp / f"rank{rank}.safetensors")
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         if flags.compiles_at_build(cmodel.tp):
             sizes = sorted(set(compile_batch_sizes or [1, flags.max_batch_size]))

@@ -77,7 +77,9 @@ class TorchEngineGenerator:
         stored = getattr(torch, config["dtype"])
         # Half-precision GEMMs on CPU are slow and not what anyone deploys: compute in fp32 there.
         self.compute_dtype = stored if self.device.type == "cuda" else torch.float32
-        weights = {k: v.to(self.device, self.compute_dtype) for k, v in load_file(rank_file).items()}
+        # Weight-only int8 linears stay int8 (widened inside each matmul); everything else in the compute dtype.
+        weights = {k: v.to(self.device) if v.dtype == torch.int8 else v.to(self.device, self.compute_dtype)
+                   for k, v in load_file(rank_file).items()}
         runtime = self.flags.runtime()
         self.model = ParallelGPT2(self.dims, self.local_heads, dist.world_size, weights, runtime.fused_attention)
         self.packed = runtime.packed

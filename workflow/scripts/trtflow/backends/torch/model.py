@@ -22,6 +22,7 @@ from ...gpt2 import ModelDims
 from ...infra.dist import all_reduce
 from ...tp import row_parallel
 from .kvcache import KVCache
+from .weight_only import SCALE, dequantizing
 
 
 def activation_fn(name: str):
@@ -69,17 +70,23 @@ class ParallelGPT2(torch.nn.Module):
         out = (x[..., None, :] * weight).sum(-1, dtype=torch.float32).to(x.dtype)
         return out if bias is None else out + bias
 
+    def _linear_for(self, name: str, linear):
+        """`linear` as it applies to the weight `name`: dequantizing where the engine stores it weight-only int8."""
+        scale = self.w.get(f"{name}.{SCALE}")
+        return linear if scale is None else dequantizing(linear, scale)
+
     def _qkv(self, x: torch.Tensor, p: str, linear=F.linear) -> torch.Tensor:
         """x [..., H] → [..., 3, h, d]: a view of one matmul's output, Q, K, V of this rank's heads."""
-        qkv = linear(x, self.w[p + "qkv.weight"], self.w[p + "qkv.bias"])
+        qkv = self._linear_for(p + "qkv", linear)(x, self.w[p + "qkv.weight"], self.w[p + "qkv.bias"])
         return qkv.view(*x.shape[:-1], 3, self.local_heads, self.head_dim)
 
     def _row_parallel(self, x: torch.Tensor, p: str, name: str, linear=F.linear) -> torch.Tensor:
-        return row_parallel(x, self.w[f"{p}{name}.weight"], self.w[f"{p}{name}.bias"], linear, all_reduce,
-                            self.world_size)
+        return row_parallel(x, self.w[f"{p}{name}.weight"], self.w[f"{p}{name}.bias"],
+                            self._linear_for(p + name, linear), all_reduce, self.world_size)
 
     def _mlp(self, h: torch.Tensor, p: str, linear=F.linear) -> torch.Tensor:
-        x = self.act(linear(self._ln(h, p + "ln_2"), self.w[p + "fc.weight"], self.w[p + "fc.bias"]))
+        fc = self._linear_for(p + "fc", linear)
+        x = self.act(fc(self._ln(h, p + "ln_2"), self.w[p + "fc.weight"], self.w[p + "fc.bias"]))
         return h + self._row_parallel(x, p, "proj", linear)
 
     def _embed(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

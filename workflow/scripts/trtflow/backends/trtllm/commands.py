@@ -56,6 +56,8 @@ def build_py(python: str, examples_dir: Path, cmodel_dir: Path, out_dir: Path, t
         argv.append("--paged_kv_cache")
     if flags.paged_kv_cache:
         argv += ["--tokens_per_block", str(flags.tokens_per_block)]
+    if flags.use_weight_only:  # weight.py quantizes each rank's linears while building (QuantMode.use_weight_only)
+        argv += ["--use_weight_only", "--weight_only_precision", flags.weight_only_precision]
     argv += ["--max_batch_size", str(flags.max_batch_size), "--max_input_len", str(flags.max_input_len),
              "--max_output_len", str(flags.max_output_len)]
     if tp > 1 and gpus_available >= tp:
@@ -91,4 +93,7 @@ def trtllm_build(program: str, checkpoint_dir: Path, out_dir: Path, timing_cache
                      "--enable_context_fmha_fp32_acc")
     if flags.use_inflight_batching:
         notes.append("use_inflight_batching has no 1.x flag: the engine is in-flight-batching capable by default")
+    if flags.use_weight_only:
+        notes.append(f"weight-only {flags.weight_only_precision} has no trtllm-build flag in 1.x: it is the "
+                     "checkpoint's quantization block (convert step), and trtllm-build quantizes the linears on load")
     return BuildCommand(argv, engine_files_12(tp), notes)
