@@ -35,8 +35,10 @@ $(HUB_VENV)/bin/olah-cli:
 
 hub-mirror: $(HUB_VENV)/bin/olah-cli
 
+# Two workers (pytest-xdist), each test file's tests stolen by whichever is idle; the demo model is trained once
+# and shared (tests/conftest.py). PYTEST_ARGS adds options, e.g. PYTEST_ARGS="-n 0" for one process.
 test: install hub-mirror
-	$(BIN)/python -m pytest -x -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -x -q -n 2 --dist worksteal $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check workflow/scripts tests benchmarks

@@ -144,10 +144,21 @@ def workflow_dir(tmp_path) -> Workflow:
 
 @pytest.fixture(scope="session")
 def demo_resources(tmp_path_factory) -> Path:
-    """The demo dataset and model, made once per session by the real workflow rules."""
-    wf = copy_workflow(tmp_path_factory.mktemp("demo-resources"))
-    wf.run("resources/models/demo/hf", "resources/datasets/demo/test.jsonl")
-    return wf.path / "resources"
+    """The demo dataset and model, made once per test run by the real workflow rules. Under pytest-xdist the
+    workers share one copy: the first to get here makes it while holding a lock, the others wait for it."""
+    import fcntl
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the folder every worker's base temp dir is made in
+    made = root / "demo-resources" / "wf"
+    with open(root / "demo-resources.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (made / ".complete").is_file():
+            shutil.rmtree(made.parent, ignore_errors=True)
+            copy_workflow(made).run("resources/models/demo/hf", "resources/datasets/demo/test.jsonl")
+            (made / ".complete").touch()
+    return made / "resources"
 
 
 @pytest.fixture

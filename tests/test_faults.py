@@ -122,7 +122,8 @@ def engine_copy(tiny_gpt2, tmp_path) -> Path:
     return build(source, tmp_path / "e", engine_flags(), "0" * 10, TINY_TOKEN_IDS)
 
 
-def test_engine_config_from_tensorrt_llm(tiny_gpt2, tmp_path):
+def test_engine_config_from_tensorrt_llm(tiny_gpt2, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt_llm", None)  # not importable, even after a test imported the double
     engine = engine_copy(tiny_gpt2, tmp_path)
     (engine / "config.json").write_text(json.dumps({"builder_config": {"name": "gpt"}, "plugin_config": {}}))
     with pytest.raises(EngineMismatchError, match="is a TensorRT-LLM engine.*tensorrt_llm is not installed"):
