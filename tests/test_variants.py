@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import yaml
@@ -92,3 +93,20 @@ def test_variant_overrides_from_the_command_line_get_the_schemas_types(workflow_
                             'variants={"int8": {"build": {"use_weight_only": "true", "max_batch_size": "4"}}}',
                             config=config)
     assert variant_key(typed, "int8") in jobs.stdout + jobs.stderr
+
+
+def test_prune_keeps_every_variants_engine_and_conversion(tmp_path):
+    from trtflow.flags import convert_key
+    from trtflow.stages.prune import stale_folders
+
+    config = validated(with_variants(int8={"build": {"use_weight_only": True}}, fp32={"convert": {"storage_type":
+                                                                                                  "float32"}}))
+    results = tmp_path / "results"
+    wanted = [paths.under(str(results), paths.ENGINE, model="demo", tp=1, build_key=build_key(c, "demo", 1))
+              for c in (config, variant_config(config, "int8"), variant_config(config, "fp32"))]
+    wanted += [paths.under(str(results), paths.CMODEL_ROOT, model="demo", convert_key=convert_key(c, "demo"))
+               for c in (config, variant_config(config, "fp32"))]
+    stale = paths.under(str(results), paths.ENGINE, model="demo", tp=1, build_key="0123456789")
+    for folder in [*wanted, stale]:
+        Path(folder).mkdir(parents=True)
+    assert len(set(wanted)) == 5 and stale_folders(results, config) == [Path(stale)]

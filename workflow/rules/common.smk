@@ -89,7 +89,7 @@ def get_engine_dir(wildcards):
 
 def _stale_key(wildcards, name):
     return WorkflowError(
-        f"{name} {getattr(wildcards, name)} belongs neither to the current config nor to any of its variants; "
+        f"{name} {getattr(wildcards, name)} is not a key of the current config (or of its variants); "
         f"request {paths.RUN.format(model=wildcards.model, tp=wildcards.tp)}/… (or …/variants/<name>/…) "
         "targets, which follow the config"
     )

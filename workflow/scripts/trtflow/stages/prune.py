@@ -1,4 +1,5 @@
-"""List (or delete) keyed artifacts the current config no longer points at: engines, converted shards, HF summaries.
+"""List (or delete) keyed artifacts the current config (and its variants) no longer points at: engines, converted
+shards, HF summaries.
 
 Engine and converted folders and HF summaries are named by content keys, so every change of a setting leaves
 the old one behind (which is what makes switching back free). This is a housekeeping command, not a rule: it
@@ -19,18 +20,21 @@ import yaml
 
 from .. import paths
 from ..config import SCHEMA, validate
+from ..dag import run_configs
 from ..errors import run_stage
 from ..flags import build_key, convert_key, hf_summary_key
 
 
 def current_folders(results: str, config: dict) -> set[Path]:
+    """The folders the config and each of its variants point at."""
     keep = set()
-    for model in config["models"]:
-        ckey = convert_key(config, model)
-        keep |= {Path(paths.under(results, template, model=model, convert_key=ckey))
-                 for template in (paths.CMODEL_ROOT, paths.TRTLLM_CKPT_ROOT)}
-        keep |= {Path(paths.under(results, paths.ENGINE, model=model, tp=tp, build_key=build_key(config, model, tp)))
-                 for tp in config["tp"]}
+    for run_config in run_configs(config).values():
+        for model in config["models"]:
+            ckey = convert_key(run_config, model)
+            keep |= {Path(paths.under(results, template, model=model, convert_key=ckey))
+                     for template in (paths.CMODEL_ROOT, paths.TRTLLM_CKPT_ROOT)}
+            keep |= {Path(paths.under(results, paths.ENGINE, model=model, tp=tp,
+                                      build_key=build_key(run_config, model, tp))) for tp in config["tp"]}
     return keep
 
 
