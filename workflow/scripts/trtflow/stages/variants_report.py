@@ -70,12 +70,14 @@ def plot_png(rows: list[dict], model: str) -> bytes:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for index, row in enumerate(r for r in rows if "latency_ms" in r):
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    for row in (r for r in rows if "latency_ms" in r):
         marker = "o" if row["gate_passed"] else "x"
         ax.scatter(row["latency_ms"], row["engine"]["rouge1"], marker=marker, s=60)
-        # labels alternate above and below their point: variants of equal accuracy sit side by side
+        # every other variant labelled below its points: variants of equal accuracy often sit side by side
+        below = variants.index(row["variant"]) % 2
         ax.annotate(f"{row['variant']} tp{row['tp']}", (row["latency_ms"], row["engine"]["rouge1"]),
-                    textcoords="offset points", xytext=(6, 8 if index % 2 == 0 else -14), fontsize=9)
+                    textcoords="offset points", xytext=(6, -14 if below else 8), fontsize=9)
     pair = next((r["pair"] for r in rows if "pair" in r), "")
     ax.set_xlabel(f"batch-1 latency, {pair} (ms)")
     ax.set_ylabel("ROUGE-1 (engine)")
