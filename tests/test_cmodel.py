@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import filecmp
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 from trtflow.formats import cmodel, trtllm_ckpt
-from trtflow.formats.artifact import ArtifactError, verify_manifest
+from trtflow.formats.artifact import ArtifactError, verify_manifest, write_manifest
 from trtflow.formats.hf import CheckpointError
 
 
@@ -194,3 +195,22 @@ def test_trtllm_checkpoint_names_shapes_values(tiny_gpt2, tmp_path, tp):
     assert set(ranks[0]) >= {"transformer.position_embedding.weight", "transformer.ln_f.weight",
                              "transformer.layers.0.input_layernorm.bias", "transformer.layers.0.post_layernorm.weight",
                              "transformer.layers.0.attention.qkv.bias", "transformer.layers.0.mlp.proj.bias"}
+
+
+def test_a_weight_only_trtllm_checkpoint_names_its_algorithm_and_keeps_the_weights(tiny_gpt2, tmp_path):
+    """convert_checkpoint.py --use_weight_only: the quantization block says W8A16 (trtllm-build quantizes the
+    linears as it loads them, for its GPU); the tensors are the unquantized checkpoint's, byte for byte."""
+    from trtflow.stages.convert_trtllm_checkpoint import main
+
+    hf = tmp_path / "hf"
+    shutil.copytree(tiny_gpt2, hf)
+    write_manifest(hf, {"kind": "hf-checkpoint"})
+    plain = trtllm_ckpt.convert(hf, tmp_path / "plain", 2, "float16")
+    main(["--model_dir", str(hf), "--output_dir", str(tmp_path / "int8"), "--tp_size", "2", "--dtype", "float16",
+          "--use_weight_only", "--weight_only_precision", "int8"])
+    config = json.loads((tmp_path / "int8" / "config.json").read_text())
+    assert config["quantization"]["quant_algo"] == "W8A16"
+    assert {**config, "quantization": None} == {**json.loads((plain / "config.json").read_text()), "quantization": None}
+    for rank in (0, 1):
+        assert (tmp_path / "int8" / f"rank{rank}.safetensors").read_bytes() == (plain / f"rank{rank}.safetensors"
+                                                                                 ).read_bytes()

@@ -110,3 +110,17 @@ def test_prune_keeps_every_variants_engine_and_conversion(tmp_path):
     for folder in [*wanted, stale]:
         Path(folder).mkdir(parents=True)
     assert len(set(wanted)) == 5 and stale_folders(results, config) == [Path(stale)]
+
+
+@pytest.mark.parametrize("flow, conversions", [("0.8", Counter(convert_cmodel=1)),
+                                               ("1.2", Counter(convert_trtllm_checkpoint=2))])
+def test_weight_only_is_a_conversion_only_where_tensorrt_llm_makes_it_one(workflow_dir, flow, conversions):
+    """1.x quantizes in convert_checkpoint.py, so there the int8 variant has a checkpoint of its own; v0.8.0's
+    build.py quantizes while building, so there both engines are built from one c-model."""
+    config = with_variants(int8={"build": {"use_weight_only": True}})
+    config["build"]["backend"] = "trtllm"
+    config["trtllm"] = {"flow": flow, "examples_dir": "/opt/TensorRT-LLM/examples"}
+    jobs = workflow_dir.planned_jobs(paths.run_outputs("demo", 1)["rouge"], *variant_files("int8"), config=config)
+    counts = job_counts(jobs)
+    assert Counter({r: n for r, n in counts.items() if r.startswith("convert")}) == conversions
+    assert counts["build_engine"] == 2
