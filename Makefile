@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install run test lint clean hub-mirror trtllm-selfcheck
+.PHONY: install run test lint clean hub-mirror trtllm-selfcheck triton-interpreter
 
 $(BIN)/snakemake: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,9 +35,18 @@ $(HUB_VENV)/bin/olah-cli:
 
 hub-mirror: $(HUB_VENV)/bin/olah-cli
 
+# Triton, for tests/test_kernels.py: the GPU kernels of torch_compile: triton run in its CPU interpreter. Kept
+# in .triton/, apart from .venv (the CPU build of torch runs without it).
+TRITON_DIR ?= .triton
+$(TRITON_DIR)/triton:
+	$(BIN)/python -m pip install --quiet --no-deps --target $(TRITON_DIR) "triton==3.6.0" \
+	  || echo "triton could not be installed: tests/test_kernels.py will be SKIPPED"
+
+triton-interpreter: install $(TRITON_DIR)/triton
+
 # Two workers (pytest-xdist), each test file's tests stolen by whichever is idle; the demo model is trained once
 # and shared (tests/conftest.py). PYTEST_ARGS adds options, e.g. PYTEST_ARGS="-n 0" for one process.
-test: install hub-mirror
+test: install hub-mirror triton-interpreter
 	$(BIN)/python -m pytest -x -q -n 2 --dist worksteal $(PYTEST_ARGS)
 
 lint: install

@@ -44,6 +44,8 @@ VARIANTS = {"trtflow-eager": {}, "trtflow-cudagraph": {"cuda_graphs": True},
             "trtflow-cudagraph-compile": {"cuda_graphs": True, "torch_compile": True},
             "trtflow-cudagraph-autotune": {"cuda_graphs": True, "torch_compile": "max-autotune"},
             "trtflow-cudagraph-gemv": {"cuda_graphs": True, "torch_compile": "gemv"},
+            # issue M: batch 1 through trtflow's fused Triton matrix-vector kernels (backends/torch/kernels.py)
+            "trtflow-cudagraph-triton": {"cuda_graphs": True, "torch_compile": "triton"},
             # weight-only int8 (issue L): the same paths with int8 linears dequantized inside the matmul
             "trtflow-cudagraph-int8wo": {"cuda_graphs": True, "use_weight_only": True},
             "trtflow-cudagraph-gemv-int8wo": {"cuda_graphs": True, "torch_compile": "gemv", "use_weight_only": True},

@@ -1,6 +1,6 @@
 """The GPU suite: the paths CPU tests only run eagerly (CUDA-graph capture, torch.compile, NCCL) and the GPU
 architecture refusal with the real accelerator probe. CI has no GPU and skips it, saying so; it runs on the lent
-H100 with `python -m pytest -m gpu tests/test_gpu.py` (last result: docs/benchmarks/README.md, "GPU suite")."""
+H100/H200 with `python -m pytest -m gpu tests/test_gpu.py` (last result: docs/benchmarks/README.md, "GPU suite")."""
 
 from __future__ import annotations
 
@@ -22,7 +22,10 @@ def engines(tiny_gpt2, tmp_path_factory):
     root = tmp_path_factory.mktemp("gpu-engines")
     source = cmodel.convert(tiny_gpt2, root / "c", 1, "float16", progress=False)
     variants = {"eager": {}, "graphs": {"cuda_graphs": True}, "compile": {"cuda_graphs": True, "torch_compile": True},
-                "gemv": {"cuda_graphs": True, "torch_compile": "gemv"}}
+                "gemv": {"cuda_graphs": True, "torch_compile": "gemv"},
+                "triton": {"cuda_graphs": True, "torch_compile": "triton"},
+                "int8": {"use_weight_only": True},
+                "int8-gemv": {"use_weight_only": True, "cuda_graphs": True, "torch_compile": "gemv"}}
     return {name: build(source, root / name, engine_flags(**flags), "0" * 10, TINY_TOKEN_IDS)
             for name, flags in variants.items()}
 
@@ -52,6 +55,27 @@ def test_the_compiled_decode_step_matches_eager(engines, variant):
     assert compiled.generate([PROMPTS[0]], 16, ignore_eos=True).output_ids == expected
 
 
+def test_trtflows_triton_kernels_decode_batch_1_as_eager_does(engines):
+    """torch_compile: triton: batch 1 through backends/torch/kernels.py inside the CUDA graph, larger batches
+    through torch.compile; the same greedy tokens as the eager engine either way."""
+    eager, kernels = generator(engines["eager"]), generator(engines["triton"])
+    assert kernels.static._kernels is not None
+    assert kernels.generate([PROMPTS[0]], 16, ignore_eos=True).output_ids == \
+        eager.generate([PROMPTS[0]], 16, ignore_eos=True).output_ids
+    assert kernels.generate(PROMPTS, 16, ignore_eos=True).output_ids == eager.generate(PROMPTS, 16,
+                                                                                       ignore_eos=True).output_ids
+
+
+def test_a_weight_only_engine_decodes_the_same_captured_and_compiled(engines):
+    """int8 linears widened inside the compiled multiply-and-sum matmuls, replayed as a CUDA graph: the tokens of
+    the same int8 engine run eagerly (whose numerics the CPU suite checks against HF)."""
+    eager, compiled = generator(engines["int8"]), generator(engines["int8-gemv"])
+    assert compiled.model.w["layers.0.qkv.weight"].dtype == torch.int8
+    for batch in ([PROMPTS[0]], PROMPTS):
+        assert compiled.generate(batch, 16, ignore_eos=True).output_ids == eager.generate(batch, 16,
+                                                                                          ignore_eos=True).output_ids
+
+
 def test_the_engine_rule_compiles_the_decode_step_into_the_folder_for_this_gpu(engines, tmp_path):
     """Built with torch_compile on a GPU, the folder holds torch.compile's artifacts, recorded with this GPU's
     architecture; a fresh process loads them and generates what eager generates."""
@@ -68,8 +92,12 @@ def test_the_engine_rule_compiles_the_decode_step_into_the_folder_for_this_gpu(e
     code = ("import json, sys; from trtflow.backends.torch.generator import TorchEngineGenerator as G; "
             "from trtflow.infra.dist import init_distributed as d; "
             f"print(json.dumps(G(sys.argv[1], d()).generate([{PROMPTS[0]}], 16, ignore_eos=True).output_ids))")
+    from conftest import ROOT
+
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT / "workflow" / "scripts")}  # as a job has it
     out = subprocess.run([sys.executable, "-c", code, str(engines["gemv"])], capture_output=True, text=True,
-                         check=True, timeout=300)
+                         timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == expected
 
 

@@ -48,4 +48,5 @@ def check(engine_dir: Path, record: dict, here: dict | None = None) -> None:
 def load(engine_dir: Path, record: dict) -> None:
     """Check the recorded toolchain, then hand the artifacts to torch.compile's caches."""
     check(engine_dir, record)
-    torch.compiler.load_cache_artifacts((engine_dir / record["file"]).read_bytes())
+    if record["file"]:  # none where only trtflow's own kernels run (torch_compile: triton at batch 1)
+        torch.compiler.load_cache_artifacts((engine_dir / record["file"]).read_bytes())

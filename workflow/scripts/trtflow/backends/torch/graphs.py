@@ -35,6 +35,12 @@ class StaticDecoder:
         self._pool = torch.cuda.graph_pool_handle() if self.capture else None
         self._decode = model.decode
         self._gemv = compile_step == "gemv"
+        # triton: batch 1 through trtflow's own kernels (kernels.py), other batch sizes compiled as with `true`
+        self._kernels = None
+        if compile_step == "triton" and self.capture:
+            from . import kernels
+
+            self._kernels = kernels if kernels.applies(model, 1) else None
         if compile_step and device.type == "cuda":  # on CPU the same step runs eagerly
             if compile_step in ("gemv", "max-autotune"):
                 import torch._inductor.config as inductor_config
@@ -53,7 +59,10 @@ class StaticDecoder:
 
     def _step(self, s: dict, cache: ContiguousKV) -> None:
         small = s["tokens"].shape[0] <= 8  # multiply-and-sum matmuls only pay off for a few rows
-        logits = self._decode(s["tokens"], s["positions"], cache, self.capacity, gemv=self._gemv and small)
+        if self._kernels is not None and s["tokens"].shape[0] == 1:
+            logits = self._kernels.decode(self.model, s["tokens"], s["positions"], cache, self.capacity)
+        else:
+            logits = self._decode(s["tokens"], s["positions"], cache, self.capacity, gemv=self._gemv and small)
         token = logits.argmax(-1)
         token = torch.where(s["finished"] & s["stop_at_end"], s["end_id"], token)
         s["finished"] |= token == s["end_id"]

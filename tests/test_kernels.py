@@ -1,0 +1,41 @@
+"""The Triton kernels of `torch_compile: triton` (backends/torch/kernels.py) on the CPU, through Triton's own
+interpreter: CI has no GPU, so this is where their arithmetic is checked on every change; their speed and their
+CUDA-graph capture are the GPU suite's (tests/test_gpu.py). `make triton-interpreter` puts Triton in `.triton/`,
+apart from the project's venv (the CPU build of torch does not need it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+TRITON = ROOT / ".triton"
+pytestmark = pytest.mark.skipif(not (TRITON / "triton").is_dir(),
+                                reason="NOT TESTED here: Triton is not in .triton/ (make triton-interpreter)")
+
+
+@pytest.fixture(scope="module")
+def checked(tiny_gpt2, tmp_path_factory):
+    env = {**os.environ, "TRITON_INTERPRET": "1",
+           "PYTHONPATH": os.pathsep.join([str(TRITON), str(ROOT / "workflow" / "scripts")])}
+    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "kernel_check.py"), str(tiny_gpt2),
+                           str(tmp_path_factory.mktemp("kernels"))], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_each_fused_matrix_vector_form_equals_torch(checked):
+    for case, error in checked["gemv"].items():
+        assert error < 2e-3, f"{case}: relative error {error}"  # fp16 output rounding
+
+
+def test_the_batch_1_decode_step_follows_the_reference_model(checked):
+    decode = checked["decode"]
+    assert decode["applies"]
+    assert decode["relative_logit_error"] < 5e-3
+    assert decode["kernels"] == decode["reference"]
