@@ -33,7 +33,6 @@ VARIANTS = {  # name → flag overrides
     "packed-contiguous-math": {"use_gpt_attention_plugin": None},
     "static-cache": {"cuda_graphs": True},  # the CUDA-graph decode path, run uncaptured on CPU
     "static-cache-gemv": {"cuda_graphs": True, "torch_compile": "gemv"},  # its multiply-and-sum matmuls
-    "static-cache-triton": {"cuda_graphs": True, "torch_compile": "triton"},  # its kernels are GPU-only (eager here)
 }
 
 
