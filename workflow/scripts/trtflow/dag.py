@@ -49,12 +49,13 @@ def check_config(config: dict, schema_path: str | Path) -> None:
     validate(config, schema_path)
     for name in config["models"]:
         known = known_model_config(config, name)
+        if not known:
+            continue
         for variant, run_config in run_configs(config).items():
-            if known:
-                try:
-                    check_model_fits(run_config, name, *known)
-                except ConfigError as err:
-                    raise ConfigError(f"variant `{variant}`: {err}" if variant else str(err)) from None
+            try:
+                check_model_fits(run_config, name, *known)
+            except ConfigError as err:
+                raise ConfigError(f"variant `{variant}`: {err}" if variant else str(err)) from None
 
 
 def run_configs(config: dict) -> dict[str | None, dict]:
@@ -179,8 +180,9 @@ def variant_runs(config: dict, model: str) -> list[dict]:
 
 
 def variant_report_inputs(config: dict, model: str) -> list[str]:
-    files = [run[key] for run in variant_runs(config, model) for key in ("rouge", "benchmark")]
-    return files + [paths.checksum_of(f) for f in files] + sorted({run["engine"] for run in variant_runs(config, model)})
+    runs = variant_runs(config, model)
+    files = [run[key] for run in runs for key in ("rouge", "benchmark")]
+    return files + [paths.checksum_of(f) for f in files] + sorted({run["engine"] for run in runs})
 
 
 def report_runs(config: dict) -> list[dict]:

@@ -30,6 +30,13 @@ class ArtifactError(KnownError, RuntimeError):
     """An artifact folder is missing, incomplete or was modified after it was written."""
 
 
+def size_on_disk(artifact: Path) -> int:
+    """Bytes of a file, or of every file under a folder."""
+    if artifact.is_file():
+        return artifact.stat().st_size
+    return sum(p.stat().st_size for p in artifact.rglob("*") if p.is_file())
+
+
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

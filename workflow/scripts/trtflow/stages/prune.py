@@ -23,6 +23,7 @@ from ..config import SCHEMA, validate
 from ..dag import run_configs
 from ..errors import run_stage
 from ..flags import build_key, convert_key, hf_summary_key
+from ..formats.artifact import size_on_disk
 
 
 def current_folders(results: str, config: dict) -> set[Path]:
@@ -53,12 +54,6 @@ def stale_hf_summaries(results: Path, config: dict) -> list[Path]:
     return sorted(found - keep)
 
 
-def size_of(artifact: Path) -> int:
-    if artifact.is_file():
-        return artifact.stat().st_size
-    return sum(p.stat().st_size for p in artifact.rglob("*") if p.is_file())
-
-
 def remove(artifact: Path) -> None:
     if artifact.is_dir():
         shutil.rmtree(artifact)
@@ -76,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     config = validate(yaml.safe_load(Path(args.config).read_text(encoding="utf-8")), SCHEMA)
     stale = stale_folders(Path(args.results), config) + stale_hf_summaries(Path(args.results), config)
     for artifact in stale:
-        print(f"{'deleting' if args.delete else 'stale'} {artifact} ({size_of(artifact) / 2**20:.1f} MiB)")
+        print(f"{'deleting' if args.delete else 'stale'} {artifact} ({size_on_disk(artifact) / 2**20:.1f} MiB)")
         if args.delete:
             remove(artifact)
     print(f"{len(stale)} stale artifact(s){'' if args.delete or not stale else '; --delete removes them'}")

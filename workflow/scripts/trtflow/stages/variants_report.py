@@ -17,13 +17,9 @@ import json
 from pathlib import Path
 
 from ..errors import run_stage
-from ..formats.artifact import atomic_file, verify_checksum
+from ..formats.artifact import atomic_file, size_on_disk, verify_checksum
 from .accuracy_gate import evaluate_gate
 from .report import STYLE, fmt, html_table, read_rows
-
-
-def folder_bytes(folder: str | Path) -> int:
-    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
 
 
 def speed_point(rows: list[dict]) -> dict:
@@ -52,7 +48,7 @@ def summarize_run(run: dict, threshold: float, k: float) -> dict:
            "hf": {m: (rouge.get("hf") or {}).get(m) for m in ("rouge1", "rouge2", "rougeL")},
            "gate_passed": gate["passed"], "gate_failures": gate["failures"],
            "threshold_margin": gate["rouge1"] - threshold,
-           "engine_bytes": folder_bytes(run["engine"]), **speed_point(read_rows(run["benchmark"]))}
+           "engine_bytes": size_on_disk(Path(run["engine"])), **speed_point(read_rows(run["benchmark"]))}
     if "mean_diff" in gate:  # engine − HF and how far it stays above the gate's −k·SE bound
         row.update(mean_diff=gate["mean_diff"], se_diff=gate["se_diff"], hf_margin=gate["mean_diff"] + k * gate["se_diff"])
     return row
