@@ -40,7 +40,7 @@ class StaticDecoder:
         if compile_step == "triton" and self.capture:
             from . import kernels
 
-            self._kernels = kernels if kernels.applies(model, 1) else None
+            self._kernels = kernels if kernels.applies(model) else None
         if compile_step and device.type == "cuda":  # on CPU the same step runs eagerly
             if compile_step in ("gemv", "max-autotune"):
                 import torch._inductor.config as inductor_config

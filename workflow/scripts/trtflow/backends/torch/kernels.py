@@ -1,11 +1,11 @@
 """Hand-written Triton kernels for the batch-1 decode step (`torch_compile: triton`): each linear of a layer is one
 kernel with its neighbours fused in, so a layer is four matrix-vector kernels plus the cache write and attention.
 
-    ln_1 → QKV (+bias)            ln_gemv      layer norm recomputed by every program from the 1×H row
-    attention dense (+bias, +h)   gemv         the residual added in the epilogue
-    ln_2 → fc (+bias, GELU)       ln_gemv
-    MLP proj (+bias, +h)          gemv
-    ln_f → lm_head                ln_gemv
+    ln_1 → QKV (+bias)            gemv(ln=…)        layer norm recomputed by every program from the 1×H row
+    attention dense (+bias, +h)   gemv(residual=…)  the residual added in the epilogue
+    ln_2 → fc (+bias, GELU)       gemv(ln=…, gelu=True)
+    MLP proj (+bias, +h)          gemv(residual=…)
+    ln_f → lm_head                gemv(ln=…)
 
 Each program reads BLOCK_N full weight rows in BLOCK_K-wide strips and keeps the running sums in fp32; the
 activation row (a few KB) is read by every program. Batch 1, tp 1, a contiguous [out, in] fp16/bf16 weight.
@@ -18,6 +18,8 @@ import os
 import torch
 import triton
 import triton.language as tl
+
+from .model import TANH_GELUS, decode_mask
 
 
 @triton.jit
@@ -89,9 +91,7 @@ def decode(model, tokens: torch.Tensor, positions: torch.Tensor, cache, span: in
     or residual fused in; the cache write and attention as in model.decode. Returns logits [1, V] in fp32."""
     w, eps, d = model.w, model.dims.eps, model.dims
     h = model._embed(tokens, positions)  # [1, H]
-    beyond = torch.arange(span, device=tokens.device)[None] > positions[:, None]
-    mask = torch.zeros(1, 1, 1, span, dtype=h.dtype, device=h.device).masked_fill(beyond[:, None, None, :],
-                                                                                   float("-inf"))
+    mask = decode_mask(positions, span, h.dtype)
     seq_ids = torch.zeros(1, dtype=torch.long, device=tokens.device)
     for layer in range(d.layers):
         p = f"layers.{layer}."
@@ -106,8 +106,8 @@ def decode(model, tokens: torch.Tensor, positions: torch.Tensor, cache, span: in
     return gemv(h, model.lm_head, ln=(w["ln_f.weight"], w["ln_f.bias"], eps), out_dtype=torch.float32)
 
 
-def applies(model, batch: int) -> bool:
-    """Where these kernels are written for: batch 1, one rank, plain fp16/bf16 weights, GPT-2's tanh GELU."""
-    return (batch == 1 and model.world_size == 1 and model.dims.activation in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
+def applies(model) -> bool:
+    """Whether these kernels can run the model's batch-1 step: one rank, plain fp16/bf16 weights, GPT-2's tanh GELU."""
+    return (model.world_size == 1 and model.dims.activation in TANH_GELUS
             and not any(name.endswith("per_channel_scale") for name in model.w)
             and model.w["layers.0.qkv.weight"].dtype in (torch.float16, torch.bfloat16))

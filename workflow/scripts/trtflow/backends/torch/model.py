@@ -24,9 +24,18 @@ from ...tp import row_parallel
 from .kvcache import KVCache
 from .weight_only import SCALE, dequantizing
 
+TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")  # HF's names of GELU's tanh approximation
+
+
+def decode_mask(positions: torch.Tensor, span: int, dtype: torch.dtype) -> torch.Tensor:
+    """Additive mask [B, 1, 1, span] of one decode step: 0 up to each row's position, -inf beyond it."""
+    beyond = torch.arange(span, device=positions.device)[None] > positions[:, None]
+    return torch.zeros(positions.shape[0], 1, 1, span, dtype=dtype, device=positions.device).masked_fill(
+        beyond[:, None, None, :], float("-inf"))
+
 
 def activation_fn(name: str):
-    if name in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
+    if name in TANH_GELUS:
         return lambda x: F.gelu(x, approximate="tanh")
     if name == "gelu":
         return F.gelu
@@ -165,9 +174,7 @@ class ParallelGPT2(torch.nn.Module):
         batch = tokens.shape[0]
         seq_ids = torch.arange(batch, device=tokens.device)
         h = self._embed(tokens, positions)  # [B, H]
-        beyond = torch.arange(span, device=tokens.device)[None] > positions[:, None]
-        mask = torch.zeros(batch, 1, 1, span, dtype=h.dtype, device=h.device).masked_fill(
-            beyond[:, None, None, :], float("-inf"))
+        mask = decode_mask(positions, span, h.dtype)
         for layer in range(self.dims.layers):
             p = f"layers.{layer}."
             qkv = self._qkv(self._ln(h, p + "ln_1"), p, linear)  # [B, 3, h, d]
