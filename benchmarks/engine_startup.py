@@ -3,8 +3,8 @@
     PYTHONPATH=workflow/scripts python3 benchmarks/engine_startup.py --tokenizer-dir resources/models/demo/hf --out DIR
 
 Makes the random gpt2-medium-shape checkpoint of benchmarks/convert.py, converts it at tp 1 (fp16), builds one
-engine per variant (timing the build: for `gemv` it compiles the decode step on the GPU), then times two fresh
-processes of benchmarks/job_startup.py on each engine. The tokenizer only encodes the prompt (any GPT-2 style
+engine per variant (timing the build: for `gemv` it compiles the decode step on the GPU), then times three fresh
+processes of benchmarks/job_startup.py on each engine (RUNS). The tokenizer only encodes the prompt (any GPT-2 style
 tokenizer.json will do: its ids are within the model's vocabulary). Writes engine_startup.csv.
 """
 
@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,7 +33,11 @@ FLAGS = {"backend": "torch", "use_gpt_attention_plugin": "float16", "use_gemm_pl
          "paged_kv_cache": False, "use_inflight_batching": False, "tokens_per_block": 128, "max_batch_size": 8,
          "max_input_len": 924, "max_output_len": 100, "cuda_graphs": True, "torch_compile": False,
          "use_weight_only": False, "weight_only_precision": "int8"}
-VARIANTS = {"cuda_graphs": {}, "cuda_graphs+gemv": {"torch_compile": "gemv"}}
+VARIANTS = {"cuda_graphs": {}, "cuda_graphs+gemv": {"torch_compile": "gemv"},
+            "cuda_graphs+triton": {"torch_compile": "triton"}}
+# Runs per engine: twice with this machine's compiler caches as the build left them, once with them empty (what
+# another machine with the same GPU and software finds: only the engine folder).
+RUNS = {"1": False, "2": False, "empty caches": True}
 
 
 def main() -> None:
@@ -49,9 +55,12 @@ def main() -> None:
         engine = build(source, work / "engines" / name, BuildFlags.from_config({**FLAGS, **changes}, "float16"),
                        "0" * 10, CHECKPOINT_TOKEN_IDS, [1])
         build_s = time.perf_counter() - started
-        for run in (1, 2):
+        for run, empty in RUNS.items():
+            env = dict(os.environ)
+            if empty:
+                env.update(TRITON_CACHE_DIR=tempfile.mkdtemp(), TORCHINDUCTOR_CACHE_DIR=tempfile.mkdtemp())
             probe = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "job_startup.py"), str(engine),
-                                    args.tokenizer_dir], capture_output=True, text=True, check=True)
+                                    args.tokenizer_dir], capture_output=True, text=True, check=True, env=env)
             phases = json.loads(probe.stdout.strip().splitlines()[-1])
             rows.append({"variant": name, "build_s": round(build_s, 1), "run": run, **phases})
             print(rows[-1], flush=True)

@@ -34,7 +34,7 @@ from trtflow.hf_reference import HFGenerator  # noqa: E402
 from trtflow.infra.dist import init_distributed  # noqa: E402
 from trtflow.stages import benchmark as bench  # noqa: E402
 
-CASES = [(1, 60, 20), (1, 60, 100), (64, 128, 100)]
+CASES = [(1, 60, 20), (1, 60, 100), (8, 60, 100), (64, 128, 100)]
 FLAGS = {"backend": "torch", "use_gpt_attention_plugin": "float16", "use_gemm_plugin": None,
          "remove_input_padding": True, "enable_context_fmha": False, "enable_context_fmha_fp32_acc": False,
          "paged_kv_cache": False, "use_inflight_batching": False, "tokens_per_block": 128, "max_batch_size": 64,
@@ -44,8 +44,9 @@ VARIANTS = {"trtflow-eager": {}, "trtflow-cudagraph": {"cuda_graphs": True},
             "trtflow-cudagraph-compile": {"cuda_graphs": True, "torch_compile": True},
             "trtflow-cudagraph-autotune": {"cuda_graphs": True, "torch_compile": "max-autotune"},
             "trtflow-cudagraph-gemv": {"cuda_graphs": True, "torch_compile": "gemv"},
-            # issue M: batch 1 through trtflow's fused Triton matrix-vector kernels (backends/torch/kernels.py)
+            # issue M: batches up to 8 through trtflow's fused Triton matrix-vector kernels (backends/torch/kernels.py)
             "trtflow-cudagraph-triton": {"cuda_graphs": True, "torch_compile": "triton"},
+            "trtflow-cudagraph-triton-int8wo": {"cuda_graphs": True, "torch_compile": "triton", "use_weight_only": True},
             # weight-only int8 (issue L): the same paths with int8 linears dequantized inside the matmul
             "trtflow-cudagraph-int8wo": {"cuda_graphs": True, "use_weight_only": True},
             "trtflow-cudagraph-gemv-int8wo": {"cuda_graphs": True, "torch_compile": "gemv", "use_weight_only": True},

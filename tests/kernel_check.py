@@ -1,4 +1,4 @@
-"""Run by tests/test_kernels.py under Triton's CPU interpreter (TRITON_INTERPRET=1): trtflow's batch-1 decode
+"""Run by tests/test_kernels.py under Triton's CPU interpreter (TRITON_INTERPRET=1): trtflow's small-batch decode
 kernels (backends/torch/kernels.py) against torch, printed as JSON.
 
     TRITON_INTERPRET=1 PYTHONPATH=<triton>:workflow/scripts python tests/kernel_check.py HF_DIR WORK
@@ -18,59 +18,97 @@ from trtflow.backends.torch import kernels  # noqa: E402
 from trtflow.backends.torch.build import build  # noqa: E402
 from trtflow.backends.torch.kvcache import ContiguousKV  # noqa: E402
 from trtflow.backends.torch.model import ParallelGPT2  # noqa: E402
+from trtflow.backends.torch.weight_only import quantize_int8  # noqa: E402
 from trtflow.formats import cmodel  # noqa: E402
 from trtflow.formats.artifact import read_json  # noqa: E402
 from trtflow.gpt2 import ModelDims  # noqa: E402
 
 
 def gemv_errors() -> dict[str, float]:
-    """Each fused form against torch in fp32, for shapes that do and do not fill the kernel's blocks."""
+    """Each fused form against torch in fp32, for shapes that do and do not fill the kernel's blocks, at batch 1 and
+    at a batch that is not a power of two; int8 weights with their per-channel scales as weight_only quantizes."""
     torch.manual_seed(0)
     errors = {}
-    for n, k in ((384, 128), (100, 300), (64, 1024)):
-        x, weight = torch.randn(1, k).half(), (torch.randn(n, k) / k**0.5).half()
-        bias, residual, ln_w, ln_b = torch.randn(n).half(), torch.randn(1, n).half(), torch.randn(k).half(), \
+    for m, n, k in ((1, 384, 128), (1, 100, 300), (1, 64, 1024), (3, 384, 128), (3, 100, 300), (8, 64, 1024)):
+        x, weight = torch.randn(m, k).half(), (torch.randn(n, k) / k**0.5).half()
+        bias, residual, ln_w, ln_b = torch.randn(n).half(), torch.randn(m, n).half(), torch.randn(k).half(), \
             torch.randn(k).half()
+        q, scale = quantize_int8(weight)
         f32 = {name: t.float() for name, t in dict(x=x, w=weight, b=bias, r=residual, lw=ln_w, lb=ln_b).items()}
+        dequantized = q.float() * scale.float()[:, None]
         cases = {
             "ln+bias": (kernels.gemv(x, weight, bias, ln=(ln_w, ln_b, 1e-5)),
                         F.linear(F.layer_norm(f32["x"], (k,), f32["lw"], f32["lb"], 1e-5), f32["w"], f32["b"])),
             "bias+gelu+residual": (kernels.gemv(x, weight, bias, residual=residual, gelu=True),
                                    F.gelu(F.linear(f32["x"], f32["w"], f32["b"]), approximate="tanh") + f32["r"]),
             "plain fp32 out": (kernels.gemv(x, weight, out_dtype=torch.float32), F.linear(f32["x"], f32["w"])),
+            "int8 ln+bias": (kernels.gemv(x, q, bias, ln=(ln_w, ln_b, 1e-5), scale=scale),
+                             F.linear(F.layer_norm(f32["x"], (k,), f32["lw"], f32["lb"], 1e-5), dequantized, f32["b"])),
+            "int8 bias+residual": (kernels.gemv(x, q, bias, residual=residual, scale=scale),
+                                   F.linear(f32["x"], dequantized, f32["b"]) + f32["r"]),
         }
         for name, (got, want) in cases.items():
-            errors[f"{n}x{k} {name}"] = (got.float() - want).abs().max().item() / want.abs().max().item()
+            assert got.shape == (m, n), (name, got.shape)
+            errors[f"{m}x{n}x{k} {name}"] = (got.float() - want).abs().max().item() / want.abs().max().item()
     return errors
 
 
-def decode_steps(hf_dir: Path, work: Path, steps: int = 4) -> dict:
-    """kernels.decode on an fp16 engine against model.decode of the same weights in fp32, greedy from one token."""
-    flags = engine_flags(max_batch_size=1, max_input_len=8, max_output_len=8, cuda_graphs=True,
-                         torch_compile="triton")
-    source = cmodel.convert(hf_dir, work / "c", 1, "float16", progress=False)
-    engine = build(source, work / "e", flags, "0" * 10, TINY_TOKEN_IDS)
+def decode_steps(hf_dir: Path, work: Path, batch: int, weight_only: bool, steps: int = 4) -> dict:
+    """kernels.decode on an fp16 engine (weight-only int8 or not) against model.decode of the same stored weights
+    computing in fp32, greedy from `batch` different tokens."""
+    flags = engine_flags(max_batch_size=batch, max_input_len=8, max_output_len=8, cuda_graphs=True,
+                         torch_compile="triton", use_weight_only=weight_only)
+    name = f"b{batch}{'-int8' if weight_only else ''}"
+    source = cmodel.convert(hf_dir, work / name / "c", 1, "float16", progress=False)
+    engine = build(source, work / name / "e", flags, "0" * 10, TINY_TOKEN_IDS)
     from safetensors.torch import load_file
 
     dims = ModelDims.from_json(read_json(engine / "config.json")["model"])
     half = load_file(engine / "rank0.safetensors")
     fast = ParallelGPT2(dims, dims.heads, 1, half)
-    reference = ParallelGPT2(dims, dims.heads, 1, {k: v.float() for k, v in half.items()})
-    caches = [ContiguousKV(dims.layers, 1, dims.heads, 16, dims.head_dim, dtype, torch.device("cpu"))
+    widened = {k: v if v.dtype == torch.int8 else v.float() for k, v in half.items()}
+    reference = ParallelGPT2(dims, dims.heads, 1, widened)
+    caches = [ContiguousKV(dims.layers, batch, dims.heads, 16, dims.head_dim, dtype, torch.device("cpu"))
               for dtype in (torch.float16, torch.float32)]
-    token, tokens, worst = torch.tensor([5]), {"kernels": [], "reference": []}, 0.0
+    token, tokens, worst = torch.arange(5, 5 + batch), {"kernels": [], "reference": []}, 0.0
     fast_token = token
     for step in range(steps):
-        position = torch.tensor([step])
+        position = torch.arange(step, step + batch)  # rows at different positions, as left-aligned prompts are
         got = kernels.decode(fast, fast_token, position, caches[0], 16)
         want = reference.decode(token, position, caches[1], 16)
         worst = max(worst, ((got - want).abs().max() / want.abs().max()).item())
         fast_token, token = got.argmax(-1), want.argmax(-1)
-        tokens["kernels"].append(int(fast_token))
-        tokens["reference"].append(int(token))
-    return {"applies": kernels.applies(fast), "relative_logit_error": worst, **tokens}
+        tokens["kernels"].append(fast_token.tolist())
+        tokens["reference"].append(token.tolist())
+    return {"applies": kernels.applies(fast, batch), "int8": any(v.dtype == torch.int8 for v in half.values()),
+            "relative_logit_error": worst, **tokens}
+
+
+def tuning_round_trip() -> bool:
+    """Tuner choices as the engine rule records them (JSON), handed back by compiled.load as a job opening the
+    engine does: the tuner then holds exactly them."""
+    from trtflow.backends.torch import compiled
+
+    recorded = [{"key": [1, 3072, 1024, "torch.float16", "torch.float16"], "kwargs": {"BLOCK_N": 8, "BLOCK_K": 256},
+                 "num_warps": 4, "num_stages": 3},
+                {"key": [8, 1024, 4096, "torch.int8"], "kwargs": {"BLOCK_N": 4, "BLOCK_K": 512}, "num_warps": 8,
+                 "num_stages": 3}]
+    kernels.clear_tuning()
+    compiled.load(Path("engine"), json.loads(json.dumps({**compiled.toolchain(), "file": None, "kernels": recorded})))
+    return kernels.tuning() == recorded
+
+
+def too_many_rows() -> str:
+    try:
+        kernels.gemv(torch.zeros(kernels.MAX_BATCH + 1, 16).half(), torch.zeros(8, 16).half())
+    except ValueError as error:
+        return str(error)
+    return "accepted"
 
 
 if __name__ == "__main__":
     hf, work = Path(sys.argv[1]), Path(sys.argv[2])
-    print(json.dumps({"gemv": gemv_errors(), "decode": decode_steps(hf, work)}))
+    decodes = {f"batch {b}{' int8' if wo else ''}": decode_steps(hf, work, b, wo)
+               for b, wo in ((1, False), (3, False), (1, True), (3, True))}
+    print(json.dumps({"gemv": gemv_errors(), "decode": decodes, "too_many_rows": too_many_rows(),
+                      "tuning_round_trip": tuning_round_trip()}))

@@ -24,6 +24,7 @@ def engines(tiny_gpt2, tmp_path_factory):
     variants = {"eager": {}, "graphs": {"cuda_graphs": True}, "compile": {"cuda_graphs": True, "torch_compile": True},
                 "gemv": {"cuda_graphs": True, "torch_compile": "gemv"},
                 "triton": {"cuda_graphs": True, "torch_compile": "triton"},
+                "int8-triton": {"use_weight_only": True, "cuda_graphs": True, "torch_compile": "triton"},
                 "int8": {"use_weight_only": True},
                 "int8-gemv": {"use_weight_only": True, "cuda_graphs": True, "torch_compile": "gemv"}}
     return {name: build(source, root / name, engine_flags(**flags), "0" * 10, TINY_TOKEN_IDS)
@@ -55,15 +56,42 @@ def test_the_compiled_decode_step_matches_eager(engines, variant):
     assert compiled.generate([PROMPTS[0]], 16, ignore_eos=True).output_ids == expected
 
 
-def test_trtflows_triton_kernels_decode_batch_1_as_eager_does(engines):
-    """torch_compile: triton: batch 1 through backends/torch/kernels.py inside the CUDA graph, larger batches
-    through torch.compile; the same greedy tokens as the eager engine either way."""
-    eager, kernels = generator(engines["eager"]), generator(engines["triton"])
-    assert kernels.static._kernels is not None
-    assert kernels.generate([PROMPTS[0]], 16, ignore_eos=True).output_ids == \
-        eager.generate([PROMPTS[0]], 16, ignore_eos=True).output_ids
-    assert kernels.generate(PROMPTS, 16, ignore_eos=True).output_ids == eager.generate(PROMPTS, 16,
-                                                                                       ignore_eos=True).output_ids
+@pytest.mark.parametrize("variant", ["triton", "int8-triton"])
+def test_trtflows_triton_kernels_decode_small_batches_as_eager_does(engines, variant):
+    """torch_compile: triton: batches up to kernels.MAX_BATCH through backends/torch/kernels.py inside the CUDA
+    graph, fp16 or weight-only int8 linears; the same greedy tokens as the same weights run eagerly."""
+    eager = generator(engines["int8" if variant.startswith("int8") else "eager"])
+    kernels = generator(engines[variant])
+    assert kernels.static.uses_kernels(1) and kernels.static.uses_kernels(len(PROMPTS))
+    for batch in ([PROMPTS[0]], PROMPTS):
+        assert kernels.generate(batch, 16, ignore_eos=True).output_ids == eager.generate(batch, 16,
+                                                                                         ignore_eos=True).output_ids
+
+
+def test_a_triton_engine_records_its_tuned_blocks_and_a_fresh_process_times_none(engines):
+    """Built on a GPU, a torch_compile: triton engine (max_batch_size ≤ 8) holds no torch.compile artifacts, only
+    the block sizes its kernels were tuned to at build; a fresh process opening it has them before its first step
+    and generates eager's tokens."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    record = json.loads((engines["triton"] / "config.json").read_text())["compiled"]
+    assert record["file"] is None and record["kernels"]
+    assert {entry["key"][0] for entry in record["kernels"]} == set(record["batch_sizes"])  # the batch is the key's M
+    expected = generator(engines["eager"]).generate([PROMPTS[0]], 16, ignore_eos=True).output_ids
+    code = ("import json, sys; from trtflow.backends.torch.generator import TorchEngineGenerator as G; "
+            "from trtflow.backends.torch import kernels; from trtflow.infra.dist import init_distributed as d; "
+            "g = G(sys.argv[1], d()); tuned = kernels.tuning(); "
+            f"print(json.dumps([tuned, g.generate([{PROMPTS[0]}], 16, ignore_eos=True).output_ids]))")
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT / "workflow" / "scripts")}
+    out = subprocess.run([sys.executable, "-c", code, str(engines["triton"])], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    tuned, tokens = json.loads(out.stdout.strip().splitlines()[-1])
+    assert tuned == record["kernels"] and tokens == expected
 
 
 def test_a_weight_only_engine_decodes_the_same_captured_and_compiled(engines):

@@ -34,8 +34,18 @@ def test_each_fused_matrix_vector_form_equals_torch(checked):
         assert error < 2e-3, f"{case}: relative error {error}"  # fp16 output rounding
 
 
-def test_the_batch_1_decode_step_follows_the_reference_model(checked):
-    decode = checked["decode"]
-    assert decode["applies"]
-    assert decode["relative_logit_error"] < 5e-3
-    assert decode["kernels"] == decode["reference"]
+def test_the_decode_step_follows_the_reference_model_at_batch_1_and_3_fp16_and_int8(checked):
+    assert set(checked["decode"]) == {"batch 1", "batch 3", "batch 1 int8", "batch 3 int8"}
+    for case, decode in checked["decode"].items():
+        assert decode["applies"], case
+        assert decode["int8"] == case.endswith("int8"), case
+        assert decode["relative_logit_error"] < 5e-3, case
+        assert decode["kernels"] == decode["reference"], case
+
+
+def test_more_rows_than_the_kernels_take_are_refused(checked):
+    assert "at most 8 rows" in checked["too_many_rows"]
+
+
+def test_tuned_block_sizes_recorded_in_an_engine_reach_the_tuner_when_it_is_opened(checked):
+    assert checked["tuning_round_trip"]

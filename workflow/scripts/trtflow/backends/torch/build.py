@@ -78,17 +78,24 @@ def compile_into(engine_dir: Path, batch_sizes: list[int]) -> dict | None:
     if not torch.cuda.is_available():
         return None
     engine = TorchEngineGenerator(engine_dir, init_distributed(), verify=False)
+    if engine.flags.torch_compile == "triton":
+        from . import kernels
+
+        kernels.clear_tuning()  # what this process tuned for other engines is not this one's to record
     prompt = [1] * 8
     for batch in batch_sizes:
         engine.generate([prompt] * batch, 4, ignore_eos=True)
+    record = {"file": None, "batch_sizes": batch_sizes, **compiled.toolchain()}
+    if engine.flags.torch_compile == "triton":
+        record["kernels"] = kernels.tuning()  # the block sizes chosen for trtflow's own kernels
     saved = torch.compiler.save_cache_artifacts()
-    if saved is None and engine.flags.torch_compile == "triton" and batch_sizes == [1]:
-        return {"file": None, "batch_sizes": batch_sizes, **compiled.toolchain()}  # batch 1: trtflow's kernels only
+    if saved is None and all(engine.static.uses_kernels(batch) for batch in batch_sizes):
+        return record  # trtflow's kernels only: nothing of torch.compile's to store
     if saved is None:
         raise RuntimeError("torch.compile left no cache artifacts to store: the decode step was not compiled")
     (engine_dir / compiled.ARTIFACT).parent.mkdir(exist_ok=True)
     (engine_dir / compiled.ARTIFACT).write_bytes(saved[0])
-    return {"file": compiled.ARTIFACT, "batch_sizes": batch_sizes, **compiled.toolchain()}
+    return {**record, "file": compiled.ARTIFACT}
 
 
 def build(cmodel_dir: str | Path, out_dir: str | Path, flags: BuildFlags, build_key: str,

@@ -48,5 +48,9 @@ def check(engine_dir: Path, record: dict, here: dict | None = None) -> None:
 def load(engine_dir: Path, record: dict) -> None:
     """Check the recorded toolchain, then hand the artifacts to torch.compile's caches."""
     check(engine_dir, record)
-    if record["file"]:  # none where only trtflow's own kernels run (torch_compile: triton at batch 1)
+    if record.get("kernels"):  # torch_compile: triton: the block sizes tuned at build for trtflow's kernels
+        from . import kernels
+
+        kernels.use_tuning(record["kernels"])
+    if record["file"]:  # none where only trtflow's own kernels run (torch_compile: triton up to their batch)
         torch.compiler.load_cache_artifacts((engine_dir / record["file"]).read_bytes())

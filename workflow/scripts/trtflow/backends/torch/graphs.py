@@ -35,12 +35,12 @@ class StaticDecoder:
         self._pool = torch.cuda.graph_pool_handle() if self.capture else None
         self._decode = model.decode
         self._gemv = compile_step == "gemv"
-        # triton: batch 1 through trtflow's own kernels (kernels.py), other batch sizes compiled as with `true`
+        # triton: batches up to kernels.MAX_BATCH through trtflow's own kernels, larger ones compiled as with `true`
         self._kernels = None
         if compile_step == "triton" and self.capture:
             from . import kernels
 
-            self._kernels = kernels if kernels.applies(model) else None
+            self._kernels = kernels if kernels.applies(model, 1) else None
         if compile_step and device.type == "cuda":  # on CPU the same step runs eagerly
             if compile_step in ("gemv", "max-autotune"):
                 import torch._inductor.config as inductor_config
@@ -49,6 +49,10 @@ class StaticDecoder:
             # max-autotune: autotuned Triton GEMM templates for the skinny decode matmuls
             mode = "max-autotune-no-cudagraphs" if compile_step == "max-autotune" else None
             self._decode = torch.compile(model.decode, mode=mode, dynamic=False)
+
+    def uses_kernels(self, batch: int) -> bool:
+        """Whether a decode step of `batch` rows runs trtflow's own kernels (torch_compile: triton)."""
+        return self._kernels is not None and self._kernels.applies(self.model, batch)
 
     def _state(self, batch: int) -> dict[str, torch.Tensor]:
         zeros = dict(dtype=torch.long, device=self.device)
@@ -59,7 +63,7 @@ class StaticDecoder:
 
     def _step(self, s: dict, cache: ContiguousKV) -> None:
         small = s["tokens"].shape[0] <= 8  # multiply-and-sum matmuls only pay off for a few rows
-        if self._kernels is not None and s["tokens"].shape[0] == 1:
+        if self.uses_kernels(s["tokens"].shape[0]):
             logits = self._kernels.decode(self.model, s["tokens"], s["positions"], cache, self.capacity)
         else:
             logits = self._decode(s["tokens"], s["positions"], cache, self.capacity, gemv=self._gemv and small)
