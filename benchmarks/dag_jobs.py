@@ -39,6 +39,9 @@ def main() -> None:
     parser.add_argument("--configfile", required=True)
     parser.add_argument("--resources", default=None, help="a resources/ folder to copy in first (not timed)")
     parser.add_argument("--cores", default="all")
+    parser.add_argument("--gpus", type=int, default=None,
+                        help="the box's GPU count (--resources gpu=N): GPU jobs then never wait for each other inside a "
+                             "job, so each job's wall time is its own")
     parser.add_argument("--out", required=True)
     parser.add_argument("targets", nargs="*")
     args = parser.parse_args()
@@ -47,7 +50,10 @@ def main() -> None:
     if args.resources and not (tree / "resources").exists():
         shutil.copytree(args.resources, tree / "resources", symlinks=True)
     command = [sys.executable, "-m", "snakemake", "--cores", args.cores, "--configfile",
-               str(Path(args.configfile).resolve()), *args.targets]
+               str(Path(args.configfile).resolve())]
+    if args.gpus:
+        command += ["--resources", f"gpu={args.gpus}"]
+    command += ["--", *args.targets]
     print("$", " ".join(command), flush=True)
     started = time.perf_counter()
     subprocess.run(command, cwd=tree, check=True)

@@ -45,12 +45,14 @@ def main() -> None:
     parser.add_argument("--tokenizer-dir", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--work", default="/tmp/trtflow-startup")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = parser.parse_args()
     work = Path(args.work)
     make_checkpoint(work / "hf")
     source = cmodel.convert(work / "hf", work / "c-model", 1, "float16", progress=False)
     rows = []
-    for name, changes in VARIANTS.items():
+    for name in args.variants:
+        changes = VARIANTS[name]
         started = time.perf_counter()
         engine = build(source, work / "engines" / name, BuildFlags.from_config({**FLAGS, **changes}, "float16"),
                        "0" * 10, CHECKPOINT_TOKEN_IDS, [1])

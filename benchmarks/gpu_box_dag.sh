@@ -14,6 +14,7 @@ for run in "$@"; do
   tree=$(mktemp -d /tmp/trtflow-tree.XXXX)
   tar cf - --exclude=./.whl --exclude=./resources --exclude=./results --exclude=./.snakemake . | tar xf - -C "$tree"
   python3 benchmarks/dag_jobs.py --tree "$tree" --variant "$name" --configfile "$config" --resources resources \
-    --cores 16 --out "$out/dag_jobs.csv"
-  cp -r "$tree/logs" "$out/logs-${name%% *}"
+    --cores 16 --gpus "$(nvidia-smi -L | wc -l)" --out "$out/dag_jobs.csv"
+  logs="$out/logs-${name%% *}"; mkdir -p "$logs"
+  (cd "$tree/logs" && find . -name '*.log' | while read -r f; do cp "$f" "$logs/$(echo "${f#./}" | tr / _)"; done)
 done

@@ -98,6 +98,13 @@ def tuning_round_trip() -> bool:
     return kernels.tuning() == recorded
 
 
+def configurations_timed() -> dict[str, list]:
+    """Which block configurations the tuner times for a batch and input width (kernels._fitting)."""
+    cases = {"batch 1, K 1024": (1, 1024), "batch 8, K 1024": (8, 1024), "batch 8, K 128": (8, 128)}
+    return {name: sorted((c.kwargs["BLOCK_N"], c.kwargs["BLOCK_K"]) for c in kernels._fitting(
+        kernels.BLOCKS, {}, BLOCK_M=m, K_PAD=k)) for name, (m, k) in cases.items()}
+
+
 def too_many_rows() -> str:
     try:
         kernels.gemv(torch.zeros(kernels.MAX_BATCH + 1, 16).half(), torch.zeros(8, 16).half())
@@ -111,4 +118,5 @@ if __name__ == "__main__":
     decodes = {f"batch {b}{' int8' if wo else ''}": decode_steps(hf, work, b, wo)
                for b, wo in ((1, False), (3, False), (1, True), (3, True))}
     print(json.dumps({"gemv": gemv_errors(), "decode": decodes, "too_many_rows": too_many_rows(),
-                      "tuning_round_trip": tuning_round_trip()}))
+                      "tuning_round_trip": tuning_round_trip(),
+                      "configurations_timed": configurations_timed()}))

@@ -33,7 +33,6 @@ class StaticDecoder:
         # H100s (tests/test_gpu.py); there the static cache decodes uncaptured, as on a CPU.
         self.capture = capture and device.type == "cuda"
         self._pool = torch.cuda.graph_pool_handle() if self.capture else None
-        self._decode = model.decode
         self._gemv = compile_step == "gemv"
         # triton: batches up to kernels.MAX_BATCH through trtflow's own kernels, larger ones compiled as with `true`
         self._kernels = None
@@ -41,14 +40,24 @@ class StaticDecoder:
             from . import kernels
 
             self._kernels = kernels if kernels.applies(model, 1) else None
-        if compile_step and device.type == "cuda":  # on CPU the same step runs eagerly
-            if compile_step in ("gemv", "max-autotune"):
+        # on CPU the same step runs eagerly; on a GPU torch.compile is set up when a step first needs it (importing
+        # its compiler takes seconds, which an engine whose every batch runs trtflow's kernels never pays)
+        self._compile_mode = compile_step if compile_step and device.type == "cuda" else None
+        self._compiled = None
+
+    def _step_fn(self):
+        """model.decode, compiled where torch_compile asks for it."""
+        if self._compile_mode is None:
+            return self.model.decode
+        if self._compiled is None:
+            if self._compile_mode in ("gemv", "max-autotune"):
                 import torch._inductor.config as inductor_config
 
                 inductor_config.coordinate_descent_tuning = True
             # max-autotune: autotuned Triton GEMM templates for the skinny decode matmuls
-            mode = "max-autotune-no-cudagraphs" if compile_step == "max-autotune" else None
-            self._decode = torch.compile(model.decode, mode=mode, dynamic=False)
+            mode = "max-autotune-no-cudagraphs" if self._compile_mode == "max-autotune" else None
+            self._compiled = torch.compile(self.model.decode, mode=mode, dynamic=False)
+        return self._compiled
 
     def uses_kernels(self, batch: int) -> bool:
         """Whether a decode step of `batch` rows runs trtflow's own kernels (torch_compile: triton)."""
@@ -66,7 +75,7 @@ class StaticDecoder:
         if self.uses_kernels(s["tokens"].shape[0]):
             logits = self._kernels.decode(self.model, s["tokens"], s["positions"], cache, self.capacity)
         else:
-            logits = self._decode(s["tokens"], s["positions"], cache, self.capacity, gemv=self._gemv and small)
+            logits = self._step_fn()(s["tokens"], s["positions"], cache, self.capacity, gemv=self._gemv and small)
         token = logits.argmax(-1)
         token = torch.where(s["finished"] & s["stop_at_end"], s["end_id"], token)
         s["finished"] |= token == s["end_id"]

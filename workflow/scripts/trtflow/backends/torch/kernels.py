@@ -45,9 +45,12 @@ TILE_LIMIT = 16384  # BLOCK_M × BLOCK_N × BLOCK_K products per strip: larger t
 
 
 def _fitting(configs, named_args, **kwargs):
-    """The configurations whose batch × rows × strip product fits TILE_LIMIT (at batch 1: all of them)."""
-    block_m = kwargs["BLOCK_M"]
-    return [c for c in configs if block_m * c.kwargs["BLOCK_N"] * c.kwargs["BLOCK_K"] <= TILE_LIMIT]
+    """The configurations worth timing: batch × rows × strip within TILE_LIMIT (at batch 1: all of them), and strips
+    no wider than the input rounded up to 128 (wider ones only load masked zeros: for a small model, the tuning of
+    a few configurations instead of all, at build)."""
+    block_m, widest = kwargs["BLOCK_M"], max(128, kwargs["K_PAD"])
+    return [c for c in configs
+            if block_m * c.kwargs["BLOCK_N"] * c.kwargs["BLOCK_K"] <= TILE_LIMIT and c.kwargs["BLOCK_K"] <= widest]
 
 
 @triton.jit
