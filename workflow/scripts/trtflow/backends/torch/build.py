@@ -88,9 +88,9 @@ def compile_into(engine_dir: Path, batch_sizes: list[int]) -> dict | None:
     record = {"file": None, "batch_sizes": batch_sizes, **compiled.toolchain()}
     if engine.flags.torch_compile == "triton":
         record["kernels"] = kernels.tuning()  # the block sizes chosen for trtflow's own kernels
+    if all(engine.static.uses_kernels(batch) for batch in batch_sizes):
+        return record  # trtflow's kernels only: torch.compile never ran for this engine
     saved = torch.compiler.save_cache_artifacts()
-    if saved is None and all(engine.static.uses_kernels(batch) for batch in batch_sizes):
-        return record  # trtflow's kernels only: nothing of torch.compile's to store
     if saved is None:
         raise RuntimeError("torch.compile left no cache artifacts to store: the decode step was not compiled")
     (engine_dir / compiled.ARTIFACT).parent.mkdir(exist_ok=True)

@@ -8,8 +8,8 @@ one kernel with its neighbours fused in, so a layer is four matrix-vector kernel
     ln_f → lm_head                gemv(ln=…)
 
 Each program reads BLOCK_N full weight rows in BLOCK_K-wide strips once and multiplies them with every one of the
-batch's rows (up to MAX_BATCH), keeping the running sums in fp32; the activation rows (a few KB) are read by every
-program. A weight-only int8 weight is widened in the kernel and the sums scaled per output channel, as
+batch's rows (up to MAX_BATCH: one row as a reduction, more through tl.dot on tensor cores), keeping the running sums
+in fp32; the activation rows (a few KB) are read by every program. A weight-only int8 weight is widened in the kernel and the sums scaled per output channel, as
 weight_only.dequantizing does: x·(q·s)ᵀ = (x·qᵀ)·s. tp 1, a contiguous [out, in] weight.
 
 Block sizes are autotuned per (batch, shape) at first use. The engine rule runs the kernels at build and records
@@ -40,17 +40,19 @@ def _gelu_tanh(x):
 # Tuned once per weight shape and batch at first use (outside CUDA graph capture: the decoder's warm-up steps).
 BLOCKS = [triton.Config({"BLOCK_N": n, "BLOCK_K": k}, num_warps=w)
           for n, k, w in ((4, 512, 4), (8, 256, 4), (8, 512, 4), (16, 256, 4), (16, 512, 8), (32, 256, 8),
-                          (2, 1024, 4), (4, 1024, 8), (8, 128, 4), (16, 128, 4), (4, 256, 4))]
-TILE_LIMIT = 16384  # BLOCK_M × BLOCK_N × BLOCK_K products per strip: larger tiles spill registers at batch 8
+                          (2, 1024, 4), (4, 1024, 8), (8, 128, 4), (16, 128, 4), (32, 128, 4), (64, 128, 8))]
+DOT_MIN = 16  # tl.dot's smallest tile side: a batch of 2-8 rows is padded to 16 (masked loads, tensor cores)
+DOT_TILE_LIMIT = 8192  # weight elements per strip on the tl.dot path (more spill registers)
 
 
 def _fitting(configs, named_args, **kwargs):
-    """The configurations worth timing: batch × rows × strip within TILE_LIMIT (at batch 1: all of them), and strips
-    no wider than the input rounded up to 128 (wider ones only load masked zeros: for a small model, the tuning of
-    a few configurations instead of all, at build)."""
-    block_m, widest = kwargs["BLOCK_M"], max(128, kwargs["K_PAD"])
-    return [c for c in configs
-            if block_m * c.kwargs["BLOCK_N"] * c.kwargs["BLOCK_K"] <= TILE_LIMIT and c.kwargs["BLOCK_K"] <= widest]
+    """The configurations worth timing: strips no wider than the input rounded up to 128 (wider ones only load
+    masked zeros: for a small model, a few configurations instead of all, at build); on the tl.dot path (batch > 1)
+    at least DOT_MIN rows and at most DOT_TILE_LIMIT weight elements a strip."""
+    widest = max(128, kwargs["K_PAD"])
+    dot = kwargs["BLOCK_M"] > 1
+    return [c for c in configs if c.kwargs["BLOCK_K"] <= widest and (not dot or (
+        c.kwargs["BLOCK_N"] >= DOT_MIN and c.kwargs["BLOCK_N"] * c.kwargs["BLOCK_K"] <= DOT_TILE_LIMIT))]
 
 
 @triton.jit
@@ -58,17 +60,30 @@ def _gemv_kernel(x_ptr, w_ptr, b_ptr, res_ptr, y_ptr, ln_w_ptr, ln_b_ptr, scale_
                  LN: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RES: tl.constexpr, GELU: tl.constexpr,
                  SCALED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                  K_PAD: tl.constexpr):
+    """BLOCK_M 1: a row reduction in fp32. BLOCK_M ≥ DOT_MIN: tl.dot of the rows (layer-normed in fp32, then in
+    the activations' dtype, as a layer norm module would return them) with the weight strip in that dtype."""
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)  # output features
     row_ok = rows < N
     batch = tl.arange(0, BLOCK_M)
     batch_ok = batch < M
-    if LN:  # each row's statistics, recomputed by every program: M×K elements, cheaper than a kernel of its own
-        all_cols = tl.arange(0, K_PAD)
-        whole = tl.load(x_ptr + batch[:, None] * K + all_cols[None, :],
-                        mask=batch_ok[:, None] & (all_cols < K)[None, :], other=0.0).to(tl.float32)
-        mean = tl.sum(whole, axis=1) / K
-        centred = tl.where((all_cols < K)[None, :], whole - mean[:, None], 0.0)
-        rstd = 1.0 / tl.sqrt(tl.sum(centred * centred, axis=1) / K + eps)
+    if LN:  # each row's statistics, recomputed by every program (M×K elements: cheaper than a kernel of its own)
+        if BLOCK_M == 1:
+            all_cols = tl.arange(0, K_PAD)
+            whole = tl.load(x_ptr + all_cols[None, :], mask=(all_cols < K)[None, :], other=0.0).to(tl.float32)
+            mean = tl.sum(whole, axis=1) / K
+            centred = tl.where((all_cols < K)[None, :], whole - mean[:, None], 0.0)
+            rstd = 1.0 / tl.sqrt(tl.sum(centred * centred, axis=1) / K + eps)
+        else:  # in strips, so that BLOCK_M whole rows need not sit in registers
+            total = tl.zeros([BLOCK_M], dtype=tl.float32)
+            squares = tl.zeros([BLOCK_M], dtype=tl.float32)
+            for k0 in range(0, K, BLOCK_K):
+                cols = k0 + tl.arange(0, BLOCK_K)
+                part = tl.load(x_ptr + batch[:, None] * K + cols[None, :],
+                               mask=batch_ok[:, None] & (cols < K)[None, :], other=0.0).to(tl.float32)
+                total += tl.sum(part, axis=1)
+                squares += tl.sum(part * part, axis=1)
+            mean = total / K
+            rstd = 1.0 / tl.sqrt(tl.maximum(squares / K - mean * mean, 0.0) + eps)
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
         cols = k0 + tl.arange(0, BLOCK_K)
@@ -79,13 +94,13 @@ def _gemv_kernel(x_ptr, w_ptr, b_ptr, res_ptr, y_ptr, ln_w_ptr, ln_b_ptr, scale_
             x = (x - mean[:, None]) * rstd[:, None] \
                 * tl.load(ln_w_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :] \
                 + tl.load(ln_b_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
-            x = tl.where(col_ok[None, :], x, 0.0)
-        w = tl.load(w_ptr + rows[:, None] * K + cols[None, :], mask=row_ok[:, None] & col_ok[None, :],
-                    other=0.0).to(tl.float32)
-        if BLOCK_M == 1:  # the batch-1 form as a plain row reduction
-            acc += tl.sum(w * x, axis=1)[None, :]
+            x = tl.where(batch_ok[:, None] & col_ok[None, :], x, 0.0)
+        w = tl.load(w_ptr + rows[:, None] * K + cols[None, :], mask=row_ok[:, None] & col_ok[None, :], other=0.0)
+        if BLOCK_M == 1:
+            acc += tl.sum(w.to(tl.float32) * x, axis=1)[None, :]
         else:
-            acc += tl.sum(x[:, None, :] * w[None, :, :], axis=2)
+            dtype = x_ptr.dtype.element_ty
+            acc += tl.dot(x.to(dtype), tl.trans(w.to(dtype)))
     if SCALED:
         acc *= tl.load(scale_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)[None, :]
     if HAS_BIAS:
@@ -119,11 +134,12 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
     y = torch.empty(m, n, dtype=out_dtype or x.dtype, device=x.device)
     ln_w, ln_b, eps = ln if ln is not None else (weight, weight, 0.0)
     # Triton's CPU interpreter (TRITON_INTERPRET=1, for tests) cannot time configurations: one fixed block there
-    kernel, blocks = (_gemv_kernel, {"BLOCK_N": 8, "BLOCK_K": 256}) if INTERPRETED else (_tuned_gemv_kernel, {})
+    block_m = 1 if m == 1 else max(DOT_MIN, triton.next_power_of_2(m))
+    kernel, blocks = (_gemv_kernel, {"BLOCK_N": DOT_MIN, "BLOCK_K": 256}) if INTERPRETED else (_tuned_gemv_kernel, {})
     kernel[lambda meta: (triton.cdiv(n, meta["BLOCK_N"]),)](
         x, weight, bias if bias is not None else weight, residual if residual is not None else y, y, ln_w, ln_b,
         scale if scale is not None else weight, m, n, eps, K=k, LN=ln is not None, HAS_BIAS=bias is not None,
-        HAS_RES=residual is not None, GELU=gelu, SCALED=scale is not None, BLOCK_M=triton.next_power_of_2(m),
+        HAS_RES=residual is not None, GELU=gelu, SCALED=scale is not None, BLOCK_M=block_m,
         K_PAD=triton.next_power_of_2(k), **blocks)
     return y
 
