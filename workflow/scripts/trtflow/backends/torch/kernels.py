@@ -9,8 +9,9 @@ one kernel with its neighbours fused in, so a layer is four matrix-vector kernel
 
 Each program reads BLOCK_N full weight rows in BLOCK_K-wide strips once and multiplies them with every one of the
 batch's rows (up to MAX_BATCH: one row as a reduction, more through tl.dot on tensor cores), keeping the running sums
-in fp32; the activation rows (a few KB) are read by every program. A weight-only int8 weight is widened in the kernel and the sums scaled per output channel, as
-weight_only.dequantizing does: x·(q·s)ᵀ = (x·qᵀ)·s. tp 1, a contiguous [out, in] weight.
+in fp32; the activation rows (a few KB) are read by every program. A weight-only int8 weight is widened in the
+kernel and the sums scaled per output channel, as weight_only.dequantizing does: x·(q·s)ᵀ = (x·qᵀ)·s. tp 1, a
+contiguous [out, in] weight.
 
 Block sizes are autotuned per (batch, shape) at first use. The engine rule runs the kernels at build and records
 the tuner's choices in the engine (`tuning`); a job that opens the engine hands them back (`use_tuning`) and so
