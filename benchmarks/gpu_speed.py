@@ -61,9 +61,13 @@ def main() -> None:
     parser.add_argument("--num-runs", type=int, default=10)
     parser.add_argument("--hf-num-runs", type=int, default=5)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument("--cases", nargs="+", default=None, metavar="BATCH,IN,OUT",
+                        help="the cases to measure (default: " + " ".join(",".join(map(str, c)) for c in CASES) + ")")
     parser.add_argument("--smoke", action="store_true", help="a 2-layer model and small cases, to try it on CPU")
     args = parser.parse_args()
     cases, shape = CASES, SHAPE
+    if args.cases:
+        cases = [tuple(int(v) for v in case.split(",")) for case in args.cases]
     if args.smoke:
         cases, shape = [(1, 8, 4), (4, 16, 4)], {**SHAPE, "n_layer": 2, "n_embd": 64, "n_head": 4}
     out, work = Path(args.out), Path(args.work)
