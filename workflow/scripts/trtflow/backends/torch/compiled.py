@@ -8,6 +8,10 @@ machine code for one GPU architecture, made by one torch, Triton and CUDA: those
 engine whose compiled step was made for anything else is refused with the instruction to rebuild it (the
 contract of a TensorRT engine), never recompiled behind the user's back.
 
+`torch_compile: triton` runs trtflow's own kernels (kernels.py) for batches up to kernels.MAX_BATCH: there the
+record holds the block sizes the tuner chose at build (`kernels`), handed back to the tuner at load, and no
+artifact file where every compiled batch size ran the kernels.
+
 Only where the step is captured (BuildFlags.compiles_at_build: tp 1, CUDA graphs, contiguous cache). Elsewhere
 `torch_compile` compiles at run time as before.
 """
