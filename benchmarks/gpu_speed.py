@@ -63,6 +63,8 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--cases", nargs="+", default=None, metavar="BATCH,IN,OUT",
                         help="the cases to measure (default: " + " ".join(",".join(map(str, c)) for c in CASES) + ")")
+    parser.add_argument("--max-batch-size", type=int, default=FLAGS["max_batch_size"],
+                        help="the engines' max_batch_size (compiled engines compile batch 1 and it at build)")
     parser.add_argument("--smoke", action="store_true", help="a 2-layer model and small cases, to try it on CPU")
     args = parser.parse_args()
     cases, shape = CASES, SHAPE
@@ -102,7 +104,7 @@ def main() -> None:
     hf_tokens = [hf.generate([p], 20, ignore_eos=True).output_ids[0] for p in prompts]
     summary = {"device": device_name, "torch": torch.__version__, "agreement_vs_hf_fp16_20_steps": {}, "rows": []}
     for name in args.variants:
-        flags = BuildFlags.from_config({**FLAGS, **VARIANTS[name]}, "float16")
+        flags = BuildFlags.from_config({**FLAGS, "max_batch_size": args.max_batch_size, **VARIANTS[name]}, "float16")
         engine_dir = build(source, work / "engines" / name, flags, "0" * 10, CHECKPOINT_TOKEN_IDS)
         engine = TorchEngineGenerator(engine_dir, dist)
         # what the engine keeps on the device for its weights (the KV cache is sized by max_batch_size apart)

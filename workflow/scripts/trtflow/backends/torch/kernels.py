@@ -1,11 +1,11 @@
 """Hand-written Triton kernels for the small-batch decode step (`torch_compile: triton`): each linear of a layer is
-one kernel with its neighbours fused in, so a layer is four matrix-vector kernels plus the cache write and attention.
+one kernel with its neighbours fused in, so a layer is four matrix-vector kernels plus attention.
 
-    ln_1 → QKV (+bias)            gemv(ln=…)        layer norm recomputed by every program from the B×H rows
-    attention dense (+bias, +h)   gemv(residual=…)  the residual added in the epilogue
-    ln_2 → fc (+bias, GELU)       gemv(ln=…, gelu=True)
-    MLP proj (+bias, +h)          gemv(residual=…)
-    ln_f → lm_head                gemv(ln=…)
+    ln_1 → QKV (+bias) → K, V into the cache   gemv(ln=…, kv=…)   layer norm recomputed by every program
+    attention dense (+bias, +h)                gemv(residual=…)   the residual added in the epilogue
+    ln_2 → fc (+bias, GELU)                    gemv(ln=…, gelu=True)
+    MLP proj (+bias, +h)                       gemv(residual=…)
+    ln_f → lm_head                             gemv(ln=…)
 
 Each program reads BLOCK_N full weight rows in BLOCK_K-wide strips once and multiplies them with every one of the
 batch's rows (up to MAX_BATCH: one row as a reduction, more through tl.dot on tensor cores), keeping the running sums
@@ -57,10 +57,10 @@ def _fitting(configs, named_args, **kwargs):
 
 
 @triton.jit
-def _gemv_kernel(x_ptr, w_ptr, b_ptr, res_ptr, y_ptr, ln_w_ptr, ln_b_ptr, scale_ptr, M, N, eps, K: tl.constexpr,
-                 LN: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RES: tl.constexpr, GELU: tl.constexpr,
-                 SCALED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                 K_PAD: tl.constexpr):
+def _gemv_kernel(x_ptr, w_ptr, b_ptr, res_ptr, y_ptr, ln_w_ptr, ln_b_ptr, scale_ptr, kv_ptr, pos_ptr, capacity, M, N,
+                 eps, K: tl.constexpr, LN: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RES: tl.constexpr,
+                 GELU: tl.constexpr, SCALED: tl.constexpr, KV: tl.constexpr, HEAD_DIM: tl.constexpr,
+                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, K_PAD: tl.constexpr):
     """BLOCK_M 1: a row reduction in fp32. BLOCK_M ≥ DOT_MIN: tl.dot of the rows (layer-normed in fp32, then in
     the activations' dtype, as a layer norm module would return them) with the weight strip in that dtype."""
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)  # output features
@@ -113,6 +113,15 @@ def _gemv_kernel(x_ptr, w_ptr, b_ptr, res_ptr, y_ptr, ln_w_ptr, ln_b_ptr, scale_
     if HAS_RES:
         acc += tl.load(res_ptr + out, mask=out_ok, other=0.0).to(tl.float32)
     tl.store(y_ptr + out, acc.to(y_ptr.dtype.element_ty), mask=out_ok)
+    if KV:  # QKV's K and V rows also into the cache [B, 2, heads, capacity, HEAD_DIM] at each row's position
+        hidden = N // 3
+        part = rows // hidden  # 0 Q, 1 K, 2 V
+        head = (rows - part * hidden) // HEAD_DIM
+        dim = rows - part * hidden - head * HEAD_DIM
+        position = tl.load(pos_ptr + batch, mask=batch_ok, other=0)
+        slot = batch[:, None] * (2 * hidden * capacity) + ((part - 1) * hidden * capacity + head * capacity * HEAD_DIM
+                                                           + dim)[None, :] + position[:, None] * HEAD_DIM
+        tl.store(kv_ptr + slot, acc.to(kv_ptr.dtype.element_ty), mask=out_ok & (part >= 1)[None, :])
 
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
@@ -122,9 +131,12 @@ _tuned_gemv_kernel = triton.autotune(configs=BLOCKS, key=["M", "N", "K"],
 
 def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, residual: torch.Tensor | None = None,
          gelu: bool = False, ln: tuple[torch.Tensor, torch.Tensor, float] | None = None,
-         out_dtype: torch.dtype | None = None, scale: torch.Tensor | None = None) -> torch.Tensor:
+         out_dtype: torch.dtype | None = None, scale: torch.Tensor | None = None,
+         kv: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """y = act(LN(x) · Wᵀ (· scale) + b) + residual for rows x [M, K] (M ≤ MAX_BATCH); weight [N, K] in the
-    compute dtype, or int8 with its per-channel `scale` [N]. Returns [M, N]."""
+    compute dtype, or int8 with its per-channel `scale` [N]. Returns [M, N]. With `kv` = (one layer's contiguous
+    cache [M, 2, heads, capacity, head_dim], positions [M]), y is a QKV projection whose K and V parts are also
+    written into the cache at each row's position (the cache write fused into the matmul's epilogue)."""
     n, k = weight.shape
     x = x.reshape(-1, k)
     m = x.shape[0]
@@ -133,13 +145,19 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
     if (weight.dtype == torch.int8) != (scale is not None):
         raise ValueError("an int8 weight needs its per-channel scale, and only an int8 weight takes one")
     y = torch.empty(m, n, dtype=out_dtype or x.dtype, device=x.device)
+    cache, positions = kv if kv is not None else (y, y)
+    if kv is not None and not (cache.is_contiguous() and cache.shape[0] == m and 3 * cache.shape[2] * cache.shape[4] == n):
+        raise ValueError(f"kv: a contiguous cache [{m}, 2, heads, capacity, head_dim] of this QKV's {n} rows, "
+                         f"not {tuple(cache.shape)}")
     ln_w, ln_b, eps = ln if ln is not None else (weight, weight, 0.0)
     # Triton's CPU interpreter (TRITON_INTERPRET=1, for tests) cannot time configurations: one fixed block there
     block_m = 1 if m == 1 else max(DOT_MIN, triton.next_power_of_2(m))
     kernel, blocks = (_gemv_kernel, {"BLOCK_N": DOT_MIN, "BLOCK_K": 256}) if INTERPRETED else (_tuned_gemv_kernel, {})
     kernel[lambda meta: (triton.cdiv(n, meta["BLOCK_N"]),)](
         x, weight, bias if bias is not None else weight, residual if residual is not None else y, y, ln_w, ln_b,
-        scale if scale is not None else weight, m, n, eps, K=k, LN=ln is not None, HAS_BIAS=bias is not None,
+        scale if scale is not None else weight, cache, positions, cache.shape[3] if kv is not None else 0, m, n, eps,
+        K=k, LN=ln is not None, HAS_BIAS=bias is not None, KV=kv is not None,
+        HEAD_DIM=cache.shape[4] if kv is not None else 1,
         HAS_RES=residual is not None, GELU=gelu, SCALED=scale is not None, BLOCK_M=block_m,
         K_PAD=triton.next_power_of_2(k), **blocks)
     return y
@@ -147,21 +165,20 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
 
 def decode(model, tokens: torch.Tensor, positions: torch.Tensor, cache, span: int) -> torch.Tensor:
     """model.decode for a batch of up to MAX_BATCH rows (tp 1), each linear one kernel with its layer norm, bias,
-    GELU or residual fused in; the cache write and attention as in model.decode. Returns logits [B, V] in fp32."""
+    GELU or residual fused in, and the QKV kernel writing K and V into the cache; attention as in model.decode.
+    Returns logits [B, V] in fp32."""
     w, eps, d = model.w, model.dims.eps, model.dims
     batch = tokens.shape[0]
     h = model._embed(tokens, positions)  # [B, H]
     mask = decode_mask(positions, span, h.dtype)
-    seq_ids = torch.arange(batch, device=tokens.device)
 
     def linear(x, p, name, **fused):
         return gemv(x, w[p + name + ".weight"], w[p + name + ".bias"], scale=w.get(f"{p}{name}.{SCALE}"), **fused)
 
     for layer in range(d.layers):
         p = f"layers.{layer}."
-        qkv = linear(h, p, "qkv", ln=(w[p + "ln_1.weight"], w[p + "ln_1.bias"], eps))
+        qkv = linear(h, p, "qkv", ln=(w[p + "ln_1.weight"], w[p + "ln_1.bias"], eps), kv=(cache.kv[layer], positions))
         qkv = qkv.view(batch, 3, model.local_heads, model.head_dim)
-        cache.write(layer, seq_ids, positions, qkv[:, 1:])
         keys, values = cache.read(layer, span)
         attn = model._attend(qkv[:, 0, :, None, :], keys, values, mask)  # [B, h, 1, d]
         h = linear(attn.reshape(batch, -1), p, "dense", residual=h)
