@@ -156,10 +156,9 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
     kernel[lambda meta: (triton.cdiv(n, meta["BLOCK_N"]),)](
         x, weight, bias if bias is not None else weight, residual if residual is not None else y, y, ln_w, ln_b,
         scale if scale is not None else weight, cache, positions, cache.shape[3] if kv is not None else 0, m, n, eps,
-        K=k, LN=ln is not None, HAS_BIAS=bias is not None, KV=kv is not None,
-        HEAD_DIM=cache.shape[4] if kv is not None else 1,
-        HAS_RES=residual is not None, GELU=gelu, SCALED=scale is not None, BLOCK_M=block_m,
-        K_PAD=triton.next_power_of_2(k), **blocks)
+        K=k, LN=ln is not None, HAS_BIAS=bias is not None, HAS_RES=residual is not None, GELU=gelu,
+        SCALED=scale is not None, KV=kv is not None, HEAD_DIM=cache.shape[4] if kv is not None else 1,
+        BLOCK_M=block_m, K_PAD=triton.next_power_of_2(k), **blocks)
     return y
 
 
