@@ -86,13 +86,15 @@ def test_a_triton_engine_records_its_tuned_blocks_and_a_fresh_process_times_none
     code = ("import json, sys; from trtflow.backends.torch.generator import TorchEngineGenerator as G; "
             "from trtflow.backends.torch import kernels; from trtflow.infra.dist import init_distributed as d; "
             "g = G(sys.argv[1], d()); tuned = kernels.tuning(); "
-            f"print(json.dumps([tuned, g.generate([{PROMPTS[0]}], 16, ignore_eos=True).output_ids]))")
+            f"tokens = g.generate([{PROMPTS[0]}], 16, ignore_eos=True).output_ids; "
+            "print(json.dumps([tuned, tokens, kernels.tuning()]))")
     env = {**__import__("os").environ, "PYTHONPATH": str(ROOT / "workflow" / "scripts")}
     out = subprocess.run([sys.executable, "-c", code, str(engines["triton"])], capture_output=True, text=True,
                          timeout=300, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
-    tuned, tokens = json.loads(out.stdout.strip().splitlines()[-1])
+    tuned, tokens, after = json.loads(out.stdout.strip().splitlines()[-1])
     assert tuned == record["kernels"] and tokens == expected
+    assert after == record["kernels"]  # every kernel the job ran had its blocks recorded: none was tuned anew
 
 
 def test_a_weight_only_engine_decodes_the_same_captured_and_compiled(engines):
