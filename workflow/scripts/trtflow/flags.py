@@ -35,7 +35,6 @@ class RuntimeOptions:
     tokens_per_block: int | None
     cuda_graphs: bool
     torch_compile: bool | str
-    weight_only: str | None  # "int8": per-output-channel int8 weights, dequantized inside the matmul
 
 
 @dataclass(frozen=True)
@@ -107,8 +106,7 @@ class BuildFlags:
     def runtime(self) -> RuntimeOptions:
         return RuntimeOptions(fused_attention=bool(self.use_gpt_attention_plugin), packed=self.remove_input_padding,
                               paged=self.paged_kv_cache, tokens_per_block=self.tokens_per_block,
-                              cuda_graphs=self.cuda_graphs, torch_compile=self.torch_compile,
-                              weight_only=self.weight_only_precision)
+                              cuda_graphs=self.cuda_graphs, torch_compile=self.torch_compile)
 
 
 def canonical(obj: Any) -> str:
@@ -164,8 +162,8 @@ def convert_key(config: dict, model: str) -> str:
     """Names the converted folders of `model` (c-model and 1.2 checkpoint) for the current conversion settings."""
     identity = {"converter": CONVERTER_VERSION, "model": model_identity(config["models"][model]),
                 "storage_type": config["convert"]["storage_type"]}
-    if checkpoint_quantization(config):
-        identity["weight_only_precision"] = checkpoint_quantization(config)
+    if precision := checkpoint_quantization(config):
+        identity["weight_only_precision"] = precision
     return _digest(identity)
 
 
