@@ -182,3 +182,18 @@ def test_a_compiled_engine_is_refused_off_the_toolchain_it_was_compiled_for(tiny
     monkeypatch.setattr(torch.compiler, "load_cache_artifacts", loaded.append)
     TorchEngineGenerator(engine_dir, init_distributed())  # the same toolchain: loaded, not refused
     assert loaded == [b"artifacts"]
+
+
+@pytest.mark.parametrize("variant", ["packed-contiguous-sdpa", "packed-contiguous-math"])
+def test_packed_prompts_of_one_length_attend_as_one_batch_within_each_prompt(tiny_gpt2, tmp_path, variant):
+    """Prompts all of one length take model._attend_prompts' batched call: every prompt's logits are those it has
+    alone (no attention across prompts), as with prompts of different lengths."""
+    source = cmodel.convert(tiny_gpt2, tmp_path / "c", 1, "float32", progress=False)
+    engine = TorchEngineGenerator(build(source, tmp_path / "e", engine_flags(**VARIANTS[variant]), "0" * 10,
+                                        TINY_TOKEN_IDS), init_distributed())
+    prompts = [PROMPTS[0], [9, 8, 7, 6, 5, 4, 3], [5, 17, 300, 2, 999, 41, 8]]
+    together = engine.model.context([torch.tensor(p) for p in prompts], engine._cache([len(p) for p in prompts], 1),
+                                    True, all_logits=True)
+    for prompt, logits in zip(prompts, together, strict=True):
+        alone = engine.forward_logits(prompt)
+        assert (logits - alone).abs().max().item() < 1e-5

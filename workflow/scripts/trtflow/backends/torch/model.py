@@ -84,6 +84,18 @@ class ParallelGPT2(torch.nn.Module):
         scale = self.w.get(f"{name}.{SCALE}")
         return linear if scale is None else dequantizing(linear, scale)
 
+    def _attend_prompts(self, qkv: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+        """Causal attention within each packed prompt: qkv [N, 3, h, d] → [N, h·d]. Prompts of one length (a
+        benchmark's batch) go as one batched call, others one call each."""
+        if len(set(lengths)) == 1:
+            q, k, v = (t.reshape(len(lengths), lengths[0], self.local_heads, self.head_dim).transpose(1, 2)
+                       for t in qkv.unbind(1))  # [B, h, T, d]
+            return self._attend(q, k, v, None).transpose(1, 2).reshape(qkv.shape[0], -1)
+        q, k, v = (t.transpose(0, 1) for t in qkv.unbind(1))  # [h, N, d]
+        outs = [self._attend(qs[None], ks[None], vs[None], None)[0]
+                for qs, ks, vs in zip(q.split(lengths, 1), k.split(lengths, 1), v.split(lengths, 1), strict=True)]
+        return torch.cat(outs, dim=1).transpose(0, 1).reshape(qkv.shape[0], -1)
+
     def _qkv(self, x: torch.Tensor, p: str, linear=F.linear) -> torch.Tensor:
         """x [..., H] → [..., 3, h, d]: a view of one matmul's output, Q, K, V of this rank's heads."""
         qkv = self._linear_for(p + "qkv", linear)(x, self.w[p + "qkv.weight"], self.w[p + "qkv.bias"])
@@ -127,11 +139,7 @@ class ParallelGPT2(torch.nn.Module):
             p = f"layers.{layer}."
             qkv = self._qkv(self._ln(h, p + "ln_1"), p)  # [N, 3, h, d]
             cache.write(layer, seq_ids, positions, qkv[:, 1:])
-            q, k, v = (t.transpose(0, 1) for t in qkv.unbind(1))  # [h, N, d]
-            outs = [self._attend(qs[None], ks[None], vs[None], None)[0]
-                    for qs, ks, vs in zip(q.split(lengths, 1), k.split(lengths, 1), v.split(lengths, 1), strict=True)]
-            attn = torch.cat(outs, dim=1).transpose(0, 1).reshape(h.shape[0], -1)
-            h = h + self._row_parallel(attn, p, "dense")
+            h = h + self._row_parallel(self._attend_prompts(qkv, lengths), p, "dense")
             h = self._mlp(h, p)
         if all_logits:
             return list(self._logits(h).split(lengths))
