@@ -68,20 +68,65 @@ def decode_steps(hf_dir: Path, work: Path, batch: int, weight_only: bool, steps:
     fast = ParallelGPT2(dims, dims.heads, 1, half)
     widened = {k: v if v.dtype == torch.int8 else v.float() for k, v in half.items()}
     reference = ParallelGPT2(dims, dims.heads, 1, widened)
-    caches = [ContiguousKV(dims.layers, batch, dims.heads, 16, dims.head_dim, dtype, torch.device("cpu"))
+    capacity = max(16, steps + batch)
+    caches = [ContiguousKV(dims.layers, batch, dims.heads, capacity, dims.head_dim, dtype, torch.device("cpu"))
               for dtype in (torch.float16, torch.float32)]
     token, tokens, worst = torch.arange(5, 5 + batch), {"kernels": [], "reference": []}, 0.0
     fast_token = token
     for step in range(steps):
         position = torch.arange(step, step + batch)  # rows at different positions, as left-aligned prompts are
-        got = kernels.decode(fast, fast_token, position, caches[0], 16)
-        want = reference.decode(token, position, caches[1], 16)
+        got = kernels.decode(fast, fast_token, position, caches[0])
+        want = reference.decode(token, position, caches[1], capacity)
         worst = max(worst, ((got - want).abs().max() / want.abs().max()).item())
         fast_token, token = got.argmax(-1), want.argmax(-1)
         tokens["kernels"].append(fast_token.tolist())
         tokens["reference"].append(token.tolist())
     return {"applies": kernels.applies(fast, batch), "int8": any(v.dtype == torch.int8 for v in half.values()),
             "relative_logit_error": worst, **tokens}
+
+
+def attention_errors() -> dict[str, float]:
+    """The attention kernel against softmax(q·kᵀ/√d)·v in fp32 over each row's first position+1 slots, with rows
+    whose lengths are one slot, several of the kernel's blocks and a block and a bit; slots beyond hold garbage
+    the kernel must not read."""
+    torch.manual_seed(1)
+    heads, head_dim, capacity = 3, 16, 80
+    positions = torch.tensor([0, 47, 16, 79])
+    cache = torch.randn(4, 2, heads, capacity, head_dim).half()
+    qkv = torch.randn(4, 3 * heads * head_dim).half()
+    for row, position in enumerate(positions.tolist()):
+        cache[row, :, :, position + 1:] = float("nan")
+    got = kernels.attention(qkv, cache, positions).float()
+    errors = {}
+    for row, position in enumerate(positions.tolist()):
+        q = qkv[row].float().view(3, heads, head_dim)[0][:, None, :]  # [h, 1, d]
+        k, v = (cache[row, i, :, : position + 1].float() for i in (0, 1))  # [h, n, d]
+        want = ((q @ k.transpose(-1, -2)) / head_dim**0.5).softmax(-1) @ v
+        errors[f"position {position}"] = (got[row] - want.reshape(-1)).abs().max().item() / want.abs().max().item()
+    return errors
+
+
+def greedy_argmax() -> dict:
+    """The lm_head kernel's argmax epilogue against torch.argmax of the same products in fp32, with an exact tie
+    across two programs' blocks (the first index wins) and an all-negative row, then the bookkeeping kernel's state
+    against what graphs.StaticDecoder._step computes."""
+    torch.manual_seed(2)
+    n, k = 300, 64
+    weight = (torch.randn(n, k) / 8).abs().half()
+    weight[40] = weight[250] = 1.0  # rows 40 and 250, in different programs' blocks: row 0's greatest product, tied
+    x = torch.randn(3, k).half()
+    x[0] = 1.0
+    x[2] = -x[2].abs()  # all of row 2's products negative
+    logits = F.linear(x.float(), weight.float())
+    best = kernels.argmax_slots(3, torch.device("cpu"))
+    kernels.gemv(x, weight, argmax_into=best)
+    state = {"tokens": torch.tensor([1, 2, 3]), "positions": torch.tensor([5, 6, 7]), "step": torch.tensor([2]),
+             "finished": torch.tensor([False, True, False]), "end_id": torch.tensor([int(logits[2].argmax())]),
+             "stop_at_end": torch.tensor([True]), "out": torch.zeros(3, 6, dtype=torch.long), "best": best.clone()}
+    kernels.finish_step(state)
+    return {"kernel": kernels.argmax_of(best).tolist(), "torch": logits.argmax(-1).tolist(),
+            "tied": bool(logits[0, 40] == logits[0, 250]),
+            "state": {name: t.tolist() for name, t in state.items()}, "end_id": int(logits[2].argmax())}
 
 
 def tuning_round_trip() -> bool:
@@ -100,7 +145,8 @@ def tuning_round_trip() -> bool:
 
 def configurations_timed() -> dict[str, list]:
     """Which block configurations the tuner times for a batch and input width (kernels._fitting)."""
-    cases = {"batch 1, K 1024": (1, 1024), "batch 8, K 1024": (8, 1024), "batch 8, K 128": (8, 128)}
+    cases = {"batch 1, K 1024": (1, 1024), "batch 8, K 1024": (8, 1024), "batch 8, K 128": (8, 128),
+             "batch 64, K 4096": (64, 4096)}
     return {name: sorted((c.kwargs["BLOCK_N"], c.kwargs["BLOCK_K"]) for c in kernels._fitting(
         kernels.BLOCKS, {}, BLOCK_M=m, K_PAD=k)) for name, (m, k) in cases.items()}
 
@@ -116,7 +162,8 @@ def too_many_rows() -> str:
 if __name__ == "__main__":
     hf, work = Path(sys.argv[1]), Path(sys.argv[2])
     decodes = {f"batch {b}{' int8' if wo else ''}": decode_steps(hf, work, b, wo)
-               for b, wo in ((1, False), (3, False), (1, True), (3, True))}
-    print(json.dumps({"gemv": gemv_errors(), "decode": decodes, "too_many_rows": too_many_rows(),
+               for b, wo in ((1, False), (3, False), (1, True), (3, True), (20, False))}
+    print(json.dumps({"gemv": gemv_errors(), "decode": decodes, "attention": attention_errors(),
+                      "greedy": greedy_argmax(), "too_many_rows": too_many_rows(),
                       "tuning_round_trip": tuning_round_trip(),
                       "configurations_timed": configurations_timed()}))

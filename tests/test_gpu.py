@@ -69,6 +69,17 @@ def test_trtflows_triton_kernels_decode_small_batches_as_eager_does(engines, var
     assert kernels.static._compiled is None  # torch.compile never set up: every step ran the kernels
 
 
+def test_trtflows_triton_kernels_stop_rows_at_the_end_id_as_eager_does(engines):
+    """The bookkeeping kernel (kernels.greedy_step): with an end id that one row reaches mid-run, that row ends
+    there and the other goes on, as the eager step decides it."""
+    eager, kernels = generator(engines["eager"]), generator(engines["triton"])
+    free = eager.generate(PROMPTS, 16, ignore_eos=True).output_ids
+    end = next(token for token in free[1][2:] if token not in free[0])  # a token only row 1 generates
+    expected = eager.generate(PROMPTS, 16, end_id=end).output_ids
+    assert kernels.generate(PROMPTS, 16, end_id=end).output_ids == expected
+    assert expected[0] == free[0] and len(expected[1]) < len(free[1])
+
+
 def test_a_triton_engine_records_its_tuned_blocks_and_a_fresh_process_times_none(engines):
     """Built on a GPU, a torch_compile: triton engine (max_batch_size ≤ 8) holds no torch.compile artifacts, only
     the block sizes its kernels were tuned to at build; a fresh process opening it has them before its first step
@@ -81,7 +92,11 @@ def test_a_triton_engine_records_its_tuned_blocks_and_a_fresh_process_times_none
 
     record = json.loads((engines["triton"] / "config.json").read_text())["compiled"]
     assert record["file"] is None and record["kernels"]
-    assert {entry["key"][0] for entry in record["kernels"]} == set(record["batch_sizes"])  # the batch is the key's M
+    from trtflow.backends.torch import kernels
+
+    # tuned per row tile (the key's first entry), for every tile a batch up to max_batch_size pads to
+    assert record["batch_sizes"] == kernels.covering(record["batch_sizes"])
+    assert {entry["key"][0] for entry in record["kernels"]} == {kernels.row_tile(b) for b in record["batch_sizes"]}
     expected = generator(engines["eager"]).generate([PROMPTS[0]], 16, ignore_eos=True).output_ids
     code = ("import json, sys; from trtflow.backends.torch.generator import TorchEngineGenerator as G; "
             "from trtflow.backends.torch import kernels; from trtflow.infra.dist import init_distributed as d; "

@@ -74,7 +74,8 @@ def runtime_layout(shards: dict[str, torch.Tensor], dtype: torch.dtype,
 
 def compile_into(engine_dir: Path, batch_sizes: list[int]) -> dict | None:
     """Compile (and capture) the decode step of the engine in `engine_dir` for `batch_sizes`, and store the
-    compiler's artifacts there. Returns the record for config.json; None without a GPU (nothing to compile)."""
+    compiler's artifacts there (`torch_compile: triton`: tune its kernels for those and every row tile below the
+    largest, kernels.covering). Returns the record for config.json; None without a GPU (nothing to compile)."""
     if not torch.cuda.is_available():
         return None
     engine = TorchEngineGenerator(engine_dir, init_distributed(), verify=False)
@@ -82,6 +83,7 @@ def compile_into(engine_dir: Path, batch_sizes: list[int]) -> dict | None:
         from . import kernels
 
         kernels.clear_tuning()  # what this process tuned for other engines is not this one's to record
+        batch_sizes = kernels.covering(batch_sizes)
     prompt = [1] * 8
     for batch in batch_sizes:
         engine.generate([prompt] * batch, 4, ignore_eos=True)

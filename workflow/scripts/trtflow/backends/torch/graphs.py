@@ -1,9 +1,10 @@
 """The GPU fast path: a static KV cache allocated once, the decode step replayed as a CUDA graph.
 
 gpt-fast's three ideas: the cache is sized once at the engine's limits (max_batch_size ×
-(max_input_len + max_output_len)), each decode step attends over that fixed span behind a mask, so
-every step has the same shapes; the step (forward, greedy pick, bookkeeping) is captured once per
-batch size and replayed with no host sync inside the loop. Optionally the step is compiled first
+(max_input_len + max_output_len)), each decode step attends over that fixed span behind a mask (trtflow's
+own kernels, `torch_compile: triton`, over each row's filled slots), so every step has the same shapes; the
+step (forward, greedy pick, bookkeeping) is captured once per batch size and replayed with no host sync
+inside the loop. Optionally the step is compiled first
 (torch.compile / inductor) to fuse the small element-wise kernels between the matmuls.
 
 The context phase (packed prompts) is captured too, per set of prompt lengths, once that set has been
@@ -65,17 +66,20 @@ class StaticDecoder:
 
     def _state(self, batch: int) -> dict[str, torch.Tensor]:
         zeros = dict(dtype=torch.long, device=self.device)
-        return {"tokens": torch.zeros(batch, **zeros), "positions": torch.zeros(batch, **zeros),
-                "step": torch.zeros(1, **zeros), "finished": torch.zeros(batch, dtype=torch.bool, device=self.device),
-                "end_id": torch.zeros(1, **zeros), "stop_at_end": torch.zeros(1, dtype=torch.bool, device=self.device),
-                "out": torch.zeros(batch, self.capacity, **zeros)}
+        state = {"tokens": torch.zeros(batch, **zeros), "positions": torch.zeros(batch, **zeros),
+                 "step": torch.zeros(1, **zeros), "finished": torch.zeros(batch, dtype=torch.bool, device=self.device),
+                 "end_id": torch.zeros(1, **zeros), "stop_at_end": torch.zeros(1, dtype=torch.bool, device=self.device),
+                 "out": torch.zeros(batch, self.capacity, **zeros)}
+        if self.uses_kernels(batch):
+            state["best"] = self._kernels.argmax_slots(batch, self.device)
+        return state
 
     def _step(self, s: dict, cache: ContiguousKV) -> None:
-        small = s["tokens"].shape[0] <= 8  # multiply-and-sum matmuls only pay off for a few rows
         if self.uses_kernels(s["tokens"].shape[0]):
-            logits = self._kernels.decode(self.model, s["tokens"], s["positions"], cache, self.capacity)
-        else:
-            logits = self._step_fn()(s["tokens"], s["positions"], cache, self.capacity, gemv=self._gemv and small)
+            self._kernels.greedy_step(self.model, s, cache)  # the same step and bookkeeping, as kernels
+            return
+        small = s["tokens"].shape[0] <= 8  # multiply-and-sum matmuls only pay off for a few rows
+        logits = self._step_fn()(s["tokens"], s["positions"], cache, self.capacity, gemv=self._gemv and small)
         token = logits.argmax(-1)
         token = torch.where(s["finished"] & s["stop_at_end"], s["end_id"], token)
         s["finished"] |= token == s["end_id"]

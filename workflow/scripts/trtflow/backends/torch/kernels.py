@@ -1,35 +1,46 @@
-"""Hand-written Triton kernels for the small-batch decode step (`torch_compile: triton`): each linear of a layer is
-one kernel with its neighbours fused in, so a layer is four matrix-vector kernels plus attention.
+"""Hand-written Triton kernels for the decode step of batches up to MAX_BATCH (`torch_compile: triton`): each linear
+of a layer is one kernel with its neighbours fused in, attention is one kernel, the lm_head takes the argmax and one
+more kernel does the step's bookkeeping, so a step is 5 kernels a layer and a few more (127 a step at batch 1 for
+gpt2-medium, against ~165 before attention, argmax and bookkeeping were kernels).
 
     ln_1 → QKV (+bias) → K, V into the cache   gemv(ln=…, kv=…)   layer norm recomputed by every program
+    attention over each row's filled slots     attention           one program per (row, head), online softmax
     attention dense (+bias, +h)                gemv(residual=…)   the residual added in the epilogue
     ln_2 → fc (+bias, GELU)                    gemv(ln=…, gelu=True)
     MLP proj (+bias, +h)                       gemv(residual=…)
-    ln_f → lm_head                             gemv(ln=…)
+    ln_f → lm_head → argmax                    gemv(ln=…, argmax_into=…)   the logits never written
+    the step's bookkeeping                     finish_step         next tokens, positions, finished rows
 
-Each program reads BLOCK_N full weight rows in BLOCK_K-wide strips once and multiplies them with every one of the
-batch's rows (up to MAX_BATCH: one row as a reduction, more through tl.dot on tensor cores), keeping the running sums
-in fp32; the activation rows (a few KB) are read by every program. A weight-only int8 weight is widened in the
-kernel and the sums scaled per output channel, as weight_only.dequantizing does: x·(q·s)ᵀ = (x·qᵀ)·s. tp 1, a
-contiguous [out, in] weight.
+Each gemv program reads BLOCK_N full weight rows in BLOCK_K-wide strips once and multiplies them with every one of
+the batch's rows (one row as a reduction; more through tl.dot on tensor cores, the rows padded to a tile of 16, 32
+or 64), keeping the running sums in fp32. A weight-only int8 weight is widened in the kernel and the sums scaled
+per output channel, as weight_only.dequantizing does: x·(q·s)ᵀ = (x·qᵀ)·s. tp 1, a contiguous [out, in] weight.
 
-Block sizes are autotuned per (batch, shape) at first use. The engine rule runs the kernels at build and records
-the tuner's choices in the engine (`tuning`); a job that opens the engine hands them back (`use_tuning`) and so
-starts without timing a single configuration.
+On Hopper the kernels launch with programmatic dependent launch (PDL): each lets the next one start at once, and
+the next loads its first weight strip (nothing the previous kernel writes) before it waits for the previous one,
+so the weights' DRAM latency and the launch overlap the previous kernel's tail (bs 1, in 60 / out 100 on the
+H200: 52.2 ms with PDL, 60.6 ms without).
+
+Block sizes are autotuned per (row tile, shape) at first use. The engine rule runs the kernels at build for every
+row tile up to its max_batch_size (`covering`) and records the tuner's choices in the engine (`tuning`); a job that
+opens the engine hands them back (`use_tuning`) and so starts without timing a single configuration.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
+import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from .model import TANH_GELUS, decode_mask
+from .model import TANH_GELUS
 from .weight_only import SCALE
 
-MAX_BATCH = 8  # beyond this a GEMM (cuBLAS, or inductor's) reads the weight once per tile just as well
+MAX_BATCH = 64  # one tl.dot tile of rows: every weight read once per step (a GEMM of a single row tile)
+NO_ARGMAX = -(2**63)  # an empty argmax slot: below every packed (value, index)
 
 
 @triton.jit
@@ -38,35 +49,67 @@ def _gelu_tanh(x):
     return 0.5 * x * (1.0 + (2.0 / (1.0 + tl.exp(-2.0 * inner)) - 1.0))
 
 
-# Tuned once per weight shape and batch at first use (outside CUDA graph capture: the decoder's warm-up steps).
-BLOCKS = [triton.Config({"BLOCK_N": n, "BLOCK_K": k}, num_warps=w)
-          for n, k, w in ((4, 512, 4), (8, 256, 4), (8, 512, 4), (16, 256, 4), (16, 512, 8), (32, 256, 8),
-                          (2, 1024, 4), (4, 1024, 8), (8, 128, 4), (16, 128, 4), (32, 128, 4), (64, 128, 8))]
-DOT_MIN = 16  # tl.dot's smallest tile side: a batch of 2-8 rows is padded to 16 (masked loads, tensor cores)
+@triton.jit
+def _pack_argmax(value, index):
+    """(fp32 value, index) as one int64 whose signed order is the value's, then the lower index: the high word is
+    the float's bits made order-preserving (negative floats' magnitude bits flipped), the low word 2³²-1-index. An
+    atomic max over these is torch.argmax's answer (the first index of the greatest value) across programs."""
+    bits = value.to(tl.int32, bitcast=True)
+    ordered = tl.where(bits >= 0, bits, bits ^ 0x7FFFFFFF)
+    return (ordered.to(tl.int64) << 32) | (4294967295 - index.to(tl.int64))
+
+
+# Tuned once per weight shape and row tile at first use (outside CUDA graph capture: the decoder's warm-up steps).
+# Batch 1's candidates: kernel_bench.py's sweep on the H200 put full 1024-wide strips first for every linear.
+ROW_BLOCKS = [triton.Config({"BLOCK_N": n, "BLOCK_K": k}, num_warps=w)  # batch 1: a row reduction
+              for n, k, w in ((1, 1024, 2), (2, 1024, 4), (4, 1024, 8), (8, 1024, 8), (16, 1024, 8), (4, 512, 4),
+                              (8, 512, 4), (16, 512, 8), (32, 256, 8), (16, 128, 4), (32, 128, 4), (64, 128, 8))]
+DOT_BLOCKS = [triton.Config({"BLOCK_N": n, "BLOCK_K": k}, num_warps=w)  # batches 2-64: tl.dot tiles
+              for n, k, w in ((16, 128, 4), (16, 256, 4), (16, 512, 8), (32, 128, 4), (32, 256, 8), (64, 128, 8),
+                              (32, 64, 4), (64, 64, 4), (128, 64, 8))]
+BLOCKS = ROW_BLOCKS + DOT_BLOCKS
+_DOT = {id(config) for config in DOT_BLOCKS}
+DOT_MIN = 16  # tl.dot's smallest tile side: a batch of 2-15 rows is padded to 16 (masked loads, tensor cores)
 DOT_TILE_LIMIT = 8192  # weight elements per strip on the tl.dot path (more spill registers)
+# From this row tile on, a layer norm before a matmul runs as its own kernel rather than every program recomputing
+# the statistics of 32+ rows in strips: at batch 64 on the H200 QKV 9.4 µs apart vs 13.7 fused, fc 15.2 vs 13.9
+# (benchmarks/kernel_bench.py), fewer microseconds a layer on the whole
+LN_APART_ROWS = 32
 
 
 def _fitting(configs, named_args, **kwargs):
-    """The configurations worth timing: strips no wider than the input rounded up to 128 (wider ones only load
-    masked zeros: for a small model, a few configurations instead of all, at build); on the tl.dot path (batch > 1)
-    at least DOT_MIN rows and at most DOT_TILE_LIMIT weight elements a strip."""
+    """The configurations worth timing: those of the batch's path (ROW_BLOCKS at batch 1, DOT_BLOCKS above) whose
+    strips are no wider than the input rounded up to 128 (wider ones only load masked zeros: for a small model, a
+    few configurations instead of all, at build) and, on the tl.dot path, hold at most DOT_TILE_LIMIT weights."""
     widest = max(128, kwargs["K_PAD"])
     dot = kwargs["BLOCK_M"] > 1
-    return [c for c in configs if c.kwargs["BLOCK_K"] <= widest and (not dot or (
-        c.kwargs["BLOCK_N"] >= DOT_MIN and c.kwargs["BLOCK_N"] * c.kwargs["BLOCK_K"] <= DOT_TILE_LIMIT))]
+    return [c for c in configs if (id(c) in _DOT) == dot and c.kwargs["BLOCK_K"] <= widest and (
+        not dot or c.kwargs["BLOCK_N"] * c.kwargs["BLOCK_K"] <= DOT_TILE_LIMIT)]
 
 
 @triton.jit
-def _gemv_kernel(x_ptr, w_ptr, b_ptr, res_ptr, y_ptr, ln_w_ptr, ln_b_ptr, scale_ptr, kv_ptr, pos_ptr, capacity, M, N,
-                 eps, K: tl.constexpr, LN: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RES: tl.constexpr,
-                 GELU: tl.constexpr, SCALED: tl.constexpr, KV: tl.constexpr, HEAD_DIM: tl.constexpr,
-                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, K_PAD: tl.constexpr):
+def _gemv_kernel(x_ptr, w_ptr, b_ptr, res_ptr, y_ptr, ln_w_ptr, ln_b_ptr, scale_ptr, kv_ptr, pos_ptr, best_ptr,
+                 capacity, M, N, eps, K: tl.constexpr, LN: tl.constexpr, HAS_BIAS: tl.constexpr,
+                 HAS_RES: tl.constexpr, GELU: tl.constexpr, SCALED: tl.constexpr, KV: tl.constexpr,
+                 HEAD_DIM: tl.constexpr, ARGMAX: tl.constexpr, PDL: tl.constexpr, BLOCK_M: tl.constexpr,
+                 BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, K_PAD: tl.constexpr):
     """BLOCK_M 1: a row reduction in fp32. BLOCK_M ≥ DOT_MIN: tl.dot of the rows (layer-normed in fp32, then in
-    the activations' dtype, as a layer norm module would return them) with the weight strip in that dtype."""
+    the activations' dtype, as a layer norm module would return them) with the weight strip in that dtype.
+
+    The weight strips are loaded one ahead of their use; the first before anything the previous kernel writes is
+    read. With PDL (programmatic dependent launch, Hopper on), that first load runs while the previous kernel
+    finishes: the kernel lets the next one launch at once, and waits (_await_previous) only before its first read of
+    an activation, a position or the argmax slots."""
+    if PDL:
+        tl.extra.cuda.gdc_launch_dependents()
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)  # output features
     row_ok = rows < N
     batch = tl.arange(0, BLOCK_M)
     batch_ok = batch < M
+    first = tl.arange(0, BLOCK_K)
+    w = tl.load(w_ptr + rows[:, None] * K + first[None, :], mask=row_ok[:, None] & (first < K)[None, :], other=0.0)
+    if PDL:
+        tl.extra.cuda.gdc_wait()
     if LN:  # each row's statistics, recomputed by every program (M×K elements: cheaper than a kernel of its own)
         if BLOCK_M == 1:
             all_cols = tl.arange(0, K_PAD)
@@ -96,12 +139,15 @@ def _gemv_kernel(x_ptr, w_ptr, b_ptr, res_ptr, y_ptr, ln_w_ptr, ln_b_ptr, scale_
                 * tl.load(ln_w_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :] \
                 + tl.load(ln_b_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
             x = tl.where(batch_ok[:, None] & col_ok[None, :], x, 0.0)
-        w = tl.load(w_ptr + rows[:, None] * K + cols[None, :], mask=row_ok[:, None] & col_ok[None, :], other=0.0)
+        ahead = cols + BLOCK_K
+        w_next = tl.load(w_ptr + rows[:, None] * K + ahead[None, :], mask=row_ok[:, None] & (ahead < K)[None, :],
+                         other=0.0)
         if BLOCK_M == 1:
             acc += tl.sum(w.to(tl.float32) * x, axis=1)[None, :]
         else:
             dtype = x_ptr.dtype.element_ty
             acc += tl.dot(x.to(dtype), tl.trans(w.to(dtype)))
+        w = w_next
     if SCALED:
         acc *= tl.load(scale_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)[None, :]
     if HAS_BIAS:
@@ -112,7 +158,12 @@ def _gemv_kernel(x_ptr, w_ptr, b_ptr, res_ptr, y_ptr, ln_w_ptr, ln_b_ptr, scale_
     out_ok = batch_ok[:, None] & row_ok[None, :]
     if HAS_RES:
         acc += tl.load(res_ptr + out, mask=out_ok, other=0.0).to(tl.float32)
-    tl.store(y_ptr + out, acc.to(y_ptr.dtype.element_ty), mask=out_ok)
+    if ARGMAX:  # no output: each row's greatest value and its first index, merged across programs (_pack_argmax)
+        best, index = tl.max(tl.where(out_ok, acc, float("-inf")), axis=1, return_indices=True,
+                             return_indices_tie_break_left=True)
+        tl.atomic_max(best_ptr + batch, _pack_argmax(best, tl.program_id(0) * BLOCK_N + index), mask=batch_ok)
+    else:
+        tl.store(y_ptr + out, acc.to(y_ptr.dtype.element_ty), mask=out_ok)
     if KV:  # QKV's K and V rows also into the cache [B, 2, heads, capacity, HEAD_DIM] at each row's position
         hidden = N // 3
         part = rows // hidden  # 0 Q, 1 K, 2 V
@@ -125,18 +176,47 @@ def _gemv_kernel(x_ptr, w_ptr, b_ptr, res_ptr, y_ptr, ln_w_ptr, ln_b_ptr, scale_
 
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
-_tuned_gemv_kernel = triton.autotune(configs=BLOCKS, key=["M", "N", "K"],
+# Programmatic dependent launch: None = where the GPU has it (Hopper on); False (or TRTFLOW_TRITON_PDL=0) to compare
+PDL: bool | None = False if os.environ.get("TRTFLOW_TRITON_PDL") == "0" else None
+
+
+def _pdl() -> dict:
+    """The kernels' PDL flag and the launch option that goes with it."""
+    on = PDL if PDL is not None else _has_pdl()
+    return {"PDL": on, "launch_pdl": True} if on else {"PDL": False}
+
+
+@functools.cache
+def _has_pdl() -> bool:
+    return not INTERPRETED and torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 9
+# keyed by the row tile, not the batch: one tuning serves every batch that pads to the same tile
+_tuned_gemv_kernel = triton.autotune(configs=BLOCKS, key=["BLOCK_M", "N", "K"],
                                      prune_configs_by={"early_config_prune": _fitting})(_gemv_kernel)
+
+
+def row_tile(batch: int) -> int:
+    """The kernel's BLOCK_M for a batch: 1 (a row reduction), else the batch padded to a power of two ≥ DOT_MIN."""
+    return 1 if batch == 1 else max(DOT_MIN, triton.next_power_of_2(batch))
+
+
+def covering(batch_sizes: list[int]) -> list[int]:
+    """Batch sizes whose tuning covers every batch up to the largest of `batch_sizes`: those given and the largest
+    of each row tile below (the tuner keys on the tile), so that no job meets a batch tuned at none of them."""
+    top = max(batch_sizes)
+    tiles = {row_tile(b) for b in range(1, min(top, MAX_BATCH) + 1)}
+    return sorted(set(batch_sizes) | {tile for tile in tiles if tile <= top})
 
 
 def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, residual: torch.Tensor | None = None,
          gelu: bool = False, ln: tuple[torch.Tensor, torch.Tensor, float] | None = None,
          out_dtype: torch.dtype | None = None, scale: torch.Tensor | None = None,
-         kv: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+         kv: tuple[torch.Tensor, torch.Tensor] | None = None, argmax_into: torch.Tensor | None = None) -> torch.Tensor:
     """y = act(LN(x) · Wᵀ (· scale) + b) + residual for rows x [M, K] (M ≤ MAX_BATCH); weight [N, K] in the
     compute dtype, or int8 with its per-channel `scale` [N]. Returns [M, N]. With `kv` = (one layer's contiguous
     cache [M, 2, heads, capacity, head_dim], positions [M]), y is a QKV projection whose K and V parts are also
-    written into the cache at each row's position (the cache write fused into the matmul's epilogue)."""
+    written into the cache at each row's position (the cache write fused into the matmul's epilogue). With
+    `argmax_into` (int64 [M], holding NO_ARGMAX), y is not written: each row's argmax over the N outputs is merged
+    into it, packed (`argmax_of` reads it)."""
     n, k = weight.shape
     x = x.reshape(-1, k)
     m = x.shape[0]
@@ -144,32 +224,134 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
         raise ValueError(f"gemv takes at most {MAX_BATCH} rows, not {m}")
     if (weight.dtype == torch.int8) != (scale is not None):
         raise ValueError("an int8 weight needs its per-channel scale, and only an int8 weight takes one")
-    y = torch.empty(m, n, dtype=out_dtype or x.dtype, device=x.device)
+    block_m = row_tile(m)
+    if ln is not None and block_m >= LN_APART_ROWS:  # one layer-norm kernel beats every program recomputing it
+        x, ln = F.layer_norm(x, (k,), ln[0], ln[1], ln[2]), None
+    y = torch.empty(m if argmax_into is None else 0, n, dtype=out_dtype or x.dtype, device=x.device)
     cache, positions = kv if kv is not None else (y, y)
     if kv is not None and not (cache.is_contiguous() and cache.shape[0] == m and 3 * cache.shape[2] * cache.shape[4] == n):
         raise ValueError(f"kv: a contiguous cache [{m}, 2, heads, capacity, head_dim] of this QKV's {n} rows, "
                          f"not {tuple(cache.shape)}")
     ln_w, ln_b, eps = ln if ln is not None else (weight, weight, 0.0)
     # Triton's CPU interpreter (TRITON_INTERPRET=1, for tests) cannot time configurations: one fixed block there
-    block_m = 1 if m == 1 else max(DOT_MIN, triton.next_power_of_2(m))
     kernel, blocks = (_gemv_kernel, {"BLOCK_N": DOT_MIN, "BLOCK_K": 256}) if INTERPRETED else (_tuned_gemv_kernel, {})
     kernel[lambda meta: (triton.cdiv(n, meta["BLOCK_N"]),)](
         x, weight, bias if bias is not None else weight, residual if residual is not None else y, y, ln_w, ln_b,
-        scale if scale is not None else weight, cache, positions, cache.shape[3] if kv is not None else 0, m, n, eps,
-        K=k, LN=ln is not None, HAS_BIAS=bias is not None, HAS_RES=residual is not None, GELU=gelu,
-        SCALED=scale is not None, KV=kv is not None, HEAD_DIM=cache.shape[4] if kv is not None else 1,
-        BLOCK_M=block_m, K_PAD=triton.next_power_of_2(k), **blocks)
+        scale if scale is not None else weight, cache, positions, argmax_into if argmax_into is not None else y,
+        cache.shape[3] if kv is not None else 0, m, n, eps, K=k, LN=ln is not None, HAS_BIAS=bias is not None,
+        HAS_RES=residual is not None, GELU=gelu, SCALED=scale is not None, KV=kv is not None,
+        HEAD_DIM=cache.shape[4] if kv is not None else 1, ARGMAX=argmax_into is not None, **_pdl(), BLOCK_M=block_m,
+        K_PAD=triton.next_power_of_2(k), **blocks)
     return y
 
 
-def decode(model, tokens: torch.Tensor, positions: torch.Tensor, cache, span: int) -> torch.Tensor:
-    """model.decode for a batch of up to MAX_BATCH rows (tp 1), each linear one kernel with its layer norm, bias,
-    GELU or residual fused in, and the QKV kernel writing K and V into the cache; attention as in model.decode.
-    Returns logits [B, V] in fp32."""
+def argmax_slots(batch: int, device: torch.device) -> torch.Tensor:
+    """Empty argmax slots for gemv(argmax_into=…), one a row: the decoder state's "best" for greedy_step."""
+    return torch.full((batch,), NO_ARGMAX, dtype=torch.long, device=device)
+
+
+def argmax_of(packed: torch.Tensor) -> torch.Tensor:
+    """The indices in what gemv(argmax_into=…) merged."""
+    return 4294967295 - (packed & 4294967295)
+
+
+@triton.jit
+def _attend_slots(t0, length, q, keys, values, running_max, total, acc, HEAD_DIM: tl.constexpr, BLOCK_T: tl.constexpr):
+    """Online softmax over BLOCK_T cache slots from t0: the running max, the sum of weights and the weighted values."""
+    dims = tl.arange(0, HEAD_DIM)
+    slots = t0 + tl.arange(0, BLOCK_T)
+    filled = slots < length
+    k = tl.load(keys + slots[:, None] * HEAD_DIM + dims[None, :], mask=filled[:, None], other=0.0)
+    scores = tl.where(filled, tl.sum(k.to(tl.float32) * q[None, :], axis=1), float("-inf"))
+    new_max = tl.maximum(running_max, tl.max(scores, axis=0))
+    weights = tl.exp(scores - new_max)
+    rescale = tl.exp(running_max - new_max)
+    v = tl.load(values + slots[:, None] * HEAD_DIM + dims[None, :], mask=filled[:, None], other=0.0)
+    acc = acc * rescale + tl.sum(weights[:, None] * v.to(tl.float32), axis=0)
+    return new_max, total * rescale + tl.sum(weights, axis=0), acc
+
+
+@triton.jit
+def _attention_kernel(qkv_ptr, kv_ptr, pos_ptr, out_ptr, heads, scale, CAPACITY: tl.constexpr,
+                      HEAD_DIM: tl.constexpr, BLOCK_T: tl.constexpr, WHOLE_CACHE: tl.constexpr, PDL: tl.constexpr):
+    """One (row, head): its query against the cache's first position+1 slots, online softmax in fp32 over
+    BLOCK_T slots at a time. Slots beyond a row's position are never read; on the GPU the loop stops at the row's
+    length. WHOLE_CACHE (Triton's CPU interpreter, which cannot take a loaded value as a loop bound): the loop runs
+    over every block, the masks alone leaving out the slots beyond."""
+    if PDL:  # everything it reads is the previous kernels': it only lets the next kernel start loading weights
+        tl.extra.cuda.gdc_launch_dependents()
+        tl.extra.cuda.gdc_wait()
+    row, head = tl.program_id(0), tl.program_id(1)
+    hidden = heads * HEAD_DIM
+    dims = tl.arange(0, HEAD_DIM)
+    q = tl.load(qkv_ptr + row * 3 * hidden + head * HEAD_DIM + dims).to(tl.float32) * scale
+    keys = kv_ptr + row * 2 * hidden * CAPACITY + head * CAPACITY * HEAD_DIM
+    values = keys + hidden * CAPACITY
+    length = tl.load(pos_ptr + row) + 1
+    running_max = tl.full([], float("-inf"), tl.float32)
+    total = tl.zeros([], dtype=tl.float32)
+    acc = tl.zeros([HEAD_DIM], dtype=tl.float32)
+    if WHOLE_CACHE:
+        for t0 in range(0, CAPACITY, BLOCK_T):
+            running_max, total, acc = _attend_slots(t0, length, q, keys, values, running_max, total, acc,
+                                                    HEAD_DIM, BLOCK_T)
+    else:
+        for t0 in range(0, length, BLOCK_T):
+            running_max, total, acc = _attend_slots(t0, length, q, keys, values, running_max, total, acc,
+                                                    HEAD_DIM, BLOCK_T)
+    tl.store(out_ptr + row * hidden + head * HEAD_DIM + dims, (acc / total).to(out_ptr.dtype.element_ty))
+
+
+def attention_block(batch: int) -> tuple[int, int]:
+    """(BLOCK_T, num_warps) of the attention kernel: the best of benchmarks/kernel_bench.py's sweep on the H200
+    for a decode's lengths (up to a few hundred slots), by batch."""
+    return (256, 4) if batch < 32 else (128, 4)
+
+
+def attention(qkv: torch.Tensor, cache: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Decode attention of rows qkv [B, 3·heads·head_dim] (the QKV kernel's output, its K and V already in the
+    cache) over one layer's contiguous cache [B, 2, heads, capacity, head_dim], each row up to its position.
+    Returns [B, heads·head_dim], as softmax(q·kᵀ/√d)·v over those slots."""
+    batch, _, heads, capacity, head_dim = cache.shape
+    out = torch.empty(batch, heads * head_dim, dtype=qkv.dtype, device=qkv.device)
+    _attention_kernel[(batch, heads)](qkv, cache, positions, out, heads, head_dim**-0.5, CAPACITY=capacity,
+                                      HEAD_DIM=head_dim,
+                                      BLOCK_T=16 if INTERPRETED else attention_block(batch)[0],
+                                      num_warps=attention_block(batch)[1], WHOLE_CACHE=INTERPRETED, **_pdl())
+    return out
+
+
+@triton.jit
+def _greedy_step_kernel(best_ptr, tokens_ptr, positions_ptr, step_ptr, finished_ptr, end_ptr, stop_ptr, out_ptr,
+                        out_width, M, EMPTY: tl.constexpr, PDL: tl.constexpr, BLOCK_M: tl.constexpr):
+    """The decoder's bookkeeping after a greedy step, in one program: each row's token (the end id once the row
+    has finished, where the run stops at it), finished rows, the token into out[row, step], the next step's
+    tokens and positions, and the argmax slots emptied for the next step."""
+    if PDL:
+        tl.extra.cuda.gdc_wait()
+    rows = tl.arange(0, BLOCK_M)
+    ok = rows < M
+    packed = tl.load(best_ptr + rows, mask=ok, other=0)
+    token = 4294967295 - (packed & 4294967295)
+    end = tl.load(end_ptr)
+    stop = tl.load(stop_ptr) != 0
+    finished = tl.load(finished_ptr + rows, mask=ok, other=0) != 0
+    token = tl.where(finished & stop, end, token)
+    finished = finished | (token == end)
+    step = tl.load(step_ptr)
+    tl.store(out_ptr + rows * out_width + step, token, mask=ok)
+    tl.store(tokens_ptr + rows, token, mask=ok)
+    tl.store(positions_ptr + rows, tl.load(positions_ptr + rows, mask=ok, other=0) + 1, mask=ok)
+    tl.store(finished_ptr + rows, finished.to(tl.int1), mask=ok)
+    tl.store(best_ptr + rows, tl.full([BLOCK_M], EMPTY, tl.int64), mask=ok)
+    tl.store(step_ptr, step + 1)
+
+
+def _layers(model, tokens: torch.Tensor, positions: torch.Tensor, cache) -> torch.Tensor:
+    """The transformer layers of a decode step: h [B, H] before ln_f. Each linear one kernel with its layer norm,
+    bias, GELU or residual fused in, the QKV kernel writing K and V into the cache, attention one kernel."""
     w, eps, d = model.w, model.dims.eps, model.dims
-    batch = tokens.shape[0]
     h = model._embed(tokens, positions)  # [B, H]
-    mask = decode_mask(positions, span, h.dtype)
 
     def linear(x, p, name, **fused):
         return gemv(x, w[p + name + ".weight"], w[p + name + ".bias"], scale=w.get(f"{p}{name}.{SCALE}"), **fused)
@@ -177,13 +359,38 @@ def decode(model, tokens: torch.Tensor, positions: torch.Tensor, cache, span: in
     for layer in range(d.layers):
         p = f"layers.{layer}."
         qkv = linear(h, p, "qkv", ln=(w[p + "ln_1.weight"], w[p + "ln_1.bias"], eps), kv=(cache.kv[layer], positions))
-        qkv = qkv.view(batch, 3, model.local_heads, model.head_dim)
-        keys, values = cache.read(layer, span)
-        attn = model._attend(qkv[:, 0, :, None, :], keys, values, mask)  # [B, h, 1, d]
-        h = linear(attn.reshape(batch, -1), p, "dense", residual=h)
+        h = linear(attention(qkv, cache.kv[layer], positions), p, "dense", residual=h)
         x = linear(h, p, "fc", gelu=True, ln=(w[p + "ln_2.weight"], w[p + "ln_2.bias"], eps))
         h = linear(x, p, "proj", residual=h)
-    return gemv(h, model.lm_head, ln=(w["ln_f.weight"], w["ln_f.bias"], eps), out_dtype=torch.float32)
+    return h
+
+
+def _final_norm(model) -> tuple[torch.Tensor, torch.Tensor, float]:
+    return model.w["ln_f.weight"], model.w["ln_f.bias"], model.dims.eps
+
+
+def decode(model, tokens: torch.Tensor, positions: torch.Tensor, cache) -> torch.Tensor:
+    """model.decode for a batch of up to MAX_BATCH rows (tp 1), attending over each row's filled slots. Returns
+    logits [B, V] in fp32."""
+    return gemv(_layers(model, tokens, positions, cache), model.lm_head, ln=_final_norm(model),
+                out_dtype=torch.float32)
+
+
+def greedy_step(model, state: dict[str, torch.Tensor], cache) -> None:
+    """One greedy decode step over the decoder's state (graphs.StaticDecoder._state): the layers, the lm_head with
+    the argmax in its epilogue (the logits never stored) and the bookkeeping kernel."""
+    tokens = state["tokens"]
+    gemv(_layers(model, tokens, state["positions"], cache), model.lm_head, ln=_final_norm(model),
+         argmax_into=state["best"])
+    finish_step(state)
+
+
+def finish_step(state: dict[str, torch.Tensor]) -> None:
+    """The bookkeeping kernel over the decoder's state, its argmax slots filled by the lm_head."""
+    batch = state["tokens"].shape[0]
+    _greedy_step_kernel[(1,)](state["best"], state["tokens"], state["positions"], state["step"], state["finished"],
+                              state["end_id"], state["stop_at_end"], state["out"], state["out"].shape[1], batch,
+                              EMPTY=NO_ARGMAX, BLOCK_M=triton.next_power_of_2(batch), **_pdl())
 
 
 def applies(model, batch: int) -> bool:
