@@ -1,6 +1,7 @@
-"""Where a decode step's time goes on the GPU: kernel time by kind, for one engine variant at batch 1.
+"""Where a decode step's time goes on the GPU: kernel time by kind, for one engine variant at one batch size.
 
     PYTHONPATH=workflow/scripts python3 benchmarks/profile_step.py --out $OUT [--variant trtflow-cudagraph-compile]
+        [--batch 1]
 """
 
 from __future__ import annotations
@@ -42,17 +43,19 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--variant", default="trtflow-cudagraph-compile")
     parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=1, help="prompts of 60 tokens (the engine is built for it)")
     args = parser.parse_args()
     work = Path("/tmp/trtflow-gpu")
     make_checkpoint(work / "hf")
     source = work / "c-model" / "1-gpu"
     if not source.is_dir():
         source = cmodel.convert(work / "hf", work / "c-model", 1, "float16", processes=8, progress=False)
-    engine_dir = build(source, work / "engines" / f"profile-{args.variant}",
-                       BuildFlags.from_config({**FLAGS, **VARIANTS[args.variant]}, "float16"), "0" * 10,
+    engine_dir = build(source, work / "engines" / f"profile-{args.variant}-b{args.batch}",
+                       BuildFlags.from_config({**FLAGS, **VARIANTS[args.variant], "max_batch_size": max(args.batch, 1)},
+                                              "float16"), "0" * 10,
                        CHECKPOINT_TOKEN_IDS)
     engine = TorchEngineGenerator(engine_dir, init_distributed())
-    prompt = [[int(t) for t in torch.randint(50257, (60,))]]
+    prompt = [[int(t) for t in torch.randint(50257, (60,))] for _ in range(args.batch)]
     for _ in range(3):
         engine.generate(prompt, args.steps, ignore_eos=True)
     torch.cuda.synchronize()
@@ -68,7 +71,8 @@ def main() -> None:
             totals[kind(event.name)] += event.device_time_total
             counts[kind(event.name)] += 1
     steps = args.steps
-    lines = [f"variant {args.variant}: {steps} tokens in {wall_ms:.1f} ms wall (context {result.context_s * 1000:.2f} ms), "
+    lines = [f"variant {args.variant}, batch {args.batch}: {steps} tokens in {wall_ms:.1f} ms wall "
+             f"(context {result.context_s * 1000:.2f} ms), "
              f"{(wall_ms - result.context_s * 1000) / (steps - 1):.3f} ms per decode step",
              f"GPU kernel time per generated token: {sum(totals.values()) / 1000 / steps:.3f} ms in "
              f"{sum(counts.values()) / steps:.0f} kernels"]
@@ -78,7 +82,7 @@ def main() -> None:
     lines.append(prof.key_averages().table(sort_by="cuda_time_total", row_limit=15, max_name_column_width=70))
     text = "\n".join(lines)
     print(text)
-    Path(args.out, f"profile-{args.variant}.txt").write_text(text)
+    Path(args.out, f"profile-{args.variant}-b{args.batch}.txt").write_text(text)
 
 
 if __name__ == "__main__":
