@@ -1,7 +1,7 @@
 """Hand-written Triton kernels for the decode step of batches up to MAX_BATCH (`torch_compile: triton`): each linear
 of a layer is one kernel with its neighbours fused in, attention is one kernel, the lm_head takes the argmax and one
 more kernel does the step's bookkeeping, so a step is 5 kernels a layer and a few more (127 a step at batch 1 for
-gpt2-medium, against ~165 before attention, argmax and bookkeeping were kernels).
+gpt2-medium; 165 when attention, the cache write, argmax and bookkeeping were torch's).
 
     ln_1 → QKV (+bias) → K, V into the cache   gemv(ln=…, kv=…)   layer norm recomputed by every program
     attention over each row's filled slots     attention           one program per (row, head), online softmax
