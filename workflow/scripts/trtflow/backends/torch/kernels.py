@@ -98,8 +98,8 @@ def _gemv_kernel(x_ptr, w_ptr, b_ptr, res_ptr, y_ptr, ln_w_ptr, ln_b_ptr, scale_
 
     The weight strips are loaded one ahead of their use; the first before anything the previous kernel writes is
     read. With PDL (programmatic dependent launch, Hopper on), that first load runs while the previous kernel
-    finishes: the kernel lets the next one launch at once, and waits (_await_previous) only before its first read of
-    an activation, a position or the argmax slots."""
+    finishes: the kernel lets the next one launch at once, and waits (gdc_wait) only before its first read of an
+    activation, a position or the argmax slots."""
     if PDL:
         tl.extra.cuda.gdc_launch_dependents()
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)  # output features
@@ -110,7 +110,7 @@ def _gemv_kernel(x_ptr, w_ptr, b_ptr, res_ptr, y_ptr, ln_w_ptr, ln_b_ptr, scale_
     w = tl.load(w_ptr + rows[:, None] * K + first[None, :], mask=row_ok[:, None] & (first < K)[None, :], other=0.0)
     if PDL:
         tl.extra.cuda.gdc_wait()
-    if LN:  # each row's statistics, recomputed by every program (M×K elements: cheaper than a kernel of its own)
+    if LN:  # each row's statistics, recomputed by every program (below LN_APART_ROWS: cheaper than a kernel of its own)
         if BLOCK_M == 1:
             all_cols = tl.arange(0, K_PAD)
             whole = tl.load(x_ptr + all_cols[None, :], mask=(all_cols < K)[None, :], other=0.0).to(tl.float32)
@@ -189,6 +189,8 @@ def _pdl() -> dict:
 @functools.cache
 def _has_pdl() -> bool:
     return not INTERPRETED and torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 9
+
+
 # keyed by the row tile, not the batch: one tuning serves every batch that pads to the same tile
 _tuned_gemv_kernel = triton.autotune(configs=BLOCKS, key=["BLOCK_M", "N", "K"],
                                      prune_configs_by={"early_config_prune": _fitting})(_gemv_kernel)
@@ -314,10 +316,10 @@ def attention(qkv: torch.Tensor, cache: torch.Tensor, positions: torch.Tensor) -
     Returns [B, heads·head_dim], as softmax(q·kᵀ/√d)·v over those slots."""
     batch, _, heads, capacity, head_dim = cache.shape
     out = torch.empty(batch, heads * head_dim, dtype=qkv.dtype, device=qkv.device)
+    block_t, warps = attention_block(batch)
     _attention_kernel[(batch, heads)](qkv, cache, positions, out, heads, head_dim**-0.5, CAPACITY=capacity,
-                                      HEAD_DIM=head_dim,
-                                      BLOCK_T=16 if INTERPRETED else attention_block(batch)[0],
-                                      num_warps=attention_block(batch)[1], WHOLE_CACHE=INTERPRETED, **_pdl())
+                                      HEAD_DIM=head_dim, BLOCK_T=16 if INTERPRETED else block_t, num_warps=warps,
+                                      WHOLE_CACHE=INTERPRETED, **_pdl())
     return out
 
 
