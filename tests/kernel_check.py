@@ -130,17 +130,50 @@ def greedy_argmax() -> dict:
 
 
 def tuning_round_trip() -> bool:
-    """Tuner choices as the engine rule records them (JSON), handed back by compiled.load as a job opening the
-    engine does: the tuner then holds exactly them."""
+    """Choices as the engine rule records them (JSON): `tune`'s per shape, and the autotuner's per its key (the only
+    kind engines recorded before `tune`), handed back by compiled.load as a job opening the engine does: the tuner
+    then holds exactly them."""
     from trtflow.backends.torch import compiled
 
-    recorded = [{"key": [1, 3072, 1024, "torch.float16", "torch.float16"], "kwargs": {"BLOCK_N": 8, "BLOCK_K": 256},
-                 "num_warps": 4, "num_stages": 3},
-                {"key": [8, 1024, 4096, "torch.int8"], "kwargs": {"BLOCK_N": 4, "BLOCK_K": 512}, "num_warps": 8,
-                 "num_stages": 3}]
+    recorded = [{"shape": [64, 4096, 1024, "torch.int8", "torch.float16"], "kwargs": {"BLOCK_N": 32, "BLOCK_K": 128},
+                 "num_warps": 4, "num_stages": 4},
+                {"key": [1, 3072, 1024, "torch.float16", "torch.float16"], "kwargs": {"BLOCK_N": 8, "BLOCK_K": 256},
+                 "num_warps": 4, "num_stages": 3}]
     kernels.clear_tuning()
     compiled.load(Path("engine"), json.loads(json.dumps({**compiled.toolchain(), "file": None, "kernels": recorded})))
     return kernels.tuning() == recorded
+
+
+def context_linears() -> dict:
+    """kernels.context_linear (the context's int8 linears and lm_head under torch_compile: triton) against the
+    dequantized product: through gemv once `tune` has chosen the shape, through F.linear where it has not."""
+    from trtflow.backends.torch.weight_only import quantize_int8
+
+    torch.manual_seed(3)
+    x, weight, bias = torch.randn(60, 256).half(), (torch.randn(384, 256) / 16).half(), torch.randn(384).half()
+    q, scale = quantize_int8(weight)
+    expected = x.float() @ (q.float() * scale.float()[:, None]).T + bias.float()
+    rows, head = torch.randn(3, 256).half(), (torch.randn(500, 256) / 16).half()
+    calls, gemv = [], kernels.gemv
+    kernels.gemv = lambda *args, **kwargs: calls.append(args[1].shape) or gemv(*args, **kwargs)
+    try:
+        out = {}
+        for chosen in (False, True):
+            kernels.clear_tuning()
+            if chosen:
+                kernels._CHOSEN[kernels.shape_of(60, q, x)] = kernels._CHOSEN[kernels.shape_of(3, head, rows)] = \
+                    kernels.DOT_BLOCKS[0]
+            int8 = kernels.context_linear(x, q, bias, scale=scale)
+            logits = kernels.context_linear(rows, head, out_dtype=torch.float32)
+            out[f"chosen {chosen}"] = {
+                "int8 error": ((int8.float() - expected).abs().max() / expected.abs().max()).item(),
+                "lm_head error": (logits - rows.float() @ head.float().T).abs().max().item(),
+                "lm_head dtype": str(logits.dtype), "through gemv": [list(shape) for shape in calls]}
+            calls.clear()
+    finally:
+        kernels.gemv = gemv
+        kernels.clear_tuning()
+    return out
 
 
 def configurations_timed() -> dict[str, list]:
@@ -165,5 +198,5 @@ if __name__ == "__main__":
                for b, wo in ((1, False), (3, False), (1, True), (3, True), (20, False))}
     print(json.dumps({"gemv": gemv_errors(), "decode": decodes, "attention": attention_errors(),
                       "greedy": greedy_argmax(), "too_many_rows": too_many_rows(),
-                      "tuning_round_trip": tuning_round_trip(),
+                      "tuning_round_trip": tuning_round_trip(), "context_linears": context_linears(),
                       "configurations_timed": configurations_timed()}))

@@ -67,6 +67,12 @@ def test_trtflows_triton_kernels_decode_small_batches_as_eager_does(engines, var
         assert kernels.generate(batch, 16, ignore_eos=True).output_ids == eager.generate(batch, 16,
                                                                                          ignore_eos=True).output_ids
     assert kernels.static._compiled is None  # torch.compile never set up: every step ran the kernels
+    if variant.startswith("int8"):  # its context's int8 linears ran the kernels too, their row tile tuned at build
+        from trtflow.backends.torch.kernels import row_tile
+
+        record = __import__("json").loads((engines[variant] / "config.json").read_text())["compiled"]
+        assert kernels.model.context_linear is not None
+        assert row_tile(sum(map(len, PROMPTS))) in {entry["shape"][0] for entry in record["kernels"]}
 
 
 def test_trtflows_triton_kernels_stop_rows_at_the_end_id_as_eager_does(engines):
@@ -94,9 +100,11 @@ def test_a_triton_engine_records_its_tuned_blocks_and_a_fresh_process_times_none
     assert record["file"] is None and record["kernels"]
     from trtflow.backends.torch import kernels
 
-    # tuned per row tile (the key's first entry), for every tile a batch up to max_batch_size pads to
+    # chosen by kernels.tune (no autotuner entry) per row tile (the shape's first entry), for every tile a batch up
+    # to max_batch_size pads to
     assert record["batch_sizes"] == kernels.covering(record["batch_sizes"])
-    assert {entry["key"][0] for entry in record["kernels"]} == {kernels.row_tile(b) for b in record["batch_sizes"]}
+    assert all("shape" in entry for entry in record["kernels"]), record["kernels"]
+    assert {entry["shape"][0] for entry in record["kernels"]} == {kernels.row_tile(b) for b in record["batch_sizes"]}
     expected = generator(engines["eager"]).generate([PROMPTS[0]], 16, ignore_eos=True).output_ids
     code = ("import json, sys; from trtflow.backends.torch.generator import TorchEngineGenerator as G; "
             "from trtflow.backends.torch import kernels; from trtflow.infra.dist import init_distributed as d; "

@@ -21,9 +21,11 @@ the next loads its first weight strip (nothing the previous kernel writes) befor
 so the weights' DRAM latency and the launch overlap the previous kernel's tail (bs 1, in 60 / out 100 on the
 H200: 52.2 ms with PDL, 60.6 ms without).
 
-Block sizes are autotuned per (row tile, shape) at first use. The engine rule runs the kernels at build for every
-row tile up to its max_batch_size (`covering`) and records the tuner's choices in the engine (`tuning`); a job that
-opens the engine hands them back (`use_tuning`) and so starts without timing a single configuration.
+Block sizes are chosen per (row tile, shape) by `tune`, which times each candidate as the step runs it (over all
+layers' weights in a CUDA graph). The engine rule tunes at build for every row tile up to its max_batch_size
+(`covering`; with weight-only int8 also the context's, whose int8 linears run here too: `context_linear`) and
+records the choices in the engine (`tuning`); a job that opens the engine hands them back (`use_tuning`) and so
+starts without timing a single configuration. A shape never tuned falls back to Triton's autotuner at first use.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import triton
 import triton.language as tl
 
 from .model import TANH_GELUS
-from .weight_only import SCALE
+from .weight_only import SCALE, dequantizing
 
 MAX_BATCH = 64  # one tl.dot tile of rows: every weight read once per step (a GEMM of a single row tile)
 NO_ARGMAX = -(2**63)  # an empty argmax slot: below every packed (value, index)
@@ -59,14 +61,15 @@ def _pack_argmax(value, index):
     return (ordered.to(tl.int64) << 32) | (4294967295 - index.to(tl.int64))
 
 
-# Tuned once per weight shape and row tile at first use (outside CUDA graph capture: the decoder's warm-up steps).
-# Batch 1's candidates: kernel_bench.py's sweep on the H200 put full 1024-wide strips first for every linear.
+# The candidates `tune` times: from benchmarks/kernel_bench.py's sweeps on the H200, the configurations that were best
+# or within a few percent of it for some linear (fp16 and int8 at batch 1, fp16 at batches 8 and 64), and narrow
+# strips for small models. Each is compiled at build for every shape: fewer candidates, a shorter build.
 ROW_BLOCKS = [triton.Config({"BLOCK_N": n, "BLOCK_K": k}, num_warps=w)  # batch 1: a row reduction
-              for n, k, w in ((1, 1024, 2), (2, 1024, 4), (4, 1024, 8), (8, 1024, 8), (16, 1024, 8), (4, 512, 4),
-                              (8, 512, 4), (16, 512, 8), (32, 256, 8), (16, 128, 4), (32, 128, 4), (64, 128, 8))]
-DOT_BLOCKS = [triton.Config({"BLOCK_N": n, "BLOCK_K": k}, num_warps=w)  # batches 2-64: tl.dot tiles
-              for n, k, w in ((16, 128, 4), (16, 256, 4), (16, 512, 8), (32, 128, 4), (32, 256, 8), (64, 128, 8),
-                              (32, 64, 4), (64, 64, 4), (128, 64, 8))]
+              for n, k, w in ((1, 1024, 2), (1, 1024, 4), (2, 1024, 4), (4, 1024, 8), (4, 512, 2), (4, 512, 4),
+                              (4, 512, 8), (16, 128, 4), (32, 128, 4), (64, 128, 8))]
+DOT_BLOCKS = [triton.Config({"BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s)  # batches 2-64: tl.dot tiles
+              for n, k, w, s in ((16, 128, 4, 4), (16, 256, 4, 4), (16, 512, 8, 3), (32, 128, 4, 4), (64, 64, 4, 3),
+                                 (64, 128, 8, 4))]
 BLOCKS = ROW_BLOCKS + DOT_BLOCKS
 _DOT = {id(config) for config in DOT_BLOCKS}
 DOT_MIN = 16  # tl.dot's smallest tile side: a batch of 2-15 rows is padded to 16 (masked loads, tensor cores)
@@ -88,18 +91,36 @@ def _fitting(configs, named_args, **kwargs):
 
 
 @triton.jit
+def _dot_rows(x_ptr, batch, batch_ok, cols, col_ok, K, mean, rstd, ln_w_ptr, ln_b_ptr, LN: tl.constexpr):
+    """A [rows, BLOCK_K] strip of the activations for tl.dot, in their dtype: layer-normed in fp32 first with LN."""
+    mask = batch_ok[:, None] & col_ok[None, :]
+    if LN:
+        x = tl.load(x_ptr + batch[:, None] * K + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        x = (x - mean[:, None]) * rstd[:, None] \
+            * tl.load(ln_w_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :] \
+            + tl.load(ln_b_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+        x = tl.where(mask, x, 0.0)
+    else:
+        x = tl.load(x_ptr + batch[:, None] * K + cols[None, :], mask=mask, other=0.0)
+    return x.to(x_ptr.dtype.element_ty)
+
+
+@triton.jit
 def _gemv_kernel(x_ptr, w_ptr, b_ptr, res_ptr, y_ptr, ln_w_ptr, ln_b_ptr, scale_ptr, kv_ptr, pos_ptr, best_ptr,
                  capacity, M, N, eps, K: tl.constexpr, LN: tl.constexpr, HAS_BIAS: tl.constexpr,
                  HAS_RES: tl.constexpr, GELU: tl.constexpr, SCALED: tl.constexpr, KV: tl.constexpr,
                  HEAD_DIM: tl.constexpr, ARGMAX: tl.constexpr, PDL: tl.constexpr, BLOCK_M: tl.constexpr,
                  BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, K_PAD: tl.constexpr):
-    """BLOCK_M 1: a row reduction in fp32. BLOCK_M ≥ DOT_MIN: tl.dot of the rows (layer-normed in fp32, then in
-    the activations' dtype, as a layer norm module would return them) with the weight strip in that dtype.
+    """A program computes BLOCK_N outputs of every row. BLOCK_M 1: a row reduction in fp32, the weight strips
+    loaded one ahead of their use by hand. BLOCK_M ≥ DOT_MIN: tl.dot of the rows (layer-normed in fp32, then in the
+    activations' dtype, as a layer norm module would return them) with the weight strip in that dtype; after the
+    first strip the loop is left to Triton's software pipelining (num_stages strips in flight: at batch 64 on the
+    H200 fc 9.7 µs, 15.2 with each strip loaded one ahead by hand).
 
-    The weight strips are loaded one ahead of their use; the first before anything the previous kernel writes is
-    read. With PDL (programmatic dependent launch, Hopper on), that first load runs while the previous kernel
-    finishes: the kernel lets the next one launch at once, and waits (gdc_wait) only before its first read of an
-    activation, a position or the argmax slots."""
+    The first weight strip is loaded before anything the previous kernel writes is read. With PDL (programmatic
+    dependent launch, Hopper on), that load runs while the previous kernel finishes: the kernel lets the next one
+    launch at once, and waits (gdc_wait) only before its first read of an activation, a position or the argmax
+    slots."""
     if PDL:
         tl.extra.cuda.gdc_launch_dependents()
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)  # output features
@@ -110,6 +131,8 @@ def _gemv_kernel(x_ptr, w_ptr, b_ptr, res_ptr, y_ptr, ln_w_ptr, ln_b_ptr, scale_
     w = tl.load(w_ptr + rows[:, None] * K + first[None, :], mask=row_ok[:, None] & (first < K)[None, :], other=0.0)
     if PDL:
         tl.extra.cuda.gdc_wait()
+    mean = tl.zeros([BLOCK_M], dtype=tl.float32)
+    rstd = mean
     if LN:  # each row's statistics, recomputed by every program (below LN_APART_ROWS: cheaper than a kernel of its own)
         if BLOCK_M == 1:
             all_cols = tl.arange(0, K_PAD)
@@ -117,7 +140,7 @@ def _gemv_kernel(x_ptr, w_ptr, b_ptr, res_ptr, y_ptr, ln_w_ptr, ln_b_ptr, scale_
             mean = tl.sum(whole, axis=1) / K
             centred = tl.where((all_cols < K)[None, :], whole - mean[:, None], 0.0)
             rstd = 1.0 / tl.sqrt(tl.sum(centred * centred, axis=1) / K + eps)
-        else:  # in strips, so that BLOCK_M whole rows need not sit in registers
+        else:  # in strips, so that the rows need not sit in registers whole
             total = tl.zeros([BLOCK_M], dtype=tl.float32)
             squares = tl.zeros([BLOCK_M], dtype=tl.float32)
             for k0 in range(0, K, BLOCK_K):
@@ -129,25 +152,32 @@ def _gemv_kernel(x_ptr, w_ptr, b_ptr, res_ptr, y_ptr, ln_w_ptr, ln_b_ptr, scale_
             mean = total / K
             rstd = 1.0 / tl.sqrt(tl.maximum(squares / K - mean * mean, 0.0) + eps)
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):
-        cols = k0 + tl.arange(0, BLOCK_K)
-        col_ok = cols < K
-        x = tl.load(x_ptr + batch[:, None] * K + cols[None, :], mask=batch_ok[:, None] & col_ok[None, :],
-                    other=0.0).to(tl.float32)
-        if LN:
-            x = (x - mean[:, None]) * rstd[:, None] \
-                * tl.load(ln_w_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :] \
-                + tl.load(ln_b_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
-            x = tl.where(batch_ok[:, None] & col_ok[None, :], x, 0.0)
-        ahead = cols + BLOCK_K
-        w_next = tl.load(w_ptr + rows[:, None] * K + ahead[None, :], mask=row_ok[:, None] & (ahead < K)[None, :],
-                         other=0.0)
-        if BLOCK_M == 1:
+    if BLOCK_M == 1:
+        for k0 in range(0, K, BLOCK_K):
+            cols = k0 + first
+            col_ok = cols < K
+            x = tl.load(x_ptr + cols[None, :], mask=col_ok[None, :], other=0.0).to(tl.float32)
+            if LN:
+                x = (x - mean[:, None]) * rstd[:, None] \
+                    * tl.load(ln_w_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :] \
+                    + tl.load(ln_b_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+                x = tl.where(col_ok[None, :], x, 0.0)
+            ahead = cols + BLOCK_K
+            w_next = tl.load(w_ptr + rows[:, None] * K + ahead[None, :],
+                             mask=row_ok[:, None] & (ahead < K)[None, :], other=0.0)
             acc += tl.sum(w.to(tl.float32) * x, axis=1)[None, :]
-        else:
-            dtype = x_ptr.dtype.element_ty
-            acc += tl.dot(x.to(dtype), tl.trans(w.to(dtype)))
-        w = w_next
+            w = w_next
+    else:
+        dtype = x_ptr.dtype.element_ty
+        x = _dot_rows(x_ptr, batch, batch_ok, first, first < K, K, mean, rstd, ln_w_ptr, ln_b_ptr, LN)
+        acc = tl.dot(x, tl.trans(w.to(dtype)), acc)
+        for k0 in range(BLOCK_K, K, BLOCK_K):
+            cols = k0 + first
+            col_ok = cols < K
+            strip = tl.load(w_ptr + rows[:, None] * K + cols[None, :], mask=row_ok[:, None] & col_ok[None, :],
+                            other=0.0)
+            x = _dot_rows(x_ptr, batch, batch_ok, cols, col_ok, K, mean, rstd, ln_w_ptr, ln_b_ptr, LN)
+            acc = tl.dot(x, tl.trans(strip.to(dtype)), acc)
     if SCALED:
         acc *= tl.load(scale_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)[None, :]
     if HAS_BIAS:
@@ -235,8 +265,13 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
         raise ValueError(f"kv: a contiguous cache [{m}, 2, heads, capacity, head_dim] of this QKV's {n} rows, "
                          f"not {tuple(cache.shape)}")
     ln_w, ln_b, eps = ln if ln is not None else (weight, weight, 0.0)
-    # Triton's CPU interpreter (TRITON_INTERPRET=1, for tests) cannot time configurations: one fixed block there
-    kernel, blocks = (_gemv_kernel, {"BLOCK_N": DOT_MIN, "BLOCK_K": 256}) if INTERPRETED else (_tuned_gemv_kernel, {})
+    chosen = _CHOSEN.get(_shape(block_m, weight, x))
+    if INTERPRETED:  # Triton's CPU interpreter (TRITON_INTERPRET=1, for tests) cannot time: one fixed block there
+        kernel, blocks = _gemv_kernel, {"BLOCK_N": DOT_MIN, "BLOCK_K": 256}
+    elif chosen is not None:  # what `tune` chose (or an engine recorded)
+        kernel, blocks = _gemv_kernel, {**chosen.kwargs, "num_warps": chosen.num_warps, "num_stages": chosen.num_stages}
+    else:  # a shape `tune` never saw: Triton's autotuner, at its first launch
+        kernel, blocks = _tuned_gemv_kernel, {}
     kernel[lambda meta: (triton.cdiv(n, meta["BLOCK_N"]),)](
         x, weight, bias if bias is not None else weight, residual if residual is not None else y, y, ln_w, ln_b,
         scale if scale is not None else weight, cache, positions, argmax_into if argmax_into is not None else y,
@@ -245,6 +280,19 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
         HEAD_DIM=cache.shape[4] if kv is not None else 1, ARGMAX=argmax_into is not None, **_pdl(), BLOCK_M=block_m,
         K_PAD=triton.next_power_of_2(k), **blocks)
     return y
+
+
+def context_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                   scale: torch.Tensor | None = None, out_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A linear of the context phase (ParallelGPT2.context_linear): through gemv where its tokens fit one row tile
+    and `tune` chose its blocks (a weight-only int8 weight widened in the kernel instead of dequantized whole,
+    no cuBLAS call, so no cuBLAS workspace); else the weight dequantized and F.linear, as without the kernels."""
+    rows = x.reshape(-1, x.shape[-1])
+    if rows.shape[0] <= MAX_BATCH and _shape(row_tile(rows.shape[0]), weight, rows) in _CHOSEN:
+        return gemv(rows, weight, bias, scale=scale, out_dtype=out_dtype).view(*x.shape[:-1], weight.shape[0])
+    out = F.linear(x, weight, None) if scale is None else dequantizing(F.linear, scale)(x, weight)
+    out = out if bias is None else out + bias
+    return out if out_dtype is None else out.to(out_dtype)
 
 
 def argmax_slots(batch: int, device: torch.device) -> torch.Tensor:
@@ -349,26 +397,31 @@ def _greedy_step_kernel(best_ptr, tokens_ptr, positions_ptr, step_ptr, finished_
     tl.store(step_ptr, step + 1)
 
 
+def _linear(model, p: str, name: str, x: torch.Tensor, **fused) -> torch.Tensor:
+    """Layer `p`'s linear `name` over x, with what the step fuses into it."""
+    w = model.w
+    return gemv(x, w[p + name + ".weight"], w[p + name + ".bias"], scale=w.get(f"{p}{name}.{SCALE}"), **fused)
+
+
+def _norm(model, name: str) -> tuple[torch.Tensor, torch.Tensor, float]:
+    return model.w[name + ".weight"], model.w[name + ".bias"], model.dims.eps
+
+
 def _layers(model, tokens: torch.Tensor, positions: torch.Tensor, cache) -> torch.Tensor:
     """The transformer layers of a decode step: h [B, H] before ln_f. Each linear one kernel with its layer norm,
     bias, GELU or residual fused in, the QKV kernel writing K and V into the cache, attention one kernel."""
-    w, eps, d = model.w, model.dims.eps, model.dims
     h = model._embed(tokens, positions)  # [B, H]
-
-    def linear(x, p, name, **fused):
-        return gemv(x, w[p + name + ".weight"], w[p + name + ".bias"], scale=w.get(f"{p}{name}.{SCALE}"), **fused)
-
-    for layer in range(d.layers):
+    for layer in range(model.dims.layers):
         p = f"layers.{layer}."
-        qkv = linear(h, p, "qkv", ln=(w[p + "ln_1.weight"], w[p + "ln_1.bias"], eps), kv=(cache.kv[layer], positions))
-        h = linear(attention(qkv, cache.kv[layer], positions), p, "dense", residual=h)
-        x = linear(h, p, "fc", gelu=True, ln=(w[p + "ln_2.weight"], w[p + "ln_2.bias"], eps))
-        h = linear(x, p, "proj", residual=h)
+        qkv = _linear(model, p, "qkv", h, ln=_norm(model, p + "ln_1"), kv=(cache.kv[layer], positions))
+        h = _linear(model, p, "dense", attention(qkv, cache.kv[layer], positions), residual=h)
+        x = _linear(model, p, "fc", h, gelu=True, ln=_norm(model, p + "ln_2"))
+        h = _linear(model, p, "proj", x, residual=h)
     return h
 
 
 def _final_norm(model) -> tuple[torch.Tensor, torch.Tensor, float]:
-    return model.w["ln_f.weight"], model.w["ln_f.bias"], model.dims.eps
+    return _norm(model, "ln_f")
 
 
 def decode(model, tokens: torch.Tensor, positions: torch.Tensor, cache) -> torch.Tensor:
@@ -402,18 +455,105 @@ def applies(model, batch: int) -> bool:
             and model.lm_head.dtype in (torch.float16, torch.bfloat16))
 
 
+def time_in_graph(launches, repeats: int = 20) -> float:
+    """Microseconds per launch of `launches` (callables, say one per layer), captured once as one CUDA graph and
+    replayed: as a decode step meets each kernel (after the previous kernel, on weights not in L2, with PDL)."""
+    for launch in launches:  # compile, warm
+        launch()
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for launch in launches:
+            launch()
+    for _ in range(3):
+        graph.replay()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(repeats):
+        graph.replay()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) * 1000 / repeats / len(launches)
+
+
+# (row tile, N, K, weight dtype, activation dtype) → the configuration `tune` chose, or an engine recorded
+_CHOSEN: dict[tuple, triton.Config] = {}
+
+
+def _shape(block_m: int, weight: torch.Tensor, x: torch.Tensor) -> tuple:
+    return (block_m, *weight.shape, str(weight.dtype), str(x.dtype))
+
+
+def step_linears(model, batch: int) -> dict[str, tuple[torch.Tensor, torch.Tensor, list]]:
+    """Each linear of the decode step at `batch` rows, as `tune` times it: (the weight, the input, launches over
+    all layers' own weights, the lm_head's four times), fused as the step fuses it, over random activations."""
+    w, device, dtype = model.w, model.lm_head.device, model.lm_head.dtype
+    h = torch.randn(batch, model.dims.hidden, device=device, dtype=dtype)
+    inner = torch.randn(batch, w["layers.0.fc.weight"].shape[0], device=device, dtype=dtype)
+    scratch = torch.zeros(batch, 2, model.local_heads, 1, model.head_dim, device=device, dtype=dtype)  # slot 0
+    positions = torch.zeros(batch, dtype=torch.long, device=device)
+    best = argmax_slots(batch, device)
+    layers = [f"layers.{i}." for i in range(model.dims.layers)]
+    return {
+        "qkv": (w["layers.0.qkv.weight"], h, [
+            lambda p=p: _linear(model, p, "qkv", h, ln=_norm(model, p + "ln_1"), kv=(scratch, positions))
+            for p in layers]),
+        "dense": (w["layers.0.dense.weight"], h, [lambda p=p: _linear(model, p, "dense", h, residual=h)
+                                                 for p in layers]),
+        "fc": (w["layers.0.fc.weight"], h, [lambda p=p: _linear(model, p, "fc", h, gelu=True, ln=_norm(model, p + "ln_2"))
+                                           for p in layers]),
+        "proj": (w["layers.0.proj.weight"], inner, [lambda p=p: _linear(model, p, "proj", inner, residual=h)
+                                                   for p in layers]),
+        "lm_head": (model.lm_head, h, [lambda: gemv(h, model.lm_head, ln=_final_norm(model), argmax_into=best)] * 4),
+    }
+
+
+def shape_of(batch: int, weight: torch.Tensor, x: torch.Tensor) -> tuple:
+    """The key of a linear's choice: (row tile, N, K, weight dtype, activation dtype)."""
+    return _shape(row_tile(batch), weight, x)
+
+
+@torch.inference_mode()
+def tune(model, batch: int) -> dict[str, tuple[float, triton.Config]]:
+    """Choose the block sizes of the step's linears at `batch` by timing every fitting candidate as the step runs it
+    (step_linears, time_in_graph): each linear over all layers' own weights in one CUDA graph. Triton's autotuner
+    times one launch at a time and misranked these microsecond kernels (benchmarks/kernel_bench.py on the H200:
+    proj int8 at batch 1 tuned 6.45 µs, the sweep's best 3.95). Returns each linear's (µs per launch, choice)."""
+    chosen = {}
+    for name, (weight, x, launches) in step_linears(model, batch).items():
+        key, timed = shape_of(batch, weight, x), []
+        for config in _fitting(BLOCKS, {}, BLOCK_M=row_tile(batch), K_PAD=triton.next_power_of_2(weight.shape[1])):
+            _CHOSEN[key] = config
+            try:
+                timed.append((time_in_graph(launches, repeats=10), config))
+            except triton.runtime.errors.OutOfResources:  # more shared memory than this GPU has
+                continue
+        chosen[name] = min(timed, key=lambda entry: entry[0])
+        _CHOSEN[key] = chosen[name][1]
+    return chosen
+
+
 def tuning() -> list[dict]:
-    """The block sizes the tuner chose in this process, one entry per (batch, shape, dtypes) key, as JSON."""
-    return [{"key": list(key), "kwargs": config.kwargs, "num_warps": config.num_warps,
-             "num_stages": config.num_stages} for key, config in sorted(_tuned_gemv_kernel.cache.items(), key=str)]
+    """The block sizes chosen in this process, as JSON: `tune`'s per (row tile, shape, dtypes) and the autotuner's
+    for shapes it never saw (per its own key)."""
+    def entry(field, key, config):
+        return {field: list(key), "kwargs": config.kwargs, "num_warps": config.num_warps,
+                "num_stages": config.num_stages}
+
+    return ([entry("shape", key, config) for key, config in sorted(_CHOSEN.items(), key=str)]
+            + [entry("key", key, config) for key, config in sorted(_tuned_gemv_kernel.cache.items(), key=str)])
 
 
 def clear_tuning() -> None:
+    _CHOSEN.clear()
     _tuned_gemv_kernel.cache.clear()
 
 
 def use_tuning(recorded: list[dict]) -> None:
-    """Hand the tuner choices recorded at build, so that no configuration is timed again."""
+    """Hand back the choices recorded at build, so that no configuration is timed again."""
     for entry in recorded:
-        _tuned_gemv_kernel.cache[tuple(entry["key"])] = triton.Config(
-            entry["kwargs"], num_warps=entry["num_warps"], num_stages=entry["num_stages"])
+        config = triton.Config(entry["kwargs"], num_warps=entry["num_warps"], num_stages=entry["num_stages"])
+        if "shape" in entry:
+            _CHOSEN[tuple(entry["shape"])] = config
+        else:  # the autotuner's (every record before `tune`)
+            _tuned_gemv_kernel.cache[tuple(entry["key"])] = config
