@@ -34,6 +34,9 @@ class StaticDecoder:
         # H100s (tests/test_gpu.py); there the static cache decodes uncaptured, as on a CPU.
         self.capture = capture and device.type == "cuda"
         self._pool = torch.cuda.graph_pool_handle() if self.capture else None
+        # one stream for every warm-up and capture: cuBLAS keeps a workspace per stream it ran on (32 MiB each on
+        # Hopper), so a fresh stream per capture grew the engine's memory by that much with each new shape
+        self._side = torch.cuda.Stream(device) if self.capture else None
         self._gemv = compile_step == "gemv"
         # triton: batches up to kernels.MAX_BATCH through trtflow's own kernels, larger ones compiled as with `true`
         self._kernels = None
@@ -41,6 +44,8 @@ class StaticDecoder:
             from . import kernels
 
             self._kernels = kernels if kernels.applies(model, 1) else None
+            if self._kernels is not None:
+                model.context_linear = kernels.context_linear
         # on CPU the same step runs eagerly; on a GPU torch.compile is set up when a step first needs it (importing
         # its compiler takes seconds, which an engine whose every batch runs trtflow's kernels never pays)
         self._compile_mode = compile_step if compile_step and device.type == "cuda" else None
@@ -94,14 +99,13 @@ class StaticDecoder:
             self._graphs[batch] = (None, self._state(batch), self.cache.rows(batch))
         if batch not in self._graphs:
             state, cache = self._state(batch), self.cache.rows(batch)
-            side = torch.cuda.Stream(self.device)
-            side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):
+            self._side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(self._side):
                 for _ in range(3):  # warm-up (and compilation) outside the capture
                     self._step(state, cache)
-            torch.cuda.current_stream(self.device).wait_stream(side)
+            torch.cuda.current_stream(self.device).wait_stream(self._side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self._pool):
+            with torch.cuda.graph(graph, pool=self._pool, stream=self._side):
                 self._step(state, cache)
             self._graphs[batch] = (graph, state, cache)
         return self._graphs[batch]
@@ -120,13 +124,12 @@ class StaticDecoder:
             def run():
                 return self.model.context(list(ids.split(lengths)), cache, True).argmax(-1)
 
-            side = torch.cuda.Stream(self.device)
-            side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):
+            self._side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(self._side):
                 run()
-            torch.cuda.current_stream(self.device).wait_stream(side)
+            torch.cuda.current_stream(self.device).wait_stream(self._side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self._pool):
+            with torch.cuda.graph(graph, pool=self._pool, stream=self._side):
                 first = run()
             self._prefills[lengths] = (graph, ids, first)
             if len(self._prefills) > max_graphs:

@@ -12,6 +12,7 @@ ln_2, fc [I/tp, H], proj [H, I/tp], each with its bias.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
@@ -54,6 +55,9 @@ class ParallelGPT2(torch.nn.Module):
         self.act = activation_fn(dims.activation)
         self.w = dict(weights)
         self.lm_head = weights.get("lm_head.weight", weights["wte"])
+        # `torch_compile: triton` (graphs.StaticDecoder) sets this to kernels.context_linear: the context's weight-only
+        # int8 linears and its lm_head then run trtflow's kernels where the tokens fit one of their row tiles
+        self.context_linear = None
 
     # ------------------------------------------------------------------ pieces
 
@@ -80,9 +84,14 @@ class ParallelGPT2(torch.nn.Module):
         return out if bias is None else out + bias
 
     def _linear_for(self, name: str, linear):
-        """`linear` as it applies to the weight `name`: dequantizing where the engine stores it weight-only int8."""
+        """`linear` as it applies to the weight `name`: dequantizing where the engine stores it weight-only int8
+        (in the context, through context_linear where that is set)."""
         scale = self.w.get(f"{name}.{SCALE}")
-        return linear if scale is None else dequantizing(linear, scale)
+        if scale is None:
+            return linear
+        if linear is F.linear and self.context_linear is not None:
+            return functools.partial(self.context_linear, scale=scale)
+        return dequantizing(linear, scale)
 
     def _attend_prompts(self, qkv: torch.Tensor, lengths: list[int]) -> torch.Tensor:
         """Causal attention within each packed prompt: qkv [N, 3, h, d] → [N, h·d]. Prompts of one length (a
@@ -114,6 +123,8 @@ class ParallelGPT2(torch.nn.Module):
         return F.embedding(tokens, self.w["wte"]) + F.embedding(positions, self.w["wpe"])
 
     def _logits(self, h: torch.Tensor) -> torch.Tensor:
+        if self.context_linear is not None:
+            return self.context_linear(self._ln(h, "ln_f"), self.lm_head, out_dtype=torch.float32)
         return F.linear(self._ln(h, "ln_f"), self.lm_head).float()
 
     # ------------------------------------------------------------------ phases
