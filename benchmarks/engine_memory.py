@@ -49,18 +49,37 @@ def build_engines(variants: list[str], work: Path) -> None:
         build(work / "c-model" / "1-gpu", engine_dir(work, variant), flags, "0" * 10, CHECKPOINT_TOKEN_IDS)
 
 
-def measure_one(variant: str, work: Path) -> dict:
-    """In a fresh process: open the engine, run the case, report its memory."""
+def live_blocks(top: int = 12) -> list[str]:
+    """The largest blocks allocated now, each with the innermost frames that allocated it (memory history on)."""
+    import torch
+
+    blocks = [block for segment in torch.cuda.memory._snapshot()["segments"] for block in segment["blocks"]
+              if block["state"] == "active_allocated"]
+    lines = []
+    for block in sorted(blocks, key=lambda b: -b["size"])[:top]:
+        frames = [f"{Path(f['filename']).name}:{f['line']} {f['name']}" for f in block.get("frames", [])
+                  if f["filename"].endswith(".py")][:3]
+        lines.append(f"{block['size'] / 2**20:8.2f} MiB  {' < '.join(frames) or '(no python frame)'}")
+    return lines
+
+
+def measure_one(variant: str, work: Path, breakdown: bool = False) -> dict:
+    """In a fresh process: open the engine, run the case, report its memory (with `breakdown`, the largest blocks
+    still allocated after the run, and where they were allocated, on stderr)."""
     import torch
     from trtflow.backends.torch.generator import TorchEngineGenerator
     from trtflow.infra.dist import init_distributed
     from trtflow.stages import benchmark as bench
 
     dist = init_distributed()
+    if breakdown:
+        torch.cuda.memory._record_memory_history(stacks="python")
     before = torch.cuda.memory_allocated()
     engine = TorchEngineGenerator(engine_dir(work, variant), dist)
     opened = torch.cuda.memory_allocated() - before
     row = bench.measure(engine, *CASE, 2, 10, 0.0, 50257)  # resets the peak statistics before its runs
+    if breakdown:
+        print(f"{variant}: largest blocks allocated after the run", *live_blocks(), sep="\n  ", file=sys.stderr)
     return {"variant": variant, "device": torch.cuda.get_device_name(), "max_batch_size": CASE[0],
             "weights_mb": sum(t.numel() * t.element_size() for t in engine.model.w.values()) / 2**20,
             "allocated_after_open_mb": opened / 2**20, "peak_mb": torch.cuda.max_memory_allocated() / 2**20,
@@ -72,16 +91,18 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--work", default="/tmp/trtflow-gpu")
     parser.add_argument("--variants", nargs="+", default=["trtflow-cudagraph-gemv", "trtflow-cudagraph-gemv-int8wo"])
+    parser.add_argument("--breakdown", action="store_true", help="also list the largest blocks allocated after the "
+                        "run and where they were allocated")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # the per-process measurement
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure_one(args.one, Path(args.work))))
+        print(json.dumps(measure_one(args.one, Path(args.work), args.breakdown)))
         return
     build_engines(args.variants, Path(args.work))
     rows = []
     for variant in args.variants:
-        proc = subprocess.run([sys.executable, __file__, "--out", args.out, "--work", args.work, "--one", variant],
-                              capture_output=True, text=True, check=True)
+        proc = subprocess.run([sys.executable, __file__, "--out", args.out, "--work", args.work, "--one", variant]
+                              + ["--breakdown"] * args.breakdown, stdout=subprocess.PIPE, text=True, check=True)
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(" ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in rows[-1].items()), flush=True)
     out = Path(args.out)
