@@ -265,7 +265,7 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
         raise ValueError(f"kv: a contiguous cache [{m}, 2, heads, capacity, head_dim] of this QKV's {n} rows, "
                          f"not {tuple(cache.shape)}")
     ln_w, ln_b, eps = ln if ln is not None else (weight, weight, 0.0)
-    chosen = _CHOSEN.get(_shape(block_m, weight, x))
+    chosen = _CHOSEN.get(shape_of(m, weight, x))
     if INTERPRETED:  # Triton's CPU interpreter (TRITON_INTERPRET=1, for tests) cannot time: one fixed block there
         kernel, blocks = _gemv_kernel, {"BLOCK_N": DOT_MIN, "BLOCK_K": 256}
     elif chosen is not None:  # what `tune` chose (or an engine recorded)
@@ -288,7 +288,7 @@ def context_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     and `tune` chose its blocks (a weight-only int8 weight widened in the kernel instead of dequantized whole,
     no cuBLAS call, so no cuBLAS workspace); else the weight dequantized and F.linear, as without the kernels."""
     rows = x.reshape(-1, x.shape[-1])
-    if rows.shape[0] <= MAX_BATCH and _shape(row_tile(rows.shape[0]), weight, rows) in _CHOSEN:
+    if rows.shape[0] <= MAX_BATCH and shape_of(rows.shape[0], weight, rows) in _CHOSEN:
         return gemv(rows, weight, bias, scale=scale, out_dtype=out_dtype).view(*x.shape[:-1], weight.shape[0])
     out = F.linear(x, weight, None) if scale is None else dequantizing(F.linear, scale)(x, weight)
     out = out if bias is None else out + bias
@@ -480,10 +480,6 @@ def time_in_graph(launches, repeats: int = 20) -> float:
 _CHOSEN: dict[tuple, triton.Config] = {}
 
 
-def _shape(block_m: int, weight: torch.Tensor, x: torch.Tensor) -> tuple:
-    return (block_m, *weight.shape, str(weight.dtype), str(x.dtype))
-
-
 def step_linears(model, batch: int) -> dict[str, tuple[torch.Tensor, torch.Tensor, list]]:
     """Each linear of the decode step at `batch` rows, as `tune` times it: (the weight, the input, launches over
     all layers' own weights, the lm_head's four times), fused as the step fuses it, over random activations."""
@@ -509,8 +505,8 @@ def step_linears(model, batch: int) -> dict[str, tuple[torch.Tensor, torch.Tenso
 
 
 def shape_of(batch: int, weight: torch.Tensor, x: torch.Tensor) -> tuple:
-    """The key of a linear's choice: (row tile, N, K, weight dtype, activation dtype)."""
-    return _shape(row_tile(batch), weight, x)
+    """The key of a linear's choice for `batch` rows: (row tile, N, K, weight dtype, activation dtype)."""
+    return (row_tile(batch), *weight.shape, str(weight.dtype), str(x.dtype))
 
 
 @torch.inference_mode()
