@@ -290,8 +290,7 @@ def context_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     rows = x.reshape(-1, x.shape[-1])
     if rows.shape[0] <= MAX_BATCH and shape_of(rows.shape[0], weight, rows) in _CHOSEN:
         return gemv(rows, weight, bias, scale=scale, out_dtype=out_dtype).view(*x.shape[:-1], weight.shape[0])
-    out = F.linear(x, weight, None) if scale is None else dequantizing(F.linear, scale)(x, weight)
-    out = out if bias is None else out + bias
+    out = (F.linear if scale is None else dequantizing(F.linear, scale))(x, weight, bias)
     return out if out_dtype is None else out.to(out_dtype)
 
 

@@ -123,9 +123,10 @@ class ParallelGPT2(torch.nn.Module):
         return F.embedding(tokens, self.w["wte"]) + F.embedding(positions, self.w["wpe"])
 
     def _logits(self, h: torch.Tensor) -> torch.Tensor:
+        x = self._ln(h, "ln_f")
         if self.context_linear is not None:
-            return self.context_linear(self._ln(h, "ln_f"), self.lm_head, out_dtype=torch.float32)
-        return F.linear(self._ln(h, "ln_f"), self.lm_head).float()
+            return self.context_linear(x, self.lm_head, out_dtype=torch.float32)
+        return F.linear(x, self.lm_head).float()
 
     # ------------------------------------------------------------------ phases
 
