@@ -4,9 +4,10 @@ from the previous launch), the 24 launches captured in one CUDA graph, time per 
 
 - gemv: for each linear of a layer (with what the step fuses into it) and the lm_head of a random gpt2-medium-shaped
   model, the configuration an engine build chooses (kernels.tune) with and without programmatic dependent launch
-  (PDL) and, where the layer norm runs apart, fused in, against Triton's autotuner over the same candidates and
-  cuBLAS (F.linear, unfused); with --sweep BATCH:WEIGHTS every configuration of that path (ROW_SWEEP at batch 1,
-  DOT_SWEEP above) for the layer linears.
+  (PDL) and, from 2 rows, for the linears after a layer norm, the other way of its statistics (2-16 rows without
+  kernels.row_stats: a pass over the rows in every program; from 32 with them instead of the layer norm apart),
+  against Triton's autotuner over the same candidates and cuBLAS (F.linear, unfused); with --sweep BATCH:WEIGHTS
+  every configuration of that path (ROW_SWEEP at batch 1, DOT_SWEEP above) for the layer linears.
 - attention: the attention kernel as the step runs it, with and without PDL (with --sweep attention per
   BLOCK_T / num_warps) against SDPA with the additive mask over the whole span (what the step ran before), for
   several batch sizes and filled lengths.
@@ -77,6 +78,7 @@ def gemv_rows(batch: int, weights: str, sweep: bool) -> list[dict]:
     rows = []
     model = random_model(weights)
     tuned = kernels.tune(model, batch)
+    otherwise = kernels.step_linears(model, batch, statistics=not kernels.uses_row_stats(batch))
     for part, (weight, x, launches) in kernels.step_linears(model, batch).items():
         n, k = weight.shape
         key = kernels.shape_of(batch, weight, x)
@@ -94,10 +96,9 @@ def gemv_rows(batch: int, weights: str, sweep: bool) -> list[dict]:
         kernels.PDL = False
         row("tuned, without PDL", kernels.time_in_graph(launches), label(choice))
         kernels.PDL = None
-        if part in ("qkv", "fc", "lm_head") and kernels.row_tile(batch) >= kernels.LN_APART_ROWS:
-            kernels.LN_APART_ROWS, apart = 10**9, kernels.LN_APART_ROWS
-            row("tuned, layer norm fused in (not apart)", kernels.time_in_graph(launches), label(choice))
-            kernels.LN_APART_ROWS = apart
+        if part in ("qkv", "fc", "lm_head") and batch > 1:  # the layer norm's statistics as the step does not
+            variant = "no row statistics (a pass)" if kernels.uses_row_stats(batch) else "row statistics (LN in loop)"
+            row(f"tuned, {variant}", kernels.time_in_graph(otherwise[part][2]), label(choice))
         del kernels._CHOSEN[key]
         kernels._tuned_gemv_kernel.cache.clear()
         us = kernels.time_in_graph(launches)

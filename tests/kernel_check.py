@@ -47,6 +47,14 @@ def gemv_errors() -> dict[str, float]:
             "int8 bias+residual": (kernels.gemv(x, q, bias, residual=residual, scale=scale),
                                    F.linear(f32["x"], dequantized, f32["b"]) + f32["r"]),
         }
+        if m > 1:  # a residual gemv leaving its rows' statistics, the next one's layer norm taking them
+            square, ln2_w, ln2_b = (torch.randn(n, n) / n**0.5).half(), torch.randn(n).half(), torch.randn(n).half()
+            stats, = kernels.row_stats(m, n, torch.device("cpu"))
+            h = kernels.gemv(x, weight, bias, residual=residual, stats_into=stats)
+            cases["bias+residual, statistics out"] = (h, F.linear(f32["x"], f32["w"], f32["b"]) + f32["r"])
+            cases["ln from statistics in"] = (
+                kernels.gemv(h, square, ln=(ln2_w, ln2_b, 1e-5), ln_stats=stats),
+                F.linear(F.layer_norm(h.float(), (n,), ln2_w.float(), ln2_b.float(), 1e-5), square.float()))
         for name, (got, want) in cases.items():
             assert got.shape == (m, n), (name, got.shape)
             errors[f"{m}x{n}x{k} {name}"] = (got.float() - want).abs().max().item() / want.abs().max().item()
@@ -184,6 +192,23 @@ def configurations_timed() -> dict[str, list]:
         kernels.BLOCKS, {}, BLOCK_M=m, K_PAD=k)) for name, (m, k) in cases.items()}
 
 
+def refused_statistics() -> list[str]:
+    """gemv's answers to row statistics it cannot take: for one row, of the wrong shape, without the layer norm."""
+    x, weight = torch.zeros(4, 32).half(), torch.zeros(48, 32).half()
+    stats = kernels.row_stats(4, 32, torch.device("cpu"))[0]
+    calls = [lambda: kernels.gemv(x[:1], weight, stats_into=kernels.row_stats(1, 48, torch.device("cpu"))[0]),
+             lambda: kernels.gemv(x, weight, stats_into=stats),  # statistics of 32 outputs, not 48
+             lambda: kernels.gemv(x, weight, ln_stats=stats)]
+    answers = []
+    for call in calls:
+        try:
+            call()
+            answers.append("accepted")
+        except ValueError as error:
+            answers.append(str(error))
+    return answers
+
+
 def too_many_rows() -> str:
     try:
         kernels.gemv(torch.zeros(kernels.MAX_BATCH + 1, 16).half(), torch.zeros(8, 16).half())
@@ -198,5 +223,6 @@ if __name__ == "__main__":
                for b, wo in ((1, False), (3, False), (1, True), (3, True), (20, False))}
     print(json.dumps({"gemv": gemv_errors(), "decode": decodes, "attention": attention_errors(),
                       "greedy": greedy_argmax(), "too_many_rows": too_many_rows(),
+                      "refused_statistics": refused_statistics(),
                       "tuning_round_trip": tuning_round_trip(), "context_linears": context_linears(),
                       "configurations_timed": configurations_timed()}))

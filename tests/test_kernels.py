@@ -47,6 +47,13 @@ def test_more_rows_than_the_kernels_take_are_refused(checked):
     assert "at most 64 rows" in checked["too_many_rows"]
 
 
+def test_row_statistics_are_refused_for_one_row_of_the_wrong_width_or_without_the_layer_norm(checked):
+    one_row, wrong_width, no_norm = checked["refused_statistics"]
+    assert "for two or more rows" in one_row
+    assert "a contiguous (4, 2, 16)" in wrong_width and "not (2, 2, 16)" in wrong_width  # 48 outputs: 3 parts → 4
+    assert "give its weights (ln=…) too" in no_norm
+
+
 def test_tuned_block_sizes_recorded_in_an_engine_reach_the_tuner_when_it_is_opened(checked):
     assert checked["tuning_round_trip"]
 

@@ -3,12 +3,17 @@ of a layer is one kernel with its neighbours fused in, attention is one kernel, 
 more kernel does the step's bookkeeping, so a step is 5 kernels a layer and a few more (127 a step at batch 1 for
 gpt2-medium; 165 when attention, the cache write, argmax and bookkeeping were torch's).
 
-    ln_1 → QKV (+bias) → K, V into the cache   gemv(ln=…, kv=…)   layer norm recomputed by every program
+    ln_1 → QKV (+bias) → K, V into the cache   gemv(ln=…, kv=…)   the layer norm applied to each strip of x
     attention over each row's filled slots     attention           one program per (row, head), online softmax
     attention dense (+bias, +h)                gemv(residual=…)   the residual added in the epilogue
     ln_2 → fc (+bias, GELU)                    gemv(ln=…, gelu=True)
     MLP proj (+bias, +h)                       gemv(residual=…)
     ln_f → lm_head → argmax                    gemv(ln=…, argmax_into=…)   the logits never written
+
+A layer norm's statistics: at batch 1 every program computes them from the whole row; at 2-16 rows the kernel that
+wrote the row into the residual stream (dense, proj) leaves each program's partial sums of it (`row_stats`), and
+the next layer norm sums those, so no kernel passes over the rows for them (the first layer's ln_1 still does);
+from LN_APART_ROWS (32) each layer norm is a kernel of its own.
     the step's bookkeeping                     finish_step         next tokens, positions, finished rows
 
 Each gemv program reads BLOCK_N full weight rows in BLOCK_K-wide strips once and multiplies them with every one of
@@ -74,9 +79,10 @@ BLOCKS = ROW_BLOCKS + DOT_BLOCKS
 _DOT = {id(config) for config in DOT_BLOCKS}
 DOT_MIN = 16  # tl.dot's smallest tile side: a batch of 2-15 rows is padded to 16 (masked loads, tensor cores)
 DOT_TILE_LIMIT = 8192  # weight elements per strip on the tl.dot path (more spill registers)
-# From this row tile on, a layer norm before a matmul runs as its own kernel rather than every program recomputing
-# the statistics of 32+ rows in strips: at batch 64 on the H200 QKV 9.4 µs apart vs 13.7 fused, fc 15.2 vs 13.9
-# (benchmarks/kernel_bench.py), fewer microseconds a layer on the whole
+# From this row tile on, a layer norm before a matmul runs as its own kernel, not in the matmul's loop: normalizing
+# 64 rows of every strip costs the loop more than a kernel apart (batch 64 on the H200, benchmarks/kernel_bench.py:
+# QKV 11.9 µs apart vs 17.5 from row_stats, fc 11.2 vs 14.4, lm_head 35.0 vs 48.9). Below it the step passes row
+# statistics (batch 16: QKV 8.5 vs 9.0 µs with a pass over the rows in every program, fc 8.9 vs 9.5).
 LN_APART_ROWS = 32
 
 
@@ -107,9 +113,10 @@ def _dot_rows(x_ptr, batch, batch_ok, cols, col_ok, K, mean, rstd, ln_w_ptr, ln_
 
 @triton.jit
 def _gemv_kernel(x_ptr, w_ptr, b_ptr, res_ptr, y_ptr, ln_w_ptr, ln_b_ptr, scale_ptr, kv_ptr, pos_ptr, best_ptr,
-                 capacity, M, N, eps, K: tl.constexpr, LN: tl.constexpr, HAS_BIAS: tl.constexpr,
-                 HAS_RES: tl.constexpr, GELU: tl.constexpr, SCALED: tl.constexpr, KV: tl.constexpr,
-                 HEAD_DIM: tl.constexpr, ARGMAX: tl.constexpr, PDL: tl.constexpr, BLOCK_M: tl.constexpr,
+                 stats_in_ptr, stats_out_ptr, capacity, M, N, eps, K: tl.constexpr, LN: tl.constexpr,
+                 HAS_BIAS: tl.constexpr, HAS_RES: tl.constexpr, GELU: tl.constexpr, SCALED: tl.constexpr,
+                 KV: tl.constexpr, HEAD_DIM: tl.constexpr, ARGMAX: tl.constexpr, STATS_IN: tl.constexpr,
+                 STATS_OUT: tl.constexpr, PARTS: tl.constexpr, PDL: tl.constexpr, BLOCK_M: tl.constexpr,
                  BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, K_PAD: tl.constexpr):
     """A program computes BLOCK_N outputs of every row. BLOCK_M 1: a row reduction in fp32, the weight strips
     loaded one ahead of their use by hand. BLOCK_M ≥ DOT_MIN: tl.dot of the rows (layer-normed in fp32, then in the
@@ -120,7 +127,12 @@ def _gemv_kernel(x_ptr, w_ptr, b_ptr, res_ptr, y_ptr, ln_w_ptr, ln_b_ptr, scale_
     The first weight strip is loaded before anything the previous kernel writes is read. With PDL (programmatic
     dependent launch, Hopper on), that load runs while the previous kernel finishes: the kernel lets the next one
     launch at once, and waits (gdc_wait) only before its first read of an activation, a position or the argmax
-    slots."""
+    slots.
+
+    Row statistics (tl.dot path): with STATS_OUT the kernel also stores, per program, each row's sum and sum of
+    squares of its BLOCK_N outputs (as stored, rounded to y's dtype) into stats_out [PARTS, 2, BLOCK_M]; with LN and
+    STATS_IN the layer norm's mean and variance come from such partial sums of x's rows (the kernel that wrote x)
+    instead of a pass over x in every program, or a layer-norm kernel of its own."""
     if PDL:
         tl.extra.cuda.gdc_launch_dependents()
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)  # output features
@@ -134,7 +146,14 @@ def _gemv_kernel(x_ptr, w_ptr, b_ptr, res_ptr, y_ptr, ln_w_ptr, ln_b_ptr, scale_
     mean = tl.zeros([BLOCK_M], dtype=tl.float32)
     rstd = mean
     if LN:  # each row's statistics, recomputed by every program (below LN_APART_ROWS: cheaper than a kernel of its own)
-        if BLOCK_M == 1:
+        if STATS_IN:  # summed from the partial sums the kernel that wrote x stored, in their order (deterministic)
+            parts = tl.arange(0, PARTS)
+            at = stats_in_ptr + parts[:, None] * (2 * BLOCK_M) + batch[None, :]
+            ok = (parts < PARTS)[:, None] & batch_ok[None, :]
+            mean = tl.sum(tl.load(at, mask=ok, other=0.0), axis=0) / K
+            squares = tl.sum(tl.load(at + BLOCK_M, mask=ok, other=0.0), axis=0) / K
+            rstd = 1.0 / tl.sqrt(tl.maximum(squares - mean * mean, 0.0) + eps)
+        elif BLOCK_M == 1:
             all_cols = tl.arange(0, K_PAD)
             whole = tl.load(x_ptr + all_cols[None, :], mask=(all_cols < K)[None, :], other=0.0).to(tl.float32)
             mean = tl.sum(whole, axis=1) / K
@@ -188,6 +207,11 @@ def _gemv_kernel(x_ptr, w_ptr, b_ptr, res_ptr, y_ptr, ln_w_ptr, ln_b_ptr, scale_
     out_ok = batch_ok[:, None] & row_ok[None, :]
     if HAS_RES:
         acc += tl.load(res_ptr + out, mask=out_ok, other=0.0).to(tl.float32)
+    if STATS_OUT:  # this program's share of each row's sum and sum of squares, for the next layer norm (STATS_IN)
+        stored = tl.where(out_ok, acc.to(y_ptr.dtype.element_ty).to(tl.float32), 0.0)
+        at = stats_out_ptr + tl.program_id(0) * (2 * BLOCK_M) + batch
+        tl.store(at, tl.sum(stored, axis=1), mask=batch_ok)
+        tl.store(at + BLOCK_M, tl.sum(stored * stored, axis=1), mask=batch_ok)
     if ARGMAX:  # no output: each row's greatest value and its first index, merged across programs (_pack_argmax)
         best, index = tl.max(tl.where(out_ok, acc, float("-inf")), axis=1, return_indices=True,
                              return_indices_tie_break_left=True)
@@ -242,13 +266,16 @@ def covering(batch_sizes: list[int]) -> list[int]:
 def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, residual: torch.Tensor | None = None,
          gelu: bool = False, ln: tuple[torch.Tensor, torch.Tensor, float] | None = None,
          out_dtype: torch.dtype | None = None, scale: torch.Tensor | None = None,
-         kv: tuple[torch.Tensor, torch.Tensor] | None = None, argmax_into: torch.Tensor | None = None) -> torch.Tensor:
+         kv: tuple[torch.Tensor, torch.Tensor] | None = None, argmax_into: torch.Tensor | None = None,
+         ln_stats: torch.Tensor | None = None, stats_into: torch.Tensor | None = None) -> torch.Tensor:
     """y = act(LN(x) · Wᵀ (· scale) + b) + residual for rows x [M, K] (M ≤ MAX_BATCH); weight [N, K] in the
     compute dtype, or int8 with its per-channel `scale` [N]. Returns [M, N]. With `kv` = (one layer's contiguous
     cache [M, 2, heads, capacity, head_dim], positions [M]), y is a QKV projection whose K and V parts are also
     written into the cache at each row's position (the cache write fused into the matmul's epilogue). With
     `argmax_into` (int64 [M], holding NO_ARGMAX), y is not written: each row's argmax over the N outputs is merged
-    into it, packed (`argmax_of` reads it)."""
+    into it, packed (`argmax_of` reads it). Row statistics, for two or more rows (`row_stats` makes the buffer):
+    `stats_into` takes the partial sums of y's rows, and `ln_stats`, those of x's rows written by the gemv that
+    produced x, gives the layer norm `ln` its mean and variance."""
     n, k = weight.shape
     x = x.reshape(-1, k)
     m = x.shape[0]
@@ -257,7 +284,13 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
     if (weight.dtype == torch.int8) != (scale is not None):
         raise ValueError("an int8 weight needs its per-channel scale, and only an int8 weight takes one")
     block_m = row_tile(m)
-    if ln is not None and block_m >= LN_APART_ROWS:  # one layer-norm kernel beats every program recomputing it
+    for stats, width in ((ln_stats, k), (stats_into, n)):
+        if stats is not None and not (block_m > 1 and stats.is_contiguous() and stats.shape == row_stats_shape(m, width)):
+            raise ValueError(f"row statistics of {m} rows × {width}: a contiguous {row_stats_shape(m, width)} "
+                             f"(kernels.row_stats), for two or more rows, not {tuple(stats.shape)}")
+    if ln_stats is not None and ln is None:
+        raise ValueError("ln_stats are the statistics of a layer norm: give its weights (ln=…) too")
+    if ln is not None and ln_stats is None and block_m >= LN_APART_ROWS:  # one kernel beats every program's pass
         x, ln = F.layer_norm(x, (k,), ln[0], ln[1], ln[2]), None
     y = torch.empty(m if argmax_into is None else 0, n, dtype=out_dtype or x.dtype, device=x.device)
     cache, positions = kv if kv is not None else (y, y)
@@ -275,11 +308,32 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
     kernel[lambda meta: (triton.cdiv(n, meta["BLOCK_N"]),)](
         x, weight, bias if bias is not None else weight, residual if residual is not None else y, y, ln_w, ln_b,
         scale if scale is not None else weight, cache, positions, argmax_into if argmax_into is not None else y,
+        ln_stats if ln_stats is not None else y, stats_into if stats_into is not None else y,
         cache.shape[3] if kv is not None else 0, m, n, eps, K=k, LN=ln is not None, HAS_BIAS=bias is not None,
         HAS_RES=residual is not None, GELU=gelu, SCALED=scale is not None, KV=kv is not None,
-        HEAD_DIM=cache.shape[4] if kv is not None else 1, ARGMAX=argmax_into is not None, **_pdl(), BLOCK_M=block_m,
+        HEAD_DIM=cache.shape[4] if kv is not None else 1, ARGMAX=argmax_into is not None,
+        STATS_IN=ln_stats is not None, STATS_OUT=stats_into is not None,
+        PARTS=ln_stats.shape[0] if ln_stats is not None else 1, **_pdl(), BLOCK_M=block_m,
         K_PAD=triton.next_power_of_2(k), **blocks)
     return y
+
+
+def uses_row_stats(batch: int) -> bool:
+    """Whether the step at `batch` passes row statistics to its layer norms (2-16 rows; see LN_APART_ROWS)."""
+    return 1 < row_tile(batch) < LN_APART_ROWS
+
+
+def row_stats_shape(batch: int, width: int) -> tuple[int, int, int]:
+    """[parts, 2, row tile]: a part per program of the narrowest blocks (BLOCK_N = DOT_MIN) over `width` outputs,
+    padded to a power of two."""
+    return triton.next_power_of_2(triton.cdiv(width, DOT_MIN)), 2, row_tile(batch)
+
+
+def row_stats(batch: int, width: int, device: torch.device, count: int = 1) -> list[torch.Tensor]:
+    """`count` zeroed buffers (one memset) for gemv(stats_into=…) of `batch` rows × `width` outputs, read by
+    gemv(ln_stats=…). Every gemv that writes one buffer must have one shape (so one BLOCK_N): the parts none writes
+    stay zero."""
+    return list(torch.zeros((count, *row_stats_shape(batch, width)), dtype=torch.float32, device=device).unbind(0))
 
 
 def context_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
@@ -406,17 +460,25 @@ def _norm(model, name: str) -> tuple[torch.Tensor, torch.Tensor, float]:
     return model.w[name + ".weight"], model.w[name + ".bias"], model.dims.eps
 
 
-def _layers(model, tokens: torch.Tensor, positions: torch.Tensor, cache) -> torch.Tensor:
-    """The transformer layers of a decode step: h [B, H] before ln_f. Each linear one kernel with its layer norm,
-    bias, GELU or residual fused in, the QKV kernel writing K and V into the cache, attention one kernel."""
+def _layers(model, tokens: torch.Tensor, positions: torch.Tensor, cache) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The transformer layers of a decode step: h [B, H] before ln_f, and (2-16 rows) its rows' statistics for
+    ln_f. Each linear one kernel with its layer norm, bias, GELU or residual fused in, the QKV kernel writing K and V
+    into the cache, attention one kernel. From 2 rows the two kernels that add into the residual stream (dense,
+    proj) leave its rows' partial sums for the layer norm after them (each its own buffer: ln_2, then the next
+    ln_1 or ln_f), so that only the first layer norm is a pass over the rows of its own; from LN_APART_ROWS each
+    layer norm is a kernel apart."""
     h = model._embed(tokens, positions)  # [B, H]
+    batch = h.shape[0]
+    after_attention, after_mlp = row_stats(batch, h.shape[1], h.device, 2) if uses_row_stats(batch) else (None, None)
     for layer in range(model.dims.layers):
         p = f"layers.{layer}."
-        qkv = _linear(model, p, "qkv", h, ln=_norm(model, p + "ln_1"), kv=(cache.kv[layer], positions))
-        h = _linear(model, p, "dense", attention(qkv, cache.kv[layer], positions), residual=h)
-        x = _linear(model, p, "fc", h, gelu=True, ln=_norm(model, p + "ln_2"))
-        h = _linear(model, p, "proj", x, residual=h)
-    return h
+        qkv = _linear(model, p, "qkv", h, ln=_norm(model, p + "ln_1"), ln_stats=after_mlp if layer else None,
+                      kv=(cache.kv[layer], positions))
+        h = _linear(model, p, "dense", attention(qkv, cache.kv[layer], positions), residual=h,
+                    stats_into=after_attention)
+        x = _linear(model, p, "fc", h, gelu=True, ln=_norm(model, p + "ln_2"), ln_stats=after_attention)
+        h = _linear(model, p, "proj", x, residual=h, stats_into=after_mlp)
+    return h, after_mlp
 
 
 def _final_norm(model) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -426,16 +488,15 @@ def _final_norm(model) -> tuple[torch.Tensor, torch.Tensor, float]:
 def decode(model, tokens: torch.Tensor, positions: torch.Tensor, cache) -> torch.Tensor:
     """model.decode for a batch of up to MAX_BATCH rows (tp 1), attending over each row's filled slots. Returns
     logits [B, V] in fp32."""
-    return gemv(_layers(model, tokens, positions, cache), model.lm_head, ln=_final_norm(model),
-                out_dtype=torch.float32)
+    h, stats = _layers(model, tokens, positions, cache)
+    return gemv(h, model.lm_head, ln=_final_norm(model), ln_stats=stats, out_dtype=torch.float32)
 
 
 def greedy_step(model, state: dict[str, torch.Tensor], cache) -> None:
     """One greedy decode step over the decoder's state (graphs.StaticDecoder._state): the layers, the lm_head with
     the argmax in its epilogue (the logits never stored) and the bookkeeping kernel."""
-    tokens = state["tokens"]
-    gemv(_layers(model, tokens, state["positions"], cache), model.lm_head, ln=_final_norm(model),
-         argmax_into=state["best"])
+    h, stats = _layers(model, state["tokens"], state["positions"], cache)
+    gemv(h, model.lm_head, ln=_final_norm(model), ln_stats=stats, argmax_into=state["best"])
     finish_step(state)
 
 
@@ -479,9 +540,10 @@ def time_in_graph(launches, repeats: int = 20) -> float:
 _CHOSEN: dict[tuple, triton.Config] = {}
 
 
-def step_linears(model, batch: int) -> dict[str, tuple[torch.Tensor, torch.Tensor, list]]:
+def step_linears(model, batch: int, statistics: bool | None = None) -> dict[str, tuple]:
     """Each linear of the decode step at `batch` rows, as `tune` times it: (the weight, the input, launches over
-    all layers' own weights, the lm_head's four times), fused as the step fuses it, over random activations."""
+    all layers' own weights, the lm_head's four times), fused as the step fuses it, over random activations.
+    `statistics` True or False: with or without row statistics (from 2 rows) whatever the step would do."""
     w, device, dtype = model.w, model.lm_head.device, model.lm_head.dtype
     h = torch.randn(batch, model.dims.hidden, device=device, dtype=dtype)
     inner = torch.randn(batch, w["layers.0.fc.weight"].shape[0], device=device, dtype=dtype)
@@ -489,17 +551,24 @@ def step_linears(model, batch: int) -> dict[str, tuple[torch.Tensor, torch.Tenso
     positions = torch.zeros(batch, dtype=torch.long, device=device)
     best = argmax_slots(batch, device)
     layers = [f"layers.{i}." for i in range(model.dims.layers)]
+    read = into = None
+    if uses_row_stats(batch) if statistics is None else (statistics and batch > 1):
+        # as _layers passes them, of rows of unit variance
+        read, into = row_stats(batch, model.dims.hidden, device, 2)
+        read[:, 1] = model.dims.hidden / read.shape[0]
     return {
         "qkv": (w["layers.0.qkv.weight"], h, [
-            lambda p=p: _linear(model, p, "qkv", h, ln=_norm(model, p + "ln_1"), kv=(scratch, positions))
+            lambda p=p: _linear(model, p, "qkv", h, ln=_norm(model, p + "ln_1"), ln_stats=read, kv=(scratch, positions))
             for p in layers]),
-        "dense": (w["layers.0.dense.weight"], h, [lambda p=p: _linear(model, p, "dense", h, residual=h)
+        "dense": (w["layers.0.dense.weight"], h, [lambda p=p: _linear(model, p, "dense", h, residual=h, stats_into=into)
                                                  for p in layers]),
-        "fc": (w["layers.0.fc.weight"], h, [lambda p=p: _linear(model, p, "fc", h, gelu=True, ln=_norm(model, p + "ln_2"))
-                                           for p in layers]),
-        "proj": (w["layers.0.proj.weight"], inner, [lambda p=p: _linear(model, p, "proj", inner, residual=h)
-                                                   for p in layers]),
-        "lm_head": (model.lm_head, h, [lambda: gemv(h, model.lm_head, ln=_final_norm(model), argmax_into=best)] * 4),
+        "fc": (w["layers.0.fc.weight"], h, [
+            lambda p=p: _linear(model, p, "fc", h, gelu=True, ln=_norm(model, p + "ln_2"), ln_stats=read)
+            for p in layers]),
+        "proj": (w["layers.0.proj.weight"], inner, [
+            lambda p=p: _linear(model, p, "proj", inner, residual=h, stats_into=into) for p in layers]),
+        "lm_head": (model.lm_head, h, [lambda: gemv(h, model.lm_head, ln=_final_norm(model), ln_stats=read,
+                                                    argmax_into=best)] * 4),
     }
 
 
