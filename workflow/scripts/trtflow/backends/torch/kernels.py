@@ -9,12 +9,12 @@ gpt2-medium; 165 when attention, the cache write, argmax and bookkeeping were to
     ln_2 → fc (+bias, GELU)                    gemv(ln=…, gelu=True)
     MLP proj (+bias, +h)                       gemv(residual=…)
     ln_f → lm_head → argmax                    gemv(ln=…, argmax_into=…)   the logits never written
+    the step's bookkeeping                     finish_step         next tokens, positions, finished rows
 
 A layer norm's statistics: at batch 1 every program computes them from the whole row; at 2-16 rows the kernel that
 wrote the row into the residual stream (dense, proj) leaves each program's partial sums of it (`row_stats`), and
 the next layer norm sums those, so no kernel passes over the rows for them (the first layer's ln_1 still does);
 from LN_APART_ROWS (32) each layer norm is a kernel of its own.
-    the step's bookkeeping                     finish_step         next tokens, positions, finished rows
 
 Each gemv program reads BLOCK_N full weight rows in BLOCK_K-wide strips once and multiplies them with every one of
 the batch's rows (one row as a reduction; more through tl.dot on tensor cores, the rows padded to a tile of 16, 32
@@ -145,21 +145,21 @@ def _gemv_kernel(x_ptr, w_ptr, b_ptr, res_ptr, y_ptr, ln_w_ptr, ln_b_ptr, scale_
         tl.extra.cuda.gdc_wait()
     mean = tl.zeros([BLOCK_M], dtype=tl.float32)
     rstd = mean
-    if LN:  # each row's statistics, recomputed by every program (below LN_APART_ROWS: cheaper than a kernel of its own)
+    if LN:  # each row's statistics
         if STATS_IN:  # summed from the partial sums the kernel that wrote x stored, in their order (deterministic)
             parts = tl.arange(0, PARTS)
             at = stats_in_ptr + parts[:, None] * (2 * BLOCK_M) + batch[None, :]
-            ok = (parts < PARTS)[:, None] & batch_ok[None, :]
+            ok = (parts < PARTS)[:, None] & batch_ok[None, :]  # the mask in the pointers' shape
             mean = tl.sum(tl.load(at, mask=ok, other=0.0), axis=0) / K
             squares = tl.sum(tl.load(at + BLOCK_M, mask=ok, other=0.0), axis=0) / K
             rstd = 1.0 / tl.sqrt(tl.maximum(squares - mean * mean, 0.0) + eps)
-        elif BLOCK_M == 1:
+        elif BLOCK_M == 1:  # recomputed by every program from the whole row
             all_cols = tl.arange(0, K_PAD)
             whole = tl.load(x_ptr + all_cols[None, :], mask=(all_cols < K)[None, :], other=0.0).to(tl.float32)
             mean = tl.sum(whole, axis=1) / K
             centred = tl.where((all_cols < K)[None, :], whole - mean[:, None], 0.0)
             rstd = 1.0 / tl.sqrt(tl.sum(centred * centred, axis=1) / K + eps)
-        else:  # in strips, so that the rows need not sit in registers whole
+        else:  # recomputed by every program in strips, so that the rows need not sit in registers whole
             total = tl.zeros([BLOCK_M], dtype=tl.float32)
             squares = tl.zeros([BLOCK_M], dtype=tl.float32)
             for k0 in range(0, K, BLOCK_K):
@@ -463,7 +463,7 @@ def _norm(model, name: str) -> tuple[torch.Tensor, torch.Tensor, float]:
 def _layers(model, tokens: torch.Tensor, positions: torch.Tensor, cache) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The transformer layers of a decode step: h [B, H] before ln_f, and (2-16 rows) its rows' statistics for
     ln_f. Each linear one kernel with its layer norm, bias, GELU or residual fused in, the QKV kernel writing K and V
-    into the cache, attention one kernel. From 2 rows the two kernels that add into the residual stream (dense,
+    into the cache, attention one kernel. At 2-16 rows the two kernels that add into the residual stream (dense,
     proj) leave its rows' partial sums for the layer norm after them (each its own buffer: ln_2, then the next
     ln_1 or ln_f), so that only the first layer norm is a pass over the rows of its own; from LN_APART_ROWS each
     layer norm is a kernel apart."""
