@@ -196,25 +196,23 @@ def refused_statistics() -> list[str]:
     """gemv's answers to row statistics it cannot take: for one row, of the wrong shape, without the layer norm."""
     x, weight = torch.zeros(4, 32).half(), torch.zeros(48, 32).half()
     stats = kernels.row_stats(4, 32, torch.device("cpu"))[0]
-    calls = [lambda: kernels.gemv(x[:1], weight, stats_into=kernels.row_stats(1, 48, torch.device("cpu"))[0]),
-             lambda: kernels.gemv(x, weight, stats_into=stats),  # statistics of 32 outputs, not 48
-             lambda: kernels.gemv(x, weight, ln_stats=stats)]
-    answers = []
-    for call in calls:
-        try:
-            call()
-            answers.append("accepted")
-        except ValueError as error:
-            answers.append(str(error))
-    return answers
+    return [refusal(lambda: kernels.gemv(x[:1], weight,
+                                         stats_into=kernels.row_stats(1, 48, torch.device("cpu"))[0])),
+            refusal(lambda: kernels.gemv(x, weight, stats_into=stats)),  # statistics of 32 outputs, not 48
+            refusal(lambda: kernels.gemv(x, weight, ln_stats=stats))]
 
 
-def too_many_rows() -> str:
+def refusal(call) -> str:
+    """The ValueError's message `call` raises, or "accepted"."""
     try:
-        kernels.gemv(torch.zeros(kernels.MAX_BATCH + 1, 16).half(), torch.zeros(8, 16).half())
+        call()
     except ValueError as error:
         return str(error)
     return "accepted"
+
+
+def too_many_rows() -> str:
+    return refusal(lambda: kernels.gemv(torch.zeros(kernels.MAX_BATCH + 1, 16).half(), torch.zeros(8, 16).half()))
 
 
 if __name__ == "__main__":

@@ -69,8 +69,9 @@ def test_trtflows_triton_kernels_decode_small_batches_as_eager_does(engines, var
     assert kernels.static._compiled is None  # torch.compile never set up: every step ran the kernels
     if variant.startswith("int8"):  # its context's int8 linears ran the kernels too, their row tile tuned at build
         from trtflow.backends.torch.kernels import row_tile
+        from trtflow.formats.artifact import read_json
 
-        record = __import__("json").loads((engines[variant] / "config.json").read_text())["compiled"]
+        record = read_json(engines[variant] / "config.json")["compiled"]
         assert kernels.model.context_linear is not None
         assert row_tile(sum(map(len, PROMPTS))) in {entry["shape"][0] for entry in record["kernels"]}
 
