@@ -4,7 +4,8 @@ Builds a random gpt2-medium-shape checkpoint (24 layers, 1024 wide, 16 heads, vo
 to a float16 c-model at tp 1, builds torch engines in three variants (eager; CUDA graph; CUDA graph +
 torch.compile), and runs trtflow's benchmark measurement (bench.measure, gptSessionBenchmark semantics)
 and the same measurement of Hugging Face `generate` (fp16) for three cases. Also checks greedy tokens
-of the engines against HF fp16 for 20 steps. Writes one CSV (A5 columns + `system`) and a JSON summary.
+of the engines against HF fp16 for 20 steps, one prompt at a time and (engines of at least WIDE_ROWS rows)
+the same prompts repeated in one batch of WIDE_ROWS. Writes one CSV (A5 columns + `system`) and a JSON summary.
 
     PYTHONPATH=workflow/scripts python3 benchmarks/gpu_speed.py --out $OUT
 """
@@ -35,6 +36,7 @@ from trtflow.infra.dist import init_distributed  # noqa: E402
 from trtflow.stages import benchmark as bench  # noqa: E402
 
 CASES = [(1, 60, 20), (1, 60, 100), (8, 60, 100), (64, 128, 100)]
+WIDE_ROWS = 40  # the greedy check's prompts also decoded in a batch of this many rows (a tile of 64 in kernels.py)
 FLAGS = {"backend": "torch", "use_gpt_attention_plugin": "float16", "use_gemm_plugin": None,
          "remove_input_padding": True, "enable_context_fmha": False, "enable_context_fmha_fp32_acc": False,
          "paged_kv_cache": False, "use_inflight_batching": False, "tokens_per_block": 128, "max_batch_size": 64,
@@ -118,9 +120,19 @@ def main() -> None:
                                                           "first_difference_per_prompt": first_diff}
         print(f"{name}: {same}/{20 * len(prompts)} greedy tokens equal to HF fp16; first differences {first_diff}; "
               f"weights {weights_mb:.1f} MB", flush=True)
+        if args.max_batch_size >= WIDE_ROWS:  # the check prompts again, decoded side by side as one wide batch
+            rows = engine.generate([prompts[i % len(prompts)] for i in range(WIDE_ROWS)], 20, Sampling(),
+                                   ignore_eos=True).output_ids
+            same = sum(a == b for i, t in enumerate(rows) for a, b in zip(t, hf_tokens[i % len(prompts)], strict=True))
+            summary.setdefault(f"agreement_vs_hf_fp16_20_steps_{WIDE_ROWS}_rows", {})[name] = same
+            print(f"{name}: {same}/{20 * WIDE_ROWS} greedy tokens equal to HF fp16 in a batch of {WIDE_ROWS}", flush=True)
         for case in cases:
             summary["rows"].append(record(name, engine, *case, args.num_runs,
                                           {"backend": "torch", "cuda_graphs": flags.cuda_graphs}))
+        # with what the runs added to the weights (the kernels' folded layer norms: kernels.folded)
+        after_mb = sum(t.numel() * t.element_size() for t in engine.model.w.values()) / 2**20
+        summary.setdefault("weights_mb_after_cases", {})[name] = after_mb
+        print(f"{name}: weights {after_mb:.1f} MB after the cases", flush=True)
         del engine
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

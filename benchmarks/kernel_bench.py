@@ -4,9 +4,9 @@ from the previous launch), the 24 launches captured in one CUDA graph, time per 
 
 - gemv: for each linear of a layer (with what the step fuses into it) and the lm_head of a random gpt2-medium-shaped
   model, the configuration an engine build chooses (kernels.tune) with and without programmatic dependent launch
-  (PDL) and, from 2 rows, for the linears after a layer norm, the other way of its statistics (2-16 rows without
-  kernels.row_stats: a pass over the rows in every program; from 32 with them instead of the layer norm apart),
-  against Triton's autotuner over the same candidates and cuBLAS (F.linear, unfused); with --sweep BATCH:WEIGHTS
+  (PDL) and, from 2 rows, for the linears after a layer norm, the other ways of doing it (kernels.norm_way: from
+  kernels.row_stats normalized in the loop, a pass over the rows in every program or a kernel apart, folded into the
+  weights), against Triton's autotuner over the same candidates and cuBLAS (F.linear, unfused); with --sweep BATCH:WEIGHTS
   every configuration of that path (ROW_SWEEP at batch 1, DOT_SWEEP above) for the layer linears.
 - attention: the attention kernel as the step runs it, with and without PDL (with --sweep attention per
   BLOCK_T / num_warps) against SDPA with the additive mask over the whole span (what the step ran before), for
@@ -71,6 +71,15 @@ def random_model(weights: str) -> ParallelGPT2:
     return ParallelGPT2(DIMS, HEADS, 1, quantize_weights(w) if weights == "int8" else w)
 
 
+def layer_norm_ways(batch: int, weights: str) -> list[str]:
+    """The ways (kernels.norm_way's names) a layer norm before a matmul can take at `batch` rows: "pass" becomes
+    "apart" from kernels.LN_APART_ROWS, "folded" needs fp16 weights."""
+    if batch == 1:
+        return ["pass"]
+    apart = kernels.row_tile(batch) >= kernels.LN_APART_ROWS
+    return ["statistics", "apart" if apart else "pass"] + ["folded"] * (weights == "fp16")
+
+
 def gemv_rows(batch: int, weights: str, sweep: bool) -> list[dict]:
     """The layer linears and the lm_head at `batch`: as an engine build tunes them (kernels.tune), against what
     Triton's autotuner picks (what engines recorded before), without PDL, with the layer norm fused in where it runs
@@ -78,7 +87,9 @@ def gemv_rows(batch: int, weights: str, sweep: bool) -> list[dict]:
     rows = []
     model = random_model(weights)
     tuned = kernels.tune(model, batch)
-    otherwise = kernels.step_linears(model, batch, statistics=not kernels.uses_row_stats(batch))
+    step_way = kernels.norm_way(model, batch)
+    other_ways = {way: kernels.step_linears(model, batch, way) for way in layer_norm_ways(batch, weights)
+                  if way != step_way}
     for part, (weight, x, launches) in kernels.step_linears(model, batch).items():
         n, k = weight.shape
         key = kernels.shape_of(batch, weight, x)
@@ -96,9 +107,9 @@ def gemv_rows(batch: int, weights: str, sweep: bool) -> list[dict]:
         kernels.PDL = False
         row("tuned, without PDL", kernels.time_in_graph(launches), label(choice))
         kernels.PDL = None
-        if part in ("qkv", "fc", "lm_head") and batch > 1:  # the layer norm's statistics as the step does not
-            variant = "no row statistics (a pass)" if kernels.uses_row_stats(batch) else "row statistics (LN in loop)"
-            row(f"tuned, {variant}", kernels.time_in_graph(otherwise[part][2]), label(choice))
+        for way, linears in other_ways.items() if part in ("qkv", "fc", "lm_head") else ():
+            if not (part == "lm_head" and way == "folded"):  # the tied lm_head is never folded
+                row(f"tuned, layer norm {way}", kernels.time_in_graph(linears[part][2]), label(choice))
         del kernels._CHOSEN[key]
         kernels._tuned_gemv_kernel.cache.clear()
         us = kernels.time_in_graph(launches)

@@ -7,6 +7,7 @@ kernels (backends/torch/kernels.py) against torch, printed as JSON.
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -55,15 +56,23 @@ def gemv_errors() -> dict[str, float]:
             cases["ln from statistics in"] = (
                 kernels.gemv(h, square, ln=(ln2_w, ln2_b, 1e-5), ln_stats=stats),
                 F.linear(F.layer_norm(h.float(), (n,), ln2_w.float(), ln2_b.float(), 1e-5), square.float()))
+            model = SimpleNamespace(w={"sq.weight": square, "sq.bias": bias, "ln.weight": ln2_w, "ln.bias": ln2_b})
+            weight_f, bias_f, sums = kernels.folded(model, "sq", "ln")
+            cases["ln folded into the weight, statistics in"] = (
+                kernels.gemv(h, weight_f, bias_f, ln_folded=(sums, 1e-5), ln_stats=stats, gelu=True),
+                F.gelu(F.linear(F.layer_norm(h.float(), (n,), ln2_w.float(), ln2_b.float(), 1e-5), square.float(),
+                                f32["b"]), approximate="tanh"))
         for name, (got, want) in cases.items():
             assert got.shape == (m, n), (name, got.shape)
             errors[f"{m}x{n}x{k} {name}"] = (got.float() - want).abs().max().item() / want.abs().max().item()
     return errors
 
 
-def decode_steps(hf_dir: Path, work: Path, batch: int, weight_only: bool, steps: int = 4) -> dict:
+def decode_steps(hf_dir: Path, work: Path, batch: int, weight_only: bool, steps: int = 4, device: str = "cpu") -> dict:
     """kernels.decode on an fp16 engine (weight-only int8 or not) against model.decode of the same stored weights
-    computing in fp32, greedy from `batch` different tokens."""
+    computing in fp32, both fed the reference's greedy tokens from `batch` different ones (so that a near tie cannot
+    make every later token differ). `ties`: where the two argmaxes differ, the reference's logit gap between them
+    and the step's largest logit difference."""
     flags = engine_flags(max_batch_size=batch, max_input_len=8, max_output_len=8, cuda_graphs=True,
                          torch_compile="triton", use_weight_only=weight_only)
     name = f"b{batch}{'-int8' if weight_only else ''}"
@@ -72,25 +81,28 @@ def decode_steps(hf_dir: Path, work: Path, batch: int, weight_only: bool, steps:
     from safetensors.torch import load_file
 
     dims = ModelDims.from_json(read_json(engine / "config.json")["model"])
-    half = load_file(engine / "rank0.safetensors")
+    half = {k: v.to(device) for k, v in load_file(engine / "rank0.safetensors").items()}
     fast = ParallelGPT2(dims, dims.heads, 1, half)
     widened = {k: v if v.dtype == torch.int8 else v.float() for k, v in half.items()}
     reference = ParallelGPT2(dims, dims.heads, 1, widened)
     capacity = max(16, steps + batch)
-    caches = [ContiguousKV(dims.layers, batch, dims.heads, capacity, dims.head_dim, dtype, torch.device("cpu"))
+    caches = [ContiguousKV(dims.layers, batch, dims.heads, capacity, dims.head_dim, dtype, torch.device(device))
               for dtype in (torch.float16, torch.float32)]
-    token, tokens, worst = torch.arange(5, 5 + batch), {"kernels": [], "reference": []}, 0.0
-    fast_token = token
+    token, tokens, ties, worst = torch.arange(5, 5 + batch, device=device), {"kernels": [], "reference": []}, [], 0.0
     for step in range(steps):
-        position = torch.arange(step, step + batch)  # rows at different positions, as left-aligned prompts are
-        got = kernels.decode(fast, fast_token, position, caches[0])
+        position = torch.arange(step, step + batch, device=device)  # rows at different positions, as left-aligned
+        got = kernels.decode(fast, token, position, caches[0])
         want = reference.decode(token, position, caches[1], capacity)
-        worst = max(worst, ((got - want).abs().max() / want.abs().max()).item())
-        fast_token, token = got.argmax(-1), want.argmax(-1)
-        tokens["kernels"].append(fast_token.tolist())
+        error = (got - want).abs().max().item()
+        worst = max(worst, error / want.abs().max().item())
+        mine, token = got.argmax(-1), want.argmax(-1)
+        ties += [{"step": step, "row": row, "gap": (want[row, token[row]] - want[row, mine[row]]).item(),
+                  "error": error} for row in (mine != token).nonzero().flatten().tolist()]
+        tokens["kernels"].append(mine.tolist())
         tokens["reference"].append(token.tolist())
     return {"applies": kernels.applies(fast, batch), "int8": any(v.dtype == torch.int8 for v in half.values()),
-            "relative_logit_error": worst, **tokens}
+            "way": kernels.norm_way(fast, batch), "folded": sorted(k for k in fast.w if k.endswith(".ln_folded")),
+            "relative_logit_error": worst, "ties": ties, **tokens}
 
 
 def attention_errors() -> dict[str, float]:
@@ -193,13 +205,16 @@ def configurations_timed() -> dict[str, list]:
 
 
 def refused_statistics() -> list[str]:
-    """gemv's answers to row statistics it cannot take: for one row, of the wrong shape, without the layer norm."""
+    """gemv's answers to row statistics it cannot take (for one row, of the wrong shape, without the layer norm) and
+    to a folded layer norm without them, and `folded`'s to an int8 weight."""
     x, weight = torch.zeros(4, 32).half(), torch.zeros(48, 32).half()
     stats = kernels.row_stats(4, 32, torch.device("cpu"))[0]
     return [refusal(lambda: kernels.gemv(x[:1], weight,
                                          stats_into=kernels.row_stats(1, 48, torch.device("cpu"))[0])),
             refusal(lambda: kernels.gemv(x, weight, stats_into=stats)),  # statistics of 32 outputs, not 48
-            refusal(lambda: kernels.gemv(x, weight, ln_stats=stats))]
+            refusal(lambda: kernels.gemv(x, weight, ln_stats=stats)),
+            refusal(lambda: kernels.gemv(x, weight, ln_folded=(weight[:, 0].float(), 1e-5))),  # no statistics
+            refusal(lambda: kernels.folded(SimpleNamespace(w={"q.weight": weight.to(torch.int8)}), "q", "ln"))]
 
 
 def refusal(call) -> str:
@@ -218,7 +233,7 @@ def too_many_rows() -> str:
 if __name__ == "__main__":
     hf, work = Path(sys.argv[1]), Path(sys.argv[2])
     decodes = {f"batch {b}{' int8' if wo else ''}": decode_steps(hf, work, b, wo)
-               for b, wo in ((1, False), (3, False), (1, True), (3, True), (20, False))}
+               for b, wo in ((1, False), (3, False), (1, True), (3, True), (20, False), (20, True))}
     print(json.dumps({"gemv": gemv_errors(), "decode": decodes, "attention": attention_errors(),
                       "greedy": greedy_argmax(), "too_many_rows": too_many_rows(),
                       "refused_statistics": refused_statistics(),

@@ -35,10 +35,15 @@ def test_each_fused_matrix_vector_form_equals_torch(checked):
 
 
 def test_the_decode_step_follows_the_reference_model_at_batch_1_3_and_20_fp16_and_int8(checked):
-    assert set(checked["decode"]) == {"batch 1", "batch 3", "batch 1 int8", "batch 3 int8", "batch 20"}
+    ways = {"batch 1": "pass", "batch 3": "statistics", "batch 1 int8": "pass", "batch 3 int8": "statistics",
+            "batch 20": "folded", "batch 20 int8": "apart"}  # 20 rows: a tile of 32
+    assert set(checked["decode"]) == set(ways)
     for case, decode in checked["decode"].items():
         assert decode["applies"], case
         assert decode["int8"] == case.endswith("int8"), case
+        assert decode["way"] == ways[case], case
+        # folded: every layer's fc, and QKV but the first layer's (its layer norm has no statistics: apart)
+        assert len(decode["folded"]) == (2 * 2 - 1 if ways[case] == "folded" else 0), (case, decode["folded"])
         assert decode["relative_logit_error"] < 5e-3, case
         assert decode["kernels"] == decode["reference"], case
 
@@ -47,11 +52,13 @@ def test_more_rows_than_the_kernels_take_are_refused(checked):
     assert "at most 64 rows" in checked["too_many_rows"]
 
 
-def test_row_statistics_are_refused_for_one_row_of_the_wrong_width_or_without_the_layer_norm(checked):
-    one_row, wrong_width, no_norm = checked["refused_statistics"]
+def test_row_statistics_and_folded_layer_norms_are_refused_where_they_cannot_apply(checked):
+    one_row, wrong_width, no_norm, folded_without, folded_int8 = checked["refused_statistics"]
     assert "for two or more rows" in one_row
     assert "a contiguous (4, 2, 16)" in wrong_width and "not (2, 2, 16)" in wrong_width  # 48 outputs: 3 parts → 4
     assert "give its weights (ln=…) too" in no_norm
+    assert "takes its statistics from ln_stats" in folded_without
+    assert "int8 weight cannot take its layer norm's γ" in folded_int8
 
 
 def test_tuned_block_sizes_recorded_in_an_engine_reach_the_tuner_when_it_is_opened(checked):

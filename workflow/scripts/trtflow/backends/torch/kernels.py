@@ -3,7 +3,7 @@ of a layer is one kernel with its neighbours fused in, attention is one kernel, 
 more kernel does the step's bookkeeping, so a step is 5 kernels a layer and a few more (127 a step at batch 1 for
 gpt2-medium; 165 when attention, the cache write, argmax and bookkeeping were torch's).
 
-    ln_1 → QKV (+bias) → K, V into the cache   gemv(ln=…, kv=…)   the layer norm applied to each strip of x
+    ln_1 → QKV (+bias) → K, V into the cache   gemv(ln=…, kv=…)   the layer norm in the kernel (below)
     attention over each row's filled slots     attention           one program per (row, head), online softmax
     attention dense (+bias, +h)                gemv(residual=…)   the residual added in the epilogue
     ln_2 → fc (+bias, GELU)                    gemv(ln=…, gelu=True)
@@ -11,10 +11,14 @@ gpt2-medium; 165 when attention, the cache write, argmax and bookkeeping were to
     ln_f → lm_head → argmax                    gemv(ln=…, argmax_into=…)   the logits never written
     the step's bookkeeping                     finish_step         next tokens, positions, finished rows
 
-A layer norm's statistics: at batch 1 every program computes them from the whole row; at 2-16 rows the kernel that
-wrote the row into the residual stream (dense, proj) leaves each program's partial sums of it (`row_stats`), and
-the next layer norm sums those, so no kernel passes over the rows for them (the first layer's ln_1 still does);
-from LN_APART_ROWS (32) each layer norm is a kernel of its own.
+A layer norm before a matmul (norm_way): at batch 1 every program computes its statistics from the whole row and
+normalizes each strip of x. From 2 rows the kernels that write the residual stream (dense, proj) leave each
+program's partial sums of its rows (`row_stats`) for the next layer norm, which at 2-16 rows normalizes each strip
+in the loop. From FOLD_ROWS (32), with fp16/bf16 weights, QKV's and fc's layer norms are folded into their weights
+(`folded`: the loop a plain matmul of x as stored, mean and rstd applied in the epilogue); int8 weights run each
+layer norm there as a kernel of its own (LN_APART_ROWS, 32). The tied lm_head is not folded: its ln_f takes the
+statistics below 32 rows and is a kernel apart from there; the first layer's ln_1 (no kernel before it leaves
+statistics) makes a pass over the rows below 32 and is a kernel apart from there.
 
 Each gemv program reads BLOCK_N full weight rows in BLOCK_K-wide strips once and multiplies them with every one of
 the batch's rows (one row as a reduction; more through tl.dot on tensor cores, the rows padded to a tile of 16, 32
@@ -48,6 +52,7 @@ from .weight_only import SCALE, dequantizing
 
 MAX_BATCH = 64  # one tl.dot tile of rows: every weight read once per step (a GEMM of a single row tile)
 NO_ARGMAX = -(2**63)  # an empty argmax slot: below every packed (value, index)
+LOW_WORD = tl.constexpr(2**32 - 1)  # a packed argmax's low word holds LOW_WORD - index (_pack_argmax)
 
 
 @triton.jit
@@ -63,7 +68,7 @@ def _pack_argmax(value, index):
     atomic max over these is torch.argmax's answer (the first index of the greatest value) across programs."""
     bits = value.to(tl.int32, bitcast=True)
     ordered = tl.where(bits >= 0, bits, bits ^ 0x7FFFFFFF)
-    return (ordered.to(tl.int64) << 32) | (4294967295 - index.to(tl.int64))
+    return (ordered.to(tl.int64) << 32) | (LOW_WORD - index.to(tl.int64))
 
 
 # The candidates `tune` times: from benchmarks/kernel_bench.py's sweeps on the H200, the configurations that were best
@@ -84,6 +89,11 @@ DOT_TILE_LIMIT = 8192  # weight elements per strip on the tl.dot path (more spil
 # QKV 11.9 µs apart vs 17.5 from row_stats, fc 11.2 vs 14.4, lm_head 35.0 vs 48.9). Below it the step passes row
 # statistics (batch 16: QKV 8.5 vs 9.0 µs with a pass over the rows in every program, fc 8.9 vs 9.5).
 LN_APART_ROWS = 32
+# From this row tile on, with fp16/bf16 weights, the layer norms before QKV and fc are folded into their weights
+# (`folded`, norm_way). Below it they normalize in the loop from the statistics, which measured faster end to end at
+# batch 8 on the H200 (benchmarks/gpu_speed.py, same command: 8,164 tok/s vs 7,871 folded), though the folded
+# kernels alone were faster at 16 rows too (kernel_bench: QKV 8.4 vs 8.5 µs, fc 8.5 vs 9.0).
+FOLD_ROWS = 32
 
 
 def _fitting(configs, named_args, **kwargs):
@@ -97,24 +107,28 @@ def _fitting(configs, named_args, **kwargs):
 
 
 @triton.jit
+def _normed(x, mask, cols, col_ok, mean, rstd, ln_w_ptr, ln_b_ptr):
+    """A strip of rows x [rows, BLOCK_K] in fp32, layer-normed: (x - mean)·rstd·γ + β, zero where masked."""
+    x = (x - mean[:, None]) * rstd[:, None] * tl.load(ln_w_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :] \
+        + tl.load(ln_b_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    return tl.where(mask, x, 0.0)
+
+
+@triton.jit
 def _dot_rows(x_ptr, batch, batch_ok, cols, col_ok, K, mean, rstd, ln_w_ptr, ln_b_ptr, LN: tl.constexpr):
     """A [rows, BLOCK_K] strip of the activations for tl.dot, in their dtype: layer-normed in fp32 first with LN."""
     mask = batch_ok[:, None] & col_ok[None, :]
+    x = tl.load(x_ptr + batch[:, None] * K + cols[None, :], mask=mask, other=0.0)
     if LN:
-        x = tl.load(x_ptr + batch[:, None] * K + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-        x = (x - mean[:, None]) * rstd[:, None] \
-            * tl.load(ln_w_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :] \
-            + tl.load(ln_b_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
-        x = tl.where(mask, x, 0.0)
-    else:
-        x = tl.load(x_ptr + batch[:, None] * K + cols[None, :], mask=mask, other=0.0)
+        x = _normed(x.to(tl.float32), mask, cols, col_ok, mean, rstd, ln_w_ptr, ln_b_ptr)
     return x.to(x_ptr.dtype.element_ty)
 
 
 @triton.jit
 def _gemv_kernel(x_ptr, w_ptr, b_ptr, res_ptr, y_ptr, ln_w_ptr, ln_b_ptr, scale_ptr, kv_ptr, pos_ptr, best_ptr,
-                 stats_in_ptr, stats_out_ptr, capacity, M, N, eps, K: tl.constexpr, LN: tl.constexpr,
-                 HAS_BIAS: tl.constexpr, HAS_RES: tl.constexpr, GELU: tl.constexpr, SCALED: tl.constexpr,
+                 stats_in_ptr, stats_out_ptr, sums_ptr, capacity, M, N, eps, K: tl.constexpr, LN: tl.constexpr,
+                 FOLDED: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RES: tl.constexpr, GELU: tl.constexpr,
+                 SCALED: tl.constexpr,
                  KV: tl.constexpr, HEAD_DIM: tl.constexpr, ARGMAX: tl.constexpr, STATS_IN: tl.constexpr,
                  STATS_OUT: tl.constexpr, PARTS: tl.constexpr, PDL: tl.constexpr, BLOCK_M: tl.constexpr,
                  BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, K_PAD: tl.constexpr):
@@ -130,9 +144,13 @@ def _gemv_kernel(x_ptr, w_ptr, b_ptr, res_ptr, y_ptr, ln_w_ptr, ln_b_ptr, scale_
     slots.
 
     Row statistics (tl.dot path): with STATS_OUT the kernel also stores, per program, each row's sum and sum of
-    squares of its BLOCK_N outputs (as stored, rounded to y's dtype) into stats_out [PARTS, 2, BLOCK_M]; with LN and
+    squares of its BLOCK_N outputs (as stored, rounded to y's dtype) into stats_out [PARTS, 2, BLOCK_M]; with
     STATS_IN the layer norm's mean and variance come from such partial sums of x's rows (the kernel that wrote x)
-    instead of a pass over x in every program, or a layer-norm kernel of its own."""
+    instead of a pass over x in every program, or a layer-norm kernel of its own.
+
+    FOLDED (with STATS_IN): the layer norm folded into the weight, so that the loop is that of a plain matmul of x
+    as stored: w holds W∘γ, sums its rows' sums Σ_k (W∘γ), b W·β + b, and the epilogue takes
+    LN(x)·Wᵀ + b = rstd·(x·(W∘γ)ᵀ − mean·Σ_k (W∘γ)) + W·β + b."""
     if PDL:
         tl.extra.cuda.gdc_launch_dependents()
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)  # output features
@@ -145,15 +163,15 @@ def _gemv_kernel(x_ptr, w_ptr, b_ptr, res_ptr, y_ptr, ln_w_ptr, ln_b_ptr, scale_
         tl.extra.cuda.gdc_wait()
     mean = tl.zeros([BLOCK_M], dtype=tl.float32)
     rstd = mean
-    if LN:  # each row's statistics
-        if STATS_IN:  # summed from the partial sums the kernel that wrote x stored, in their order (deterministic)
-            parts = tl.arange(0, PARTS)
-            at = stats_in_ptr + parts[:, None] * (2 * BLOCK_M) + batch[None, :]
-            ok = (parts < PARTS)[:, None] & batch_ok[None, :]  # the mask in the pointers' shape
-            mean = tl.sum(tl.load(at, mask=ok, other=0.0), axis=0) / K
-            squares = tl.sum(tl.load(at + BLOCK_M, mask=ok, other=0.0), axis=0) / K
-            rstd = 1.0 / tl.sqrt(tl.maximum(squares - mean * mean, 0.0) + eps)
-        elif BLOCK_M == 1:  # recomputed by every program from the whole row
+    if STATS_IN:  # each row's statistics, summed from the partial sums the kernel that wrote x stored, in order
+        parts = tl.arange(0, PARTS)
+        at = stats_in_ptr + parts[:, None] * (2 * BLOCK_M) + batch[None, :]
+        ok = (parts < PARTS)[:, None] & batch_ok[None, :]  # the mask in the pointers' shape
+        mean = tl.sum(tl.load(at, mask=ok, other=0.0), axis=0) / K
+        squares = tl.sum(tl.load(at + BLOCK_M, mask=ok, other=0.0), axis=0) / K
+        rstd = 1.0 / tl.sqrt(tl.maximum(squares - mean * mean, 0.0) + eps)
+    elif LN:  # each row's statistics
+        if BLOCK_M == 1:  # recomputed by every program from the whole row
             all_cols = tl.arange(0, K_PAD)
             whole = tl.load(x_ptr + all_cols[None, :], mask=(all_cols < K)[None, :], other=0.0).to(tl.float32)
             mean = tl.sum(whole, axis=1) / K
@@ -177,10 +195,7 @@ def _gemv_kernel(x_ptr, w_ptr, b_ptr, res_ptr, y_ptr, ln_w_ptr, ln_b_ptr, scale_
             col_ok = cols < K
             x = tl.load(x_ptr + cols[None, :], mask=col_ok[None, :], other=0.0).to(tl.float32)
             if LN:
-                x = (x - mean[:, None]) * rstd[:, None] \
-                    * tl.load(ln_w_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :] \
-                    + tl.load(ln_b_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
-                x = tl.where(col_ok[None, :], x, 0.0)
+                x = _normed(x, col_ok[None, :], cols, col_ok, mean, rstd, ln_w_ptr, ln_b_ptr)
             ahead = cols + BLOCK_K
             w_next = tl.load(w_ptr + rows[:, None] * K + ahead[None, :],
                              mask=row_ok[:, None] & (ahead < K)[None, :], other=0.0)
@@ -197,6 +212,8 @@ def _gemv_kernel(x_ptr, w_ptr, b_ptr, res_ptr, y_ptr, ln_w_ptr, ln_b_ptr, scale_
                             other=0.0)
             x = _dot_rows(x_ptr, batch, batch_ok, cols, col_ok, K, mean, rstd, ln_w_ptr, ln_b_ptr, LN)
             acc = tl.dot(x, tl.trans(strip.to(dtype)), acc)
+    if FOLDED:
+        acc = (acc - mean[:, None] * tl.load(sums_ptr + rows, mask=row_ok, other=0.0)[None, :]) * rstd[:, None]
     if SCALED:
         acc *= tl.load(scale_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)[None, :]
     if HAS_BIAS:
@@ -207,17 +224,18 @@ def _gemv_kernel(x_ptr, w_ptr, b_ptr, res_ptr, y_ptr, ln_w_ptr, ln_b_ptr, scale_
     out_ok = batch_ok[:, None] & row_ok[None, :]
     if HAS_RES:
         acc += tl.load(res_ptr + out, mask=out_ok, other=0.0).to(tl.float32)
-    if STATS_OUT:  # this program's share of each row's sum and sum of squares, for the next layer norm (STATS_IN)
-        stored = tl.where(out_ok, acc.to(y_ptr.dtype.element_ty).to(tl.float32), 0.0)
-        at = stats_out_ptr + tl.program_id(0) * (2 * BLOCK_M) + batch
-        tl.store(at, tl.sum(stored, axis=1), mask=batch_ok)
-        tl.store(at + BLOCK_M, tl.sum(stored * stored, axis=1), mask=batch_ok)
     if ARGMAX:  # no output: each row's greatest value and its first index, merged across programs (_pack_argmax)
         best, index = tl.max(tl.where(out_ok, acc, float("-inf")), axis=1, return_indices=True,
                              return_indices_tie_break_left=True)
         tl.atomic_max(best_ptr + batch, _pack_argmax(best, tl.program_id(0) * BLOCK_N + index), mask=batch_ok)
     else:
-        tl.store(y_ptr + out, acc.to(y_ptr.dtype.element_ty), mask=out_ok)
+        y = acc.to(y_ptr.dtype.element_ty)
+        tl.store(y_ptr + out, y, mask=out_ok)
+        if STATS_OUT:  # this program's share of each row's sum and sum of squares as stored, for the next LN
+            stored = tl.where(out_ok, y.to(tl.float32), 0.0)
+            at = stats_out_ptr + tl.program_id(0) * (2 * BLOCK_M) + batch
+            tl.store(at, tl.sum(stored, axis=1), mask=batch_ok)
+            tl.store(at + BLOCK_M, tl.sum(stored * stored, axis=1), mask=batch_ok)
     if KV:  # QKV's K and V rows also into the cache [B, 2, heads, capacity, HEAD_DIM] at each row's position
         hidden = N // 3
         part = rows // hidden  # 0 Q, 1 K, 2 V
@@ -267,7 +285,8 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
          gelu: bool = False, ln: tuple[torch.Tensor, torch.Tensor, float] | None = None,
          out_dtype: torch.dtype | None = None, scale: torch.Tensor | None = None,
          kv: tuple[torch.Tensor, torch.Tensor] | None = None, argmax_into: torch.Tensor | None = None,
-         ln_stats: torch.Tensor | None = None, stats_into: torch.Tensor | None = None) -> torch.Tensor:
+         ln_stats: torch.Tensor | None = None, stats_into: torch.Tensor | None = None,
+         ln_folded: tuple[torch.Tensor, float] | None = None) -> torch.Tensor:
     """y = act(LN(x) · Wᵀ (· scale) + b) + residual for rows x [M, K] (M ≤ MAX_BATCH); weight [N, K] in the
     compute dtype, or int8 with its per-channel `scale` [N]. Returns [M, N]. With `kv` = (one layer's contiguous
     cache [M, 2, heads, capacity, head_dim], positions [M]), y is a QKV projection whose K and V parts are also
@@ -275,7 +294,8 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
     `argmax_into` (int64 [M], holding NO_ARGMAX), y is not written: each row's argmax over the N outputs is merged
     into it, packed (`argmax_of` reads it). Row statistics, for two or more rows (`row_stats` makes the buffer):
     `stats_into` takes the partial sums of y's rows, and `ln_stats`, those of x's rows written by the gemv that
-    produced x, gives the layer norm `ln` its mean and variance."""
+    produced x, gives the layer norm `ln` its mean and variance. `ln_folded` = (row sums of the weight, eps), with
+    ln_stats: a layer norm folded into the weight and bias (`folded`), applied in the epilogue."""
     n, k = weight.shape
     x = x.reshape(-1, k)
     m = x.shape[0]
@@ -288,8 +308,11 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
         if stats is not None and not (block_m > 1 and stats.is_contiguous() and stats.shape == row_stats_shape(m, width)):
             raise ValueError(f"row statistics of {m} rows × {width}: a contiguous {row_stats_shape(m, width)} "
                              f"(kernels.row_stats), for two or more rows, not {tuple(stats.shape)}")
-    if ln_stats is not None and ln is None:
+    if ln_stats is not None and ln is None and ln_folded is None:
         raise ValueError("ln_stats are the statistics of a layer norm: give its weights (ln=…) too")
+    if ln_folded is not None and (ln_stats is None or ln is not None or scale is not None):
+        raise ValueError("a folded layer norm (ln_folded=…) takes its statistics from ln_stats, and neither ln=… nor "
+                         "an int8 weight")
     if ln is not None and ln_stats is None and block_m >= LN_APART_ROWS:  # one kernel beats every program's pass
         x, ln = F.layer_norm(x, (k,), ln[0], ln[1], ln[2]), None
     y = torch.empty(m if argmax_into is None else 0, n, dtype=out_dtype or x.dtype, device=x.device)
@@ -297,7 +320,7 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
     if kv is not None and not (cache.is_contiguous() and cache.shape[0] == m and 3 * cache.shape[2] * cache.shape[4] == n):
         raise ValueError(f"kv: a contiguous cache [{m}, 2, heads, capacity, head_dim] of this QKV's {n} rows, "
                          f"not {tuple(cache.shape)}")
-    ln_w, ln_b, eps = ln if ln is not None else (weight, weight, 0.0)
+    ln_w, ln_b, eps = ln if ln is not None else (weight, weight, ln_folded[1] if ln_folded is not None else 0.0)
     chosen = _CHOSEN.get(shape_of(m, weight, x))
     if INTERPRETED:  # Triton's CPU interpreter (TRITON_INTERPRET=1, for tests) cannot time: one fixed block there
         kernel, blocks = _gemv_kernel, {"BLOCK_N": DOT_MIN, "BLOCK_K": 256}
@@ -309,7 +332,8 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
         x, weight, bias if bias is not None else weight, residual if residual is not None else y, y, ln_w, ln_b,
         scale if scale is not None else weight, cache, positions, argmax_into if argmax_into is not None else y,
         ln_stats if ln_stats is not None else y, stats_into if stats_into is not None else y,
-        cache.shape[3] if kv is not None else 0, m, n, eps, K=k, LN=ln is not None, HAS_BIAS=bias is not None,
+        ln_folded[0] if ln_folded is not None else y, cache.shape[3] if kv is not None else 0, m, n, eps, K=k,
+        LN=ln is not None, FOLDED=ln_folded is not None, HAS_BIAS=bias is not None,
         HAS_RES=residual is not None, GELU=gelu, SCALED=scale is not None, KV=kv is not None,
         HEAD_DIM=cache.shape[4] if kv is not None else 1, ARGMAX=argmax_into is not None,
         STATS_IN=ln_stats is not None, STATS_OUT=stats_into is not None,
@@ -318,9 +342,40 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
     return y
 
 
-def uses_row_stats(batch: int) -> bool:
-    """Whether the step at `batch` passes row statistics to its layer norms (2-16 rows; see LN_APART_ROWS)."""
-    return 1 < row_tile(batch) < LN_APART_ROWS
+# How the step's layer norms before a matmul are done (norm_way), the ways that pass row statistics (row_stats)
+ROW_STATS_WAYS = ("statistics", "folded")
+
+
+def norm_way(model, batch: int) -> str:
+    """How the decode step at `batch` rows does the layer norm before each layer's QKV and fc: "pass" (one row:
+    every program computes the statistics from the whole row), "statistics" (2-16 rows: from row_stats,
+    normalized in the loop), "folded" (from FOLD_ROWS with fp16/bf16 weights: from row_stats, folded into the
+    weights, `folded`: the loop a plain matmul), "apart" (from LN_APART_ROWS with int8 weights: a layer-norm kernel
+    of its own). At 64 rows on the H200 (benchmarks/kernel_bench.py): QKV 9.0 µs folded vs 12.1 apart and 20.3
+    from statistics, fc 6.5 vs 9.8 and 16.3."""
+    tile = row_tile(batch)
+    if tile == 1:
+        return "pass"
+    if tile >= FOLD_ROWS and model.w["layers.0.qkv.weight"].dtype != torch.int8:
+        return "folded"
+    return "statistics" if tile < LN_APART_ROWS else "apart"
+
+
+def folded(model, linear: str, norm: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The linear `linear` [N, K] with the layer norm `norm` before it folded in: (W∘γ in the weight's dtype, W·β + b
+    and the rows' sums Σ_k (W∘γ) of that rounded weight, both fp32), as LN(x)·Wᵀ + b
+    = rstd·(x·(W∘γ)ᵀ − mean·Σ_k (W∘γ)) + W·β + b. Made at first use, kept with the model's weights."""
+    key = linear + ".ln_folded"
+    if key not in model.w:
+        weight = model.w[linear + ".weight"]
+        if weight.dtype == torch.int8:
+            raise ValueError(f"{linear}: a weight-only int8 weight cannot take its layer norm's γ (per input column, "
+                             "its scale is per output channel): its layer norm stays apart")
+        w, gamma, beta = weight.float(), model.w[norm + ".weight"].float(), model.w[norm + ".bias"].float()
+        model.w[key] = (w * gamma).to(weight.dtype)
+        model.w[key + "_bias"] = w @ beta + model.w[linear + ".bias"].float()
+        model.w[key + "_sums"] = model.w[key].float().sum(1)
+    return model.w[key], model.w[key + "_bias"], model.w[key + "_sums"]
 
 
 def row_stats_shape(batch: int, width: int) -> tuple[int, int, int]:
@@ -355,7 +410,7 @@ def argmax_slots(batch: int, device: torch.device) -> torch.Tensor:
 
 def argmax_of(packed: torch.Tensor) -> torch.Tensor:
     """The indices in what gemv(argmax_into=…) merged."""
-    return 4294967295 - (packed & 4294967295)
+    return LOW_WORD.value - (packed & LOW_WORD.value)
 
 
 @triton.jit
@@ -435,7 +490,7 @@ def _greedy_step_kernel(best_ptr, tokens_ptr, positions_ptr, step_ptr, finished_
     rows = tl.arange(0, BLOCK_M)
     ok = rows < M
     packed = tl.load(best_ptr + rows, mask=ok, other=0)
-    token = 4294967295 - (packed & 4294967295)
+    token = LOW_WORD - (packed & LOW_WORD)
     end = tl.load(end_ptr)
     stop = tl.load(stop_ptr) != 0
     finished = tl.load(finished_ptr + rows, mask=ok, other=0) != 0
@@ -460,25 +515,37 @@ def _norm(model, name: str) -> tuple[torch.Tensor, torch.Tensor, float]:
     return model.w[name + ".weight"], model.w[name + ".bias"], model.dims.eps
 
 
+def _normed_linear(model, p: str, name: str, norm: str, x: torch.Tensor, stats: torch.Tensor | None, fold: bool,
+                   **fused) -> torch.Tensor:
+    """Layer `p`'s linear `name` after its layer norm `norm`: with `fold` and x's row statistics, the layer norm
+    folded into the weights (`folded`); else in the kernel (from the statistics, or a pass) or apart (gemv's choice
+    by rows)."""
+    if fold and stats is not None:
+        weight, bias, sums = folded(model, p + name, p + norm)
+        return gemv(x, weight, bias, ln_folded=(sums, model.dims.eps), ln_stats=stats, **fused)
+    return _linear(model, p, name, x, ln=_norm(model, p + norm), ln_stats=stats, **fused)
+
+
 def _layers(model, tokens: torch.Tensor, positions: torch.Tensor, cache) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The transformer layers of a decode step: h [B, H] before ln_f, and (2-16 rows) its rows' statistics for
     ln_f. Each linear one kernel with its layer norm, bias, GELU or residual fused in, the QKV kernel writing K and V
-    into the cache, attention one kernel. At 2-16 rows the two kernels that add into the residual stream (dense,
+    into the cache, attention one kernel. From 2 rows the two kernels that add into the residual stream (dense,
     proj) leave its rows' partial sums for the layer norm after them (each its own buffer: ln_2, then the next
-    ln_1 or ln_f), so that only the first layer norm is a pass over the rows of its own; from LN_APART_ROWS each
-    layer norm is a kernel apart."""
+    ln_1 or ln_f), so that only the first layer norm is a pass over the rows of its own (`norm_way`)."""
     h = model._embed(tokens, positions)  # [B, H]
     batch = h.shape[0]
-    after_attention, after_mlp = row_stats(batch, h.shape[1], h.device, 2) if uses_row_stats(batch) else (None, None)
+    way = norm_way(model, batch)
+    fold = way == "folded"
+    after_attention, after_mlp = row_stats(batch, h.shape[1], h.device, 2) if way in ROW_STATS_WAYS else (None, None)
     for layer in range(model.dims.layers):
         p = f"layers.{layer}."
-        qkv = _linear(model, p, "qkv", h, ln=_norm(model, p + "ln_1"), ln_stats=after_mlp if layer else None,
-                      kv=(cache.kv[layer], positions))
+        qkv = _normed_linear(model, p, "qkv", "ln_1", h, after_mlp if layer else None, fold,
+                             kv=(cache.kv[layer], positions))
         h = _linear(model, p, "dense", attention(qkv, cache.kv[layer], positions), residual=h,
                     stats_into=after_attention)
-        x = _linear(model, p, "fc", h, gelu=True, ln=_norm(model, p + "ln_2"), ln_stats=after_attention)
+        x = _normed_linear(model, p, "fc", "ln_2", h, after_attention, fold, gelu=True)
         h = _linear(model, p, "proj", x, residual=h, stats_into=after_mlp)
-    return h, after_mlp
+    return h, after_mlp if way == "statistics" else None  # the tied lm_head is never folded: ln_f apart
 
 
 def _final_norm(model) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -540,11 +607,12 @@ def time_in_graph(launches, repeats: int = 20) -> float:
 _CHOSEN: dict[tuple, triton.Config] = {}
 
 
-def step_linears(model, batch: int, statistics: bool | None = None) -> dict[str, tuple]:
+def step_linears(model, batch: int, way: str | None = None) -> dict[str, tuple]:
     """Each linear of the decode step at `batch` rows, as `tune` times it: (the weight, the input, launches over
     all layers' own weights, the lm_head's four times), fused as the step fuses it, over random activations.
-    `statistics` True or False: with or without row statistics (from 2 rows) whatever the step would do."""
+    `way`: the layer norms' (norm_way's names) instead of the step's, to compare."""
     w, device, dtype = model.w, model.lm_head.device, model.lm_head.dtype
+    way = way or norm_way(model, batch)
     h = torch.randn(batch, model.dims.hidden, device=device, dtype=dtype)
     inner = torch.randn(batch, w["layers.0.fc.weight"].shape[0], device=device, dtype=dtype)
     scratch = torch.zeros(batch, 2, model.local_heads, 1, model.head_dim, device=device, dtype=dtype)  # slot 0
@@ -552,22 +620,22 @@ def step_linears(model, batch: int, statistics: bool | None = None) -> dict[str,
     best = argmax_slots(batch, device)
     layers = [f"layers.{i}." for i in range(model.dims.layers)]
     read = into = None
-    if uses_row_stats(batch) if statistics is None else (statistics and batch > 1):
-        # as _layers passes them, of rows of unit variance
+    if way in ROW_STATS_WAYS and batch > 1:  # as _layers passes them, of rows of unit variance
         read, into = row_stats(batch, model.dims.hidden, device, 2)
         read[:, 1] = model.dims.hidden / read.shape[0]
+    fold = way == "folded"
     return {
         "qkv": (w["layers.0.qkv.weight"], h, [
-            lambda p=p: _linear(model, p, "qkv", h, ln=_norm(model, p + "ln_1"), ln_stats=read, kv=(scratch, positions))
+            lambda p=p: _normed_linear(model, p, "qkv", "ln_1", h, read, fold, kv=(scratch, positions))
             for p in layers]),
         "dense": (w["layers.0.dense.weight"], h, [lambda p=p: _linear(model, p, "dense", h, residual=h, stats_into=into)
                                                  for p in layers]),
-        "fc": (w["layers.0.fc.weight"], h, [
-            lambda p=p: _linear(model, p, "fc", h, gelu=True, ln=_norm(model, p + "ln_2"), ln_stats=read)
-            for p in layers]),
+        "fc": (w["layers.0.fc.weight"], h, [lambda p=p: _normed_linear(model, p, "fc", "ln_2", h, read, fold, gelu=True)
+                                           for p in layers]),
         "proj": (w["layers.0.proj.weight"], inner, [
             lambda p=p: _linear(model, p, "proj", inner, residual=h, stats_into=into) for p in layers]),
-        "lm_head": (model.lm_head, h, [lambda: gemv(h, model.lm_head, ln=_final_norm(model), ln_stats=read,
+        "lm_head": (model.lm_head, h, [lambda: gemv(h, model.lm_head, ln=_final_norm(model),
+                                                    ln_stats=read if way == "statistics" else None,
                                                     argmax_into=best)] * 4),
     }
 
