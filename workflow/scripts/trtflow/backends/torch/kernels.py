@@ -84,10 +84,11 @@ BLOCKS = ROW_BLOCKS + DOT_BLOCKS
 _DOT = {id(config) for config in DOT_BLOCKS}
 DOT_MIN = 16  # tl.dot's smallest tile side: a batch of 2-15 rows is padded to 16 (masked loads, tensor cores)
 DOT_TILE_LIMIT = 8192  # weight elements per strip on the tl.dot path (more spill registers)
-# From this row tile on, a layer norm before a matmul runs as its own kernel, not in the matmul's loop: normalizing
-# 64 rows of every strip costs the loop more than a kernel apart (batch 64 on the H200, benchmarks/kernel_bench.py:
-# QKV 11.9 µs apart vs 17.5 from row_stats, fc 11.2 vs 14.4, lm_head 35.0 vs 48.9). Below it the step passes row
-# statistics (batch 16: QKV 8.5 vs 9.0 µs with a pass over the rows in every program, fc 8.9 vs 9.5).
+# From this row tile on, a layer norm the step does not fold (int8 weights, ln_f, the first layer's ln_1) runs as
+# its own kernel, not in the matmul's loop: normalizing 64 rows of every strip costs the loop more than a kernel
+# apart (batch 64 on the H200, benchmarks/kernel_bench.py: QKV 11.9 µs apart vs 17.5 from row_stats, fc 11.2 vs
+# 14.4, lm_head 35.0 vs 48.9). Below it the step passes row statistics (batch 16: QKV 8.5 vs 9.0 µs with a pass
+# over the rows in every program, fc 8.9 vs 9.5).
 LN_APART_ROWS = 32
 # From this row tile on, with fp16/bf16 weights, the layer norms before QKV and fc are folded into their weights
 # (`folded`, norm_way). Below it they normalize in the loop from the statistics, which measured faster end to end at
@@ -128,10 +129,9 @@ def _dot_rows(x_ptr, batch, batch_ok, cols, col_ok, K, mean, rstd, ln_w_ptr, ln_
 def _gemv_kernel(x_ptr, w_ptr, b_ptr, res_ptr, y_ptr, ln_w_ptr, ln_b_ptr, scale_ptr, kv_ptr, pos_ptr, best_ptr,
                  stats_in_ptr, stats_out_ptr, sums_ptr, capacity, M, N, eps, K: tl.constexpr, LN: tl.constexpr,
                  FOLDED: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RES: tl.constexpr, GELU: tl.constexpr,
-                 SCALED: tl.constexpr,
-                 KV: tl.constexpr, HEAD_DIM: tl.constexpr, ARGMAX: tl.constexpr, STATS_IN: tl.constexpr,
-                 STATS_OUT: tl.constexpr, PARTS: tl.constexpr, PDL: tl.constexpr, BLOCK_M: tl.constexpr,
-                 BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, K_PAD: tl.constexpr):
+                 SCALED: tl.constexpr, KV: tl.constexpr, HEAD_DIM: tl.constexpr, ARGMAX: tl.constexpr,
+                 STATS_IN: tl.constexpr, STATS_OUT: tl.constexpr, PARTS: tl.constexpr, PDL: tl.constexpr,
+                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, K_PAD: tl.constexpr):
     """A program computes BLOCK_N outputs of every row. BLOCK_M 1: a row reduction in fp32, the weight strips
     loaded one ahead of their use by hand. BLOCK_M ≥ DOT_MIN: tl.dot of the rows (layer-normed in fp32, then in the
     activations' dtype, as a layer norm module would return them) with the weight strip in that dtype; after the
