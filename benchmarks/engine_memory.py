@@ -67,6 +67,7 @@ def measure_one(variant: str, work: Path, breakdown: bool = False) -> dict:
     """In a fresh process: open the engine, run the case, report its memory (with `breakdown`, the largest blocks
     still allocated after the run, and where they were allocated, on stderr)."""
     import torch
+    from gpu_speed import weights_mib
     from trtflow.backends.torch.generator import TorchEngineGenerator
     from trtflow.infra.dist import init_distributed
     from trtflow.stages import benchmark as bench
@@ -81,7 +82,7 @@ def measure_one(variant: str, work: Path, breakdown: bool = False) -> dict:
     if breakdown:
         print(f"{variant}: largest blocks allocated after the run", *live_blocks(), sep="\n  ", file=sys.stderr)
     return {"variant": variant, "device": torch.cuda.get_device_name(), "max_batch_size": CASE[0],
-            "weights_mb": sum(t.numel() * t.element_size() for t in engine.model.w.values()) / 2**20,
+            "weights_mb": weights_mib(engine.model),
             "allocated_after_open_mb": opened / 2**20, "peak_mb": torch.cuda.max_memory_allocated() / 2**20,
             "latency_ms": row["latency_ms"], "tokens_per_s": row["tokens_per_s"]}
 

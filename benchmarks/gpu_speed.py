@@ -56,6 +56,11 @@ VARIANTS = {"trtflow-eager": {}, "trtflow-cudagraph": {"cuda_graphs": True},
                                                   "use_weight_only": True}}
 
 
+def weights_mib(model) -> float:
+    """What a torch engine's model holds in model.w (its weights, and what the kernels added: kernels.folded), MiB."""
+    return sum(t.numel() * t.element_size() for t in model.w.values()) / 2**20
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True)
@@ -110,7 +115,7 @@ def main() -> None:
         engine_dir = build(source, work / "engines" / name, flags, "0" * 10, CHECKPOINT_TOKEN_IDS)
         engine = TorchEngineGenerator(engine_dir, dist)
         # what the engine keeps on the device for its weights (the KV cache is sized by max_batch_size apart)
-        weights_mb = sum(t.numel() * t.element_size() for t in engine.model.w.values()) / 2**20
+        weights_mb = weights_mib(engine.model)
         summary.setdefault("weights_mb", {})[name] = weights_mb
         tokens = [engine.generate([p], 20, Sampling(), ignore_eos=True).output_ids[0] for p in prompts]
         same = sum(a == b for t, h in zip(tokens, hf_tokens, strict=True) for a, b in zip(t, h, strict=True))
@@ -130,7 +135,7 @@ def main() -> None:
             summary["rows"].append(record(name, engine, *case, args.num_runs,
                                           {"backend": "torch", "cuda_graphs": flags.cuda_graphs}))
         # with what the runs added to the weights (the kernels' folded layer norms: kernels.folded)
-        after_mb = sum(t.numel() * t.element_size() for t in engine.model.w.values()) / 2**20
+        after_mb = weights_mib(engine.model)
         summary.setdefault("weights_mb_after_cases", {})[name] = after_mb
         print(f"{name}: weights {after_mb:.1f} MB after the cases", flush=True)
         del engine
