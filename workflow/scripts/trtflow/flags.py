@@ -167,12 +167,18 @@ def convert_key(config: dict, model: str) -> str:
     return _digest(identity)
 
 
+# transformers' attention for the HF reference (hf_reference.HFGenerator): GPT-2's eager attention, its only one in
+# transformers 4.36.1, TensorRT-LLM v0.8.0's pin (SDPA came in 4.42)
+HF_ATTENTION = "eager"
+
+
 def hf_summary_key(config: dict, model: str) -> str:
-    """Names the HF summary of `model`: what its texts depend on (the checkpoint, the dataset and the summarize
-    settings that shape the run), never an engine setting."""
+    """Names the HF summary of `model`: what its texts depend on (the checkpoint, the dataset, the summarize
+    settings that shape the run and the reference's attention), never an engine setting."""
     summarize = config["summarize"]
     return _digest({"model": model_identity(config["models"][model]), "dataset": summarize["dataset"],
-                    **{k: summarize[k] for k in ("max_ite", "batch_size", "output_len", "max_input_length")}})
+                    **{k: summarize[k] for k in ("max_ite", "batch_size", "output_len", "max_input_length")},
+                    "attention": HF_ATTENTION})
 
 
 def build_key(config: dict, model: str, tp: int) -> str:

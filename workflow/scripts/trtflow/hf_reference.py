@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from .flags import HF_ATTENTION
 from .generation import EngineLimitError, GenerationResult, Sampling, cut_at_end
 from .infra.dist import synchronize
 
@@ -15,18 +16,23 @@ from .infra.dist import synchronize
 class HFGenerator:
     """The Hugging Face reference: transformers `generate`, behind the same interface."""
 
-    def __init__(self, hf_dir: str | Path, device: torch.device, token_ids: dict[str, int], dtype: str = "auto"):
+    def __init__(self, hf_dir: str | Path, device: torch.device, token_ids: dict[str, int], dtype: str = "auto",
+                 attention: str = HF_ATTENTION):
         """`token_ids` ({"end_id", "pad_id"}) come from the tokenizer (`evaluation.tokenizer.token_ids`), as the
-        engines' do."""
+        engines' do. `attention`: transformers' attn_implementation, by default v0.8.0's (flags.HF_ATTENTION). Newer
+        transformers default to "sdpa", which on the H200 took 7.6 s for the demo's 20 summaries in a fresh process
+        against eager's 1.0 s (0.9 s once every cache length had been met once; benchmarks/hf_attention.py)."""
         from transformers import AutoModelForCausalLM
 
         if dtype == "auto":
             dtype = "float16" if device.type == "cuda" else "float32"
         self.device = device
-        self.model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=getattr(torch, dtype)).to(device).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(
+            hf_dir, dtype=getattr(torch, dtype), attn_implementation=attention).to(device).eval()
         config = json.loads((Path(hf_dir) / "config.json").read_text())
         self.end_id, self.pad_id = token_ids["end_id"], token_ids["pad_id"]
         self.compute_dtype = dtype
+        self.attention = attention
         self.vocab_size = config["vocab_size"]
         self.n_positions = config.get("n_positions", 1024)
 

@@ -2,7 +2,7 @@
 
 It does not depend on any engine, so every tp and every engine of the model compares against the same file
 (stages.summarize reads it). transformers' own model and `generate`, greedy, end and pad ids from the tokenizer;
-on a GPU in fp16, on a CPU in fp32.
+on a GPU in fp16, on a CPU in fp32; GPT-2's eager attention, as in v0.8.0's transformers (flags.HF_ATTENTION).
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     write_json(args.out, checksum=True, obj={
         "settings": vars(settings), "dataset": args.dataset_name,
         "dataset_ids": [r.get("id") for r in rows[: len(side["texts"])]],
-        "device": str(dist.device), "dtype": hf.compute_dtype, "hf": side, "versions": software_versions()})
+        "device": str(dist.device), "dtype": hf.compute_dtype, "attention": hf.attention, "hf": side,
+        "versions": software_versions()})
     print(f"hf: rouge1 {side['rouge1']:.2f} rouge2 {side['rouge2']:.2f} rougeL {side['rougeL']:.2f} "
           f"({side['total_latency_s']:.2f} s, {side['output_tokens']} tokens)")
 
