@@ -66,6 +66,22 @@ def test_rouge_equals_a_transcription_of_the_seeded_reference_algorithm():
     assert rouge.score(preds, refs)["mean"] == pytest.approx(plain, abs=1e-9)
 
 
+def test_rouge_per_sample_scores_equal_rouge_scorers_own():
+    """The transcribed scorer (no nltk) against rouge_score's RougeScorer itself, precision, recall and F for every
+    type, on texts with repeats, punctuation, case, digits, several lines (rougeLsum's sentences) and empty ones."""
+    import random
+
+    from rouge_score import rouge_scorer
+
+    words = ["the", "cat", "sat", "on", "mat", "The", "CAT.", "a", "dog's", "42", "x-y", ",", "\n", "\n\n", "é"]
+    rng = random.Random(0)
+    texts = ["", " ", "\n", "... !"] + [" ".join(rng.choice(words) for _ in range(rng.randrange(1, 40)))
+                                           for _ in range(300)]
+    scorer = rouge_scorer.RougeScorer(list(rouge.ROUGE_TYPES), use_stemmer=False)
+    for target, prediction in zip(texts, texts[1:] + texts[:1], strict=True):
+        assert rouge._scores(target, prediction) == scorer.score(target, prediction), (target, prediction)
+
+
 def _rouge_json(engine_scores, hf_scores):
     def side(scores):
         return {"rouge1": sum(scores) / len(scores), "per_sample": [{"rouge1": s} for s in scores]}
