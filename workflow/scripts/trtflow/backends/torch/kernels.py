@@ -39,8 +39,11 @@ starts without timing a single configuration. A shape never tuned falls back to 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 import torch.nn.functional as F
@@ -328,7 +331,9 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
         kernel, blocks = _gemv_kernel, {**chosen.kwargs, "num_warps": chosen.num_warps, "num_stages": chosen.num_stages}
     else:  # a shape `tune` never saw: Triton's autotuner, at its first launch
         kernel, blocks = _tuned_gemv_kernel, {}
-    kernel[lambda meta: (triton.cdiv(n, meta["BLOCK_N"]),)](
+    grid = lambda meta: (triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
+    launch = functools.partial(kernel.warmup, grid=grid) if _COMPILE_ONLY.get() else kernel[grid]
+    launch(
         x, weight, bias if bias is not None else weight, residual if residual is not None else y, y, ln_w, ln_b,
         scale if scale is not None else weight, cache, positions, argmax_into if argmax_into is not None else y,
         ln_stats if ln_stats is not None else y, stats_into if stats_into is not None else y,
@@ -340,6 +345,29 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
         PARTS=ln_stats.shape[0] if ln_stats is not None else 1, **_pdl(), BLOCK_M=block_m,
         K_PAD=triton.next_power_of_2(k), **blocks)
     return y
+
+
+_COMPILE_ONLY = contextvars.ContextVar("kernels_compile_only", default=False)
+
+
+@contextlib.contextmanager
+def compiling_in_parallel():
+    """Inside, gemv only compiles the kernel it would launch (y is left unwritten), on a pool of threads (Triton's
+    AsyncCompileMode); on leaving, every kernel is compiled and in Triton's caches. `tune` compiles all its candidates
+    this way before timing them: compiled one by one as each was first timed, they were most of a build from an
+    empty Triton cache (the demo's engine rule on two H200 boxes: 23 and 30 s one by one, 17 and 19 s in parallel).
+    Where this Triton has no AsyncCompileMode (before 3.4), nothing is compiled ahead."""
+    try:
+        from triton.runtime._async_compile import AsyncCompileMode
+    except ImportError:
+        yield
+        return
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool, AsyncCompileMode(pool):
+        token = _COMPILE_ONLY.set(True)
+        try:
+            yield
+        finally:
+            _COMPILE_ONLY.reset(token)
 
 
 # How the step's layer norms before a matmul are done (norm_way), the ways that pass row statistics (row_stats)
@@ -651,10 +679,18 @@ def tune(model, batch: int) -> dict[str, tuple[float, triton.Config]]:
     (step_linears, time_in_graph): each linear over all layers' own weights in one CUDA graph. Triton's autotuner
     times one launch at a time and misranked these microsecond kernels (benchmarks/kernel_bench.py on the H200:
     proj int8 at batch 1 tuned 6.45 µs, the sweep's best 3.95). Returns each linear's (µs per launch, choice)."""
+    linears = step_linears(model, batch)
+    candidates = {name: _fitting(BLOCKS, {}, BLOCK_M=row_tile(batch), K_PAD=triton.next_power_of_2(weight.shape[1]))
+                  for name, (weight, _, _) in linears.items()}
+    with compiling_in_parallel():
+        for name, (weight, x, launches) in linears.items():
+            for config in candidates[name]:
+                _CHOSEN[shape_of(batch, weight, x)] = config
+                launches[0]()  # every layer's launch is the same kernel
     chosen = {}
-    for name, (weight, x, launches) in step_linears(model, batch).items():
+    for name, (weight, x, launches) in linears.items():
         key, timed = shape_of(batch, weight, x), []
-        for config in _fitting(BLOCKS, {}, BLOCK_M=row_tile(batch), K_PAD=triton.next_power_of_2(weight.shape[1])):
+        for config in candidates[name]:
             _CHOSEN[key] = config
             try:
                 timed.append((time_in_graph(launches, repeats=10), config))
