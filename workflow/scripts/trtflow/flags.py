@@ -167,8 +167,8 @@ def convert_key(config: dict, model: str) -> str:
     return _digest(identity)
 
 
-# transformers' attention for the HF reference (hf_reference.HFGenerator): GPT-2's eager attention, its only one in
-# transformers 4.36.1, TensorRT-LLM v0.8.0's pin (SDPA came in 4.42)
+# transformers' attention for the HF reference (hf_reference.HFGenerator): GPT-2's eager attention, what transformers
+# 4.36.1, TensorRT-LLM v0.8.0's pin, ran it with (GPT-2 got SDPA in mid-2024, huggingface/transformers#31172)
 HF_ATTENTION = "eager"
 
 
