@@ -362,7 +362,7 @@ def compiling_in_parallel():
     except ImportError:
         yield
         return
-    with ThreadPoolExecutor(os.cpu_count() or 1) as pool, AsyncCompileMode(pool):
+    with ThreadPoolExecutor(len(os.sched_getaffinity(0))) as pool, AsyncCompileMode(pool):  # the job's cores
         token = _COMPILE_ONLY.set(True)
         try:
             yield
