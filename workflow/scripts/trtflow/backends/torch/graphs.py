@@ -93,20 +93,26 @@ class StaticDecoder:
         s["positions"].add_(1)
         s["step"].add_(1)
 
+    def _captured(self, run, warm_ups: int):
+        """`run` warmed up (and compiled) `warm_ups` times outside the capture, then captured as one CUDA graph, all on
+        the one side stream: (the graph, what the captured call returned)."""
+        self._side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(self._side):
+            for _ in range(warm_ups):
+                run()
+        torch.cuda.current_stream(self.device).wait_stream(self._side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool, stream=self._side):
+            out = run()
+        return graph, out
+
     def _graph(self, batch: int):
         """(graph, state, cache) for a batch size; on CPU the same step runs without capture."""
         if batch not in self._graphs and not self.capture:
             self._graphs[batch] = (None, self._state(batch), self.cache.rows(batch))
         if batch not in self._graphs:
             state, cache = self._state(batch), self.cache.rows(batch)
-            self._side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(self._side):
-                for _ in range(3):  # warm-up (and compilation) outside the capture
-                    self._step(state, cache)
-            torch.cuda.current_stream(self.device).wait_stream(self._side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self._pool, stream=self._side):
-                self._step(state, cache)
+            graph, _ = self._captured(lambda: self._step(state, cache), warm_ups=3)
             self._graphs[batch] = (graph, state, cache)
         return self._graphs[batch]
 
@@ -124,13 +130,7 @@ class StaticDecoder:
             def run():
                 return self.model.context(list(ids.split(lengths)), cache, True).argmax(-1)
 
-            self._side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(self._side):
-                run()
-            torch.cuda.current_stream(self.device).wait_stream(self._side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self._pool, stream=self._side):
-                first = run()
+            graph, first = self._captured(run, warm_ups=1)
             self._prefills[lengths] = (graph, ids, first)
             if len(self._prefills) > max_graphs:
                 self._prefills.popitem(last=False)
