@@ -679,18 +679,18 @@ def tune(model, batch: int) -> dict[str, tuple[float, triton.Config]]:
     (step_linears, time_in_graph): each linear over all layers' own weights in one CUDA graph. Triton's autotuner
     times one launch at a time and misranked these microsecond kernels (benchmarks/kernel_bench.py on the H200:
     proj int8 at batch 1 tuned 6.45 µs, the sweep's best 3.95). Returns each linear's (µs per launch, choice)."""
-    linears = step_linears(model, batch)
-    candidates = {name: _fitting(BLOCKS, {}, BLOCK_M=row_tile(batch), K_PAD=triton.next_power_of_2(weight.shape[1]))
-                  for name, (weight, _, _) in linears.items()}
+    plans = {name: (shape_of(batch, weight, x), launches,
+                    _fitting(BLOCKS, {}, BLOCK_M=row_tile(batch), K_PAD=triton.next_power_of_2(weight.shape[1])))
+             for name, (weight, x, launches) in step_linears(model, batch).items()}
     with compiling_in_parallel():
-        for name, (weight, x, launches) in linears.items():
-            for config in candidates[name]:
-                _CHOSEN[shape_of(batch, weight, x)] = config
+        for key, launches, candidates in plans.values():
+            for config in candidates:
+                _CHOSEN[key] = config
                 launches[0]()  # every layer's launch is the same kernel
     chosen = {}
-    for name, (weight, x, launches) in linears.items():
-        key, timed = shape_of(batch, weight, x), []
-        for config in candidates[name]:
+    for name, (key, launches, candidates) in plans.items():
+        timed = []
+        for config in candidates:
             _CHOSEN[key] = config
             try:
                 timed.append((time_in_graph(launches, repeats=10), config))
