@@ -35,7 +35,7 @@ $(HUB_VENV)/bin/olah-cli:
 
 hub-mirror: $(HUB_VENV)/bin/olah-cli
 
-# Triton, for tests/test_kernels.py: the GPU kernels of torch_compile: triton run in its CPU interpreter. Kept
+# Triton, for tests/test_kernels.py: the GPU kernels of decode: kernels run in its CPU interpreter. Kept
 # in .triton/, apart from .venv (the CPU build of torch runs without it).
 TRITON_DIR ?= .triton
 $(TRITON_DIR)/triton:

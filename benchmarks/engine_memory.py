@@ -82,7 +82,7 @@ def measure_one(variant: str, work: Path, breakdown: bool = False) -> dict:
     if breakdown:
         print(f"{variant}: largest blocks allocated after the run", *live_blocks(), sep="\n  ", file=sys.stderr)
     return {"variant": variant, "device": torch.cuda.get_device_name(), "max_batch_size": CASE[0],
-            "weights_mb": weights_mib(engine.model),
+            "weights_mb": weights_mib(engine),
             "allocated_after_open_mb": opened / 2**20, "peak_mb": torch.cuda.max_memory_allocated() / 2**20,
             "latency_ms": row["latency_ms"], "tokens_per_s": row["tokens_per_s"]}
 

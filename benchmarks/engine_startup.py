@@ -31,10 +31,9 @@ from trtflow.formats import cmodel  # noqa: E402
 FLAGS = {"backend": "torch", "use_gpt_attention_plugin": "float16", "use_gemm_plugin": None,
          "remove_input_padding": True, "enable_context_fmha": False, "enable_context_fmha_fp32_acc": False,
          "paged_kv_cache": False, "use_inflight_batching": False, "tokens_per_block": 128, "max_batch_size": 8,
-         "max_input_len": 924, "max_output_len": 100, "cuda_graphs": True, "torch_compile": False,
+         "max_input_len": 924, "max_output_len": 100, "decode": "cuda-graph",
          "use_weight_only": False, "weight_only_precision": "int8"}
-VARIANTS = {"cuda_graphs": {}, "cuda_graphs+gemv": {"torch_compile": "gemv"},
-            "cuda_graphs+triton": {"torch_compile": "triton"}}
+VARIANTS = {"cuda-graph": {}, "compile-gemv": {"decode": "compile-gemv"}, "kernels": {"decode": "kernels"}}
 # Runs per engine: twice with this machine's compiler caches as the build left them, once with them empty (what
 # another machine with the same GPU and software finds: only the engine folder).
 RUNS = {"1": False, "2": False, "empty caches": True}

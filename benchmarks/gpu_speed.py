@@ -36,29 +36,30 @@ from trtflow.infra.dist import init_distributed  # noqa: E402
 from trtflow.stages import benchmark as bench  # noqa: E402
 
 CASES = [(1, 60, 20), (1, 60, 100), (8, 60, 100), (64, 128, 100)]
-WIDE_ROWS = 40  # the greedy check's prompts also decoded in a batch of this many rows (a tile of 64 in kernels.py)
+WIDE_ROWS = 40  # the greedy check's prompts also decoded in a batch of this many rows (a row tile of 64)
 FLAGS = {"backend": "torch", "use_gpt_attention_plugin": "float16", "use_gemm_plugin": None,
          "remove_input_padding": True, "enable_context_fmha": False, "enable_context_fmha_fp32_acc": False,
          "paged_kv_cache": False, "use_inflight_batching": False, "tokens_per_block": 128, "max_batch_size": 64,
-         "max_input_len": 128, "max_output_len": 100, "cuda_graphs": False, "torch_compile": False,
+         "max_input_len": 128, "max_output_len": 100, "decode": "eager",
          "use_weight_only": False, "weight_only_precision": "int8"}
-VARIANTS = {"trtflow-eager": {}, "trtflow-cudagraph": {"cuda_graphs": True},
-            "trtflow-cudagraph-compile": {"cuda_graphs": True, "torch_compile": True},
-            "trtflow-cudagraph-autotune": {"cuda_graphs": True, "torch_compile": "max-autotune"},
-            "trtflow-cudagraph-gemv": {"cuda_graphs": True, "torch_compile": "gemv"},
-            # issue M: batches up to 8 through trtflow's fused Triton matrix-vector kernels (backends/torch/kernels.py)
-            "trtflow-cudagraph-triton": {"cuda_graphs": True, "torch_compile": "triton"},
-            "trtflow-cudagraph-triton-int8wo": {"cuda_graphs": True, "torch_compile": "triton", "use_weight_only": True},
-            # weight-only int8 (issue L): the same paths with int8 linears dequantized inside the matmul
-            "trtflow-cudagraph-int8wo": {"cuda_graphs": True, "use_weight_only": True},
-            "trtflow-cudagraph-gemv-int8wo": {"cuda_graphs": True, "torch_compile": "gemv", "use_weight_only": True},
-            "trtflow-cudagraph-autotune-int8wo": {"cuda_graphs": True, "torch_compile": "max-autotune",
+VARIANTS = {"trtflow-eager": {}, "trtflow-cudagraph": {"decode": "cuda-graph"},
+            "trtflow-cudagraph-compile": {"decode": "compile"},
+            "trtflow-cudagraph-autotune": {"decode": "compile-max-autotune"},
+            "trtflow-cudagraph-gemv": {"decode": "compile-gemv"},
+            # trtflow's Triton kernels (backends/torch/kernels/)
+            "trtflow-cudagraph-triton": {"decode": "kernels"},
+            "trtflow-cudagraph-triton-int8wo": {"decode": "kernels", "use_weight_only": True},
+            # weight-only int8: the same paths with int8 linears dequantized inside the matmul
+            "trtflow-cudagraph-int8wo": {"decode": "cuda-graph", "use_weight_only": True},
+            "trtflow-cudagraph-gemv-int8wo": {"decode": "compile-gemv", "use_weight_only": True},
+            "trtflow-cudagraph-autotune-int8wo": {"decode": "compile-max-autotune",
                                                   "use_weight_only": True}}
 
 
-def weights_mib(model) -> float:
-    """What a torch engine's model holds in model.w (its weights, and what the kernels added: kernels.folded), MiB."""
-    return sum(t.numel() * t.element_size() for t in model.w.values()) / 2**20
+def weights_mib(engine) -> float:
+    """What a torch engine holds for its weights, with the kernels' folded layer norms (KernelStep.nbytes), MiB."""
+    step = engine.static.kernels if engine.static is not None else None
+    return (engine.model.weights.nbytes() + (step.nbytes() if step is not None else 0)) / 2**20
 
 
 def main() -> None:
@@ -117,7 +118,7 @@ def main() -> None:
         engine_dir = build(source, work / "engines" / name, flags, "0" * 10, CHECKPOINT_TOKEN_IDS)
         engine = TorchEngineGenerator(engine_dir, dist)
         # what the engine keeps on the device for its weights (the KV cache is sized by max_batch_size apart)
-        weights_mb = weights_mib(engine.model)
+        weights_mb = weights_mib(engine)
         summary.setdefault("weights_mb", {})[name] = weights_mb
         tokens = [engine.generate([p], 20, Sampling(), ignore_eos=True).output_ids[0] for p in prompts]
         same = sum(a == b for t, h in zip(tokens, hf_tokens, strict=True) for a, b in zip(t, h, strict=True))
@@ -136,8 +137,8 @@ def main() -> None:
         for case in cases:
             summary["rows"].append(record(name, engine, *case, args.num_runs,
                                           {"backend": "torch", "cuda_graphs": flags.cuda_graphs}))
-        # with what the runs added to the weights (the kernels' folded layer norms: kernels.folded)
-        after_mb = weights_mib(engine.model)
+        # the same after the runs (the folded layer norms are made when the engine opens)
+        after_mb = weights_mib(engine)
         summary.setdefault("weights_mb_after_cases", {})[name] = after_mb
         print(f"{name}: weights {after_mb:.1f} MB after the cases", flush=True)
         del engine

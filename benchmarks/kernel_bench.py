@@ -1,10 +1,10 @@
-"""Each kernel of the `torch_compile: triton` decode step alone, at the gpt2-medium shape, as the step meets it: the
+"""Each kernel of the `decode: kernels` step alone, at the gpt2-medium shape, as the step meets it: the
 kernel launched once per layer over 24 layers' own weights and caches (so, as in a real step, no weight is in L2
 from the previous launch), the 24 launches captured in one CUDA graph, time per launch from its replays.
 
 - gemv: for each linear of a layer (with what the step fuses into it) and the lm_head of a random gpt2-medium-shaped
   model, the configuration an engine build chooses (kernels.tune) with and without programmatic dependent launch
-  (PDL) and, from 2 rows, for the linears after a layer norm, the other ways of doing it (kernels.norm_way: from
+  (PDL) and, from 2 rows, for the linears after a layer norm, the other ways of doing it (kernels.NormWay: from
   kernels.row_stats normalized in the loop, a pass over the rows in every program or a kernel apart, folded into the
   weights), against Triton's autotuner over the same candidates and cuBLAS (F.linear, unfused); with --sweep BATCH:WEIGHTS
   every configuration of that path (ROW_SWEEP at batch 1, DOT_SWEEP above) for the layer linears.
@@ -33,12 +33,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 
 from trtflow.backends.torch import kernels  # noqa: E402
+from trtflow.backends.torch.kernels import attention as attention_kernels  # noqa: E402
+from trtflow.backends.torch.kernels import launch  # noqa: E402
+from trtflow.backends.torch.kernels.linear import LN_APART_ROWS, Epilogue, Norm, linear, lm_head_argmax  # noqa: E402
 from trtflow.backends.torch.model import ParallelGPT2, decode_mask  # noqa: E402
 from trtflow.backends.torch.weight_only import quantize_weights  # noqa: E402
+from trtflow.backends.torch.weights import GPT2Weights, LayerNorm, Linear  # noqa: E402
 from trtflow.gpt2 import ModelDims  # noqa: E402
 
 LAYERS, HIDDEN, HEADS, VOCAB = 24, 1024, 16, 50257
 HEAD_DIM = HIDDEN // HEADS
+CAPACITY = 228  # the static cache of an engine of max_input_len 128 + max_output_len 100
 DIMS = ModelDims(vocab_size=VOCAB, hidden=HIDDEN, heads=HEADS, layers=LAYERS, positions=1024, inner=4 * HIDDEN,
                  eps=1e-5, activation="gelu_new", tied=True)
 ROW_SWEEP = [triton.Config({"BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=3)
@@ -68,15 +73,16 @@ def random_model(weights: str) -> ParallelGPT2:
             w[p + name + ".weight"], w[p + name + ".bias"] = randn(n, k, scale=k**-0.5), randn(n)
         for norm in ("ln_1", "ln_2"):
             w[p + norm + ".weight"], w[p + norm + ".bias"] = randn(HIDDEN).abs(), randn(HIDDEN)
-    return ParallelGPT2(DIMS, HEADS, 1, quantize_weights(w) if weights == "int8" else w)
+    return ParallelGPT2(DIMS, HEADS, 1, GPT2Weights.from_engine(quantize_weights(w) if weights == "int8" else w,
+                                                               DIMS.eps))
 
 
 def layer_norm_ways(batch: int, weights: str) -> list[str]:
-    """The ways (kernels.norm_way's names) a layer norm before a matmul can take at `batch` rows: "pass" becomes
-    "apart" from kernels.LN_APART_ROWS, "folded" needs fp16 weights."""
+    """The ways (kernels.NormWay's values) a layer norm before a matmul can take at `batch` rows: "pass" becomes
+    "apart" from LN_APART_ROWS, "folded" needs fp16 weights."""
     if batch == 1:
         return ["pass"]
-    apart = kernels.row_tile(batch) >= kernels.LN_APART_ROWS
+    apart = kernels.row_tile(batch) >= LN_APART_ROWS
     return ["statistics", "apart" if apart else "pass"] + ["folded"] * (weights == "fp16")
 
 
@@ -86,11 +92,13 @@ def gemv_rows(batch: int, weights: str, sweep: bool) -> list[dict]:
     apart, and cuBLAS; with `sweep` every configuration of the batch's path for the layer linears."""
     rows = []
     model = random_model(weights)
-    tuned = kernels.tune(model, batch)
-    step_way = kernels.norm_way(model, batch)
-    other_ways = {way: kernels.step_linears(model, batch, way) for way in layer_norm_ways(batch, weights)
+    step = kernels.KernelStep(model, kernels.TuningTable(), batch, CAPACITY)
+    table = step.tuning
+    tuned = kernels.tune(step, batch)
+    step_way = kernels.norm_way(batch, model.weights.quantized).value
+    other_ways = {way: step.linears(batch, kernels.NormWay(way)) for way in layer_norm_ways(batch, weights)
                   if way != step_way}
-    for part, (weight, x, launches) in kernels.step_linears(model, batch).items():
+    for part, (weight, x, launches) in step.linears(batch).items():
         n, k = weight.shape
         key = kernels.shape_of(batch, weight, x)
         bytes_read = weight.numel() * weight.element_size()
@@ -104,30 +112,32 @@ def gemv_rows(batch: int, weights: str, sweep: bool) -> list[dict]:
 
         us, choice = tuned[part]
         row("tuned (as an engine build tunes)", us, label(choice))
-        kernels.PDL = False
+        launch.PDL = False
         row("tuned, without PDL", kernels.time_in_graph(launches), label(choice))
-        kernels.PDL = None
+        launch.PDL = None
         for way, linears in other_ways.items() if part in ("qkv", "fc", "lm_head") else ():
             if not (part == "lm_head" and way == "folded"):  # the tied lm_head is never folded
                 row(f"tuned, layer norm {way}", kernels.time_in_graph(linears[part][2]), label(choice))
-        del kernels._CHOSEN[key]
-        kernels._tuned_gemv_kernel.cache.clear()
+        del table.chosen[key]
+        fresh = kernels.TuningTable()
+        step.tuning = fresh
         us = kernels.time_in_graph(launches)
         row("Triton's autotuner, same candidates", us,
-            ",".join(label(c) for c in kernels._tuned_gemv_kernel.cache.values()))
+            ",".join(label(kernels.tuning._config(entry)) for entry in fresh.to_json()))
+        step.tuning = table
         if part != "lm_head" and weights == "fp16":
-            linears = [lambda p=f"layers.{i}.{part}.", x=x: F.linear(x, model.w[p + "weight"], model.w[p + "bias"])
-                       for i in range(LAYERS)]
+            linears = [lambda lin=getattr(layer, part), x=x: F.linear(x, lin.weight, lin.bias)
+                       for layer in model.weights.layers]
             row("cuBLAS F.linear (unfused)", kernels.time_in_graph(linears))
         for config in (ROW_SWEEP if batch == 1 else DOT_SWEEP) if sweep and part != "lm_head" else ():
-            kernels._CHOSEN[key] = config
+            table.chosen[key] = config
             try:
                 us = kernels.time_in_graph(launches, repeats=5)
             except Exception as error:  # out of resources: a configuration this GPU cannot run
                 print(f"  {label(config)}: {type(error).__name__}", flush=True)
                 continue
             row("swept", us, label(config))
-        kernels._CHOSEN[key] = choice
+        table.chosen[key] = choice
     return rows
 
 
@@ -156,7 +166,7 @@ def attention_case(batch: int, length: int, capacity: int, sweep: bool) -> list[
         print(f"attention b{batch} len {length:4d} {variant:34s} {us:7.2f} us", flush=True)
 
     def kernel(cache, block_t, warps):
-        kernels._attention_kernel[(batch, HEADS)](qkv, cache, positions, out, HEADS, HEAD_DIM**-0.5,
+        attention_kernels._attention_kernel[(batch, HEADS)](qkv, cache, positions, out, HEADS, HEAD_DIM**-0.5,
                                                   CAPACITY=capacity, HEAD_DIM=HEAD_DIM, BLOCK_T=block_t,
                                                   WHOLE_CACHE=False, PDL=False, num_warps=warps)
 
@@ -164,10 +174,10 @@ def attention_case(batch: int, length: int, capacity: int, sweep: bool) -> list[
         [lambda c=c: F.scaled_dot_product_attention(q, c[:, 0], c[:, 1], attn_mask=mask) for c in caches]))
     row("kernels.attention (as the step runs it)", kernels.time_in_graph(
         [lambda c=c: kernels.attention(qkv, c, positions) for c in caches]))
-    kernels.PDL = False
+    launch.PDL = False
     row("kernels.attention, without PDL", kernels.time_in_graph(
         [lambda c=c: kernels.attention(qkv, c, positions) for c in caches]))
-    kernels.PDL = None
+    launch.PDL = None
     for block_t, warps in itertools.product((32, 64, 128, 256), (2, 4, 8)) if sweep else ():
         row(f"kernel BLOCK_T {block_t} w{warps}",
             kernels.time_in_graph([lambda c=c, bt=block_t, w=warps: kernel(c, bt, w) for c in caches]))
@@ -181,23 +191,27 @@ def attention_case(batch: int, length: int, capacity: int, sweep: bool) -> list[
 def argmax_rows() -> list[dict]:
     rows = []
     h = torch.randn(1, HIDDEN, device="cuda", dtype=torch.float16)
-    ln = (torch.ones(HIDDEN, device="cuda", dtype=torch.float16), torch.zeros(HIDDEN, device="cuda",
-                                                                             dtype=torch.float16), 1e-5)
+    ln = Norm(LayerNorm.of(torch.randn(HIDDEN, device="cuda", dtype=torch.float16).abs(),
+                           torch.randn(HIDDEN, device="cuda", dtype=torch.float16), 1e-5))
     heads = [torch.randn(VOCAB, HIDDEN, device="cuda", dtype=torch.float16) / 32 for _ in range(4)]
     best = kernels.argmax_slots(1, torch.device("cuda"))
+    table = kernels.TuningTable()
+
+    def logits_of(w):
+        return linear(h, Linear(w), ln, Epilogue(out_dtype=torch.float32), tuning=table)
+
     for variant, launches in (
-            ("lm_head logits, then torch.argmax", [lambda w=w: kernels.gemv(h, w, ln=ln, out_dtype=torch.float32)
-                                                   .argmax(-1) for w in heads]),
+            ("lm_head logits, then torch.argmax", [lambda w=w: logits_of(w).argmax(-1) for w in heads]),
             ("lm_head with its argmax epilogue", [lambda w=w: (best.fill_(kernels.NO_ARGMAX),
-                                                               kernels.gemv(h, w, ln=ln, argmax_into=best))
+                                                               lm_head_argmax(h, w, ln, best, tuning=table))
                                                   for w in heads])):
         us = kernels.time_in_graph(launches)
         rows.append({"part": "lm_head+argmax", "batch": 1, "n": VOCAB, "k": HIDDEN, "weights": "fp16",
                      "variant": variant, "us_per_launch": round(us, 3), "gb_per_s": ""})
         print(f"lm_head+argmax {variant:40s} {us:7.2f} us", flush=True)
-    logits = kernels.gemv(h, heads[0], ln=ln, out_dtype=torch.float32)
+    logits = logits_of(heads[0])
     best.fill_(kernels.NO_ARGMAX)
-    kernels.gemv(h, heads[0], ln=ln, argmax_into=best)
+    lm_head_argmax(h, heads[0], ln, best, tuning=table)
     assert int(kernels.argmax_of(best)) == int(logits.argmax()), "argmax epilogue differs from torch.argmax"
     return rows
 

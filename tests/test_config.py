@@ -183,7 +183,7 @@ def test_each_job_asks_for_the_gpus_and_ranks_it_runs(workflow_dir):
 def test_the_engine_rule_holds_gpus_only_when_it_compiles(workflow_dir):
     """torch_compile with CUDA graphs compiles the captured decode step at build (tp 1): that build needs the
     GPU; at tp 2 (no capture), or without torch_compile, the torch build is a CPU re-layout."""
-    config = with_changes(build__cuda_graphs=True, build__torch_compile="gemv")
+    config = with_changes(build__decode="compile-gemv")
     builds = {w["tp"]: r.get("gpu") for rule, w, r in workflow_dir.planned_job_details(config=config)
               if rule == "build_engine"}
     assert builds == {"1": "1", "2": "0"}

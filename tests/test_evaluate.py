@@ -175,7 +175,7 @@ def test_benchmark_csv(tiny_gpt2, tmp_path, capsys):
 
 def test_benchmark_csv_says_which_engine_path_ran(tiny_gpt2, tmp_path):
     source = cmodel.convert(tiny_gpt2, tmp_path / "c", 1, "float16", progress=False)
-    engine = build(source, tmp_path / "e", engine_flags(cuda_graphs=True), "0" * 10, TINY_TOKEN_IDS)
+    engine = build(source, tmp_path / "e", engine_flags(decode="cuda-graph"), "0" * 10, TINY_TOKEN_IDS)
     out = tmp_path / "benchmark.csv"
     bench.main(["--engine-dir", str(engine), "--batch-size", "1", "--input-output-len", "8,4", "--warm-up", "0",
                 "--num-runs", "1", "--out", str(out)])

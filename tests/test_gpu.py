@@ -21,12 +21,12 @@ def engines(tiny_gpt2, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("gpu-engines")
     source = cmodel.convert(tiny_gpt2, root / "c", 1, "float16", progress=False)
-    variants = {"eager": {}, "graphs": {"cuda_graphs": True}, "compile": {"cuda_graphs": True, "torch_compile": True},
-                "gemv": {"cuda_graphs": True, "torch_compile": "gemv"},
-                "triton": {"cuda_graphs": True, "torch_compile": "triton"},
-                "int8-triton": {"use_weight_only": True, "cuda_graphs": True, "torch_compile": "triton"},
+    variants = {"eager": {}, "graphs": {"decode": "cuda-graph"}, "compile": {"decode": "compile"},
+                "gemv": {"decode": "compile-gemv"},
+                "triton": {"decode": "kernels"},
+                "int8-triton": {"use_weight_only": True, "decode": "kernels"},
                 "int8": {"use_weight_only": True},
-                "int8-gemv": {"use_weight_only": True, "cuda_graphs": True, "torch_compile": "gemv"}}
+                "int8-gemv": {"use_weight_only": True, "decode": "compile-gemv"}}
     return {name: build(source, root / name, engine_flags(**flags), "0" * 10, TINY_TOKEN_IDS)
             for name, flags in variants.items()}
 
@@ -58,7 +58,7 @@ def test_the_compiled_decode_step_matches_eager(engines, variant):
 
 @pytest.mark.parametrize("variant", ["triton", "int8-triton"])
 def test_trtflows_triton_kernels_decode_small_batches_as_eager_does(engines, variant):
-    """torch_compile: triton: batches up to kernels.MAX_BATCH through backends/torch/kernels.py inside the CUDA
+    """decode: kernels: batches up to kernels.MAX_BATCH through backends/torch/kernels/ inside the CUDA
     graph, fp16 or weight-only int8 linears; the same greedy tokens as the same weights run eagerly."""
     eager = generator(engines["int8" if variant.startswith("int8") else "eager"])
     kernels = generator(engines[variant])
@@ -68,7 +68,7 @@ def test_trtflows_triton_kernels_decode_small_batches_as_eager_does(engines, var
                                                                                          ignore_eos=True).output_ids
     assert kernels.static._compiled is None  # torch.compile never set up: every step ran the kernels
     if variant.startswith("int8"):  # its context's int8 linears ran the kernels too, their row tile tuned at build
-        from trtflow.backends.torch.kernels import row_tile
+        from trtflow.backends.torch.kernels.launch import row_tile
         from trtflow.formats.artifact import read_json
 
         record = read_json(engines[variant] / "config.json")["compiled"]
@@ -78,7 +78,7 @@ def test_trtflows_triton_kernels_decode_small_batches_as_eager_does(engines, var
 
 @pytest.mark.parametrize("weight_only", [False, True])
 def test_trtflows_triton_kernels_decode_a_wide_batch_as_the_reference_model_does(tiny_gpt2, tmp_path, weight_only):
-    """40 rows (a tile of 64) through kernels.decode on the GPU, fp16 with QKV's and fc's layer norms folded into
+    """40 rows (a tile of 64) through KernelStep.decode on the GPU, fp16 with QKV's and fc's layer norms folded into
     their weights (norm_way "folded") or int8 with each layer norm a kernel apart, against the engine's stored
     weights computed in fp32, both fed the reference's tokens (kernel_check.decode_steps): logits within fp16
     rounding, and a greedy token differs only at a near tie, where the reference's top two are closer than the
@@ -94,7 +94,7 @@ def test_trtflows_triton_kernels_decode_a_wide_batch_as_the_reference_model_does
 
 
 def test_trtflows_triton_kernels_stop_rows_at_the_end_id_as_eager_does(engines):
-    """The bookkeeping kernel (kernels.greedy_step): with an end id that one row reaches mid-run, that row ends
+    """The bookkeeping kernel (kernels.finish_step): with an end id that one row reaches mid-run, that row ends
     there and the other goes on, as the eager step decides it."""
     eager, kernels = generator(engines["eager"]), generator(engines["triton"])
     free = eager.generate(PROMPTS, 16, ignore_eos=True).output_ids
@@ -105,7 +105,7 @@ def test_trtflows_triton_kernels_stop_rows_at_the_end_id_as_eager_does(engines):
 
 
 def test_a_triton_engine_records_its_tuned_blocks_and_a_fresh_process_times_none(engines):
-    """Built on a GPU, a torch_compile: triton engine (max_batch_size ≤ 8) holds no torch.compile artifacts, only
+    """Built on a GPU, a decode: kernels engine (max_batch_size ≤ 8) holds no torch.compile artifacts, only
     the block sizes its kernels were tuned to at build; a fresh process opening it has them before its first step
     and generates eager's tokens."""
     import json
@@ -116,19 +116,19 @@ def test_a_triton_engine_records_its_tuned_blocks_and_a_fresh_process_times_none
 
     record = json.loads((engines["triton"] / "config.json").read_text())["compiled"]
     assert record["file"] is None and record["kernels"]
-    from trtflow.backends.torch import kernels
+    from trtflow.backends.torch.kernels import launch, tuning
 
-    # chosen by kernels.tune (no autotuner entry) per row tile (the shape's first entry), for every tile a batch up
+    # chosen by tuning.tune (no autotuner entry) per row tile (the shape's first entry), for every tile a batch up
     # to max_batch_size pads to
-    assert record["batch_sizes"] == kernels.covering(record["batch_sizes"])
+    assert record["batch_sizes"] == tuning.covering(record["batch_sizes"])
     assert all("shape" in entry for entry in record["kernels"]), record["kernels"]
-    assert {entry["shape"][0] for entry in record["kernels"]} == {kernels.row_tile(b) for b in record["batch_sizes"]}
+    assert {entry["shape"][0] for entry in record["kernels"]} == {launch.row_tile(b) for b in record["batch_sizes"]}
     expected = generator(engines["eager"]).generate([PROMPTS[0]], 16, ignore_eos=True).output_ids
     code = ("import json, sys; from trtflow.backends.torch.generator import TorchEngineGenerator as G; "
-            "from trtflow.backends.torch import kernels; from trtflow.infra.dist import init_distributed as d; "
-            "g = G(sys.argv[1], d()); tuned = kernels.tuning(); "
+            "from trtflow.infra.dist import init_distributed as d; "
+            "g = G(sys.argv[1], d()); tuned = g.tuning.to_json(); "
             f"tokens = g.generate([{PROMPTS[0]}], 16, ignore_eos=True).output_ids; "
-            "print(json.dumps([tuned, tokens, kernels.tuning()]))")
+            "print(json.dumps([tuned, tokens, g.tuning.to_json()]))")
     env = {**__import__("os").environ, "PYTHONPATH": str(ROOT / "workflow" / "scripts")}
     out = subprocess.run([sys.executable, "-c", code, str(engines["triton"])], capture_output=True, text=True,
                          timeout=300, env=env)
@@ -142,7 +142,7 @@ def test_a_weight_only_engine_decodes_the_same_captured_and_compiled(engines):
     """int8 linears widened inside the compiled multiply-and-sum matmuls, replayed as a CUDA graph: the tokens of
     the same int8 engine run eagerly (whose numerics the CPU suite checks against HF)."""
     eager, compiled = generator(engines["int8"]), generator(engines["int8-gemv"])
-    assert compiled.model.w["layers.0.qkv.weight"].dtype == torch.int8
+    assert compiled.model.weights.layers[0].qkv.weight.dtype == torch.int8
     for batch in ([PROMPTS[0]], PROMPTS):
         assert compiled.generate(batch, 16, ignore_eos=True).output_ids == eager.generate(batch, 16,
                                                                                           ignore_eos=True).output_ids
@@ -213,7 +213,7 @@ def test_tp2_over_nccl_matches_hugging_face(tiny_gpt2, tmp_path):
 
     source = cmodel.convert(tiny_gpt2, tmp_path / "c", 2, "float32", progress=False)
     engines = [str(build(source, tmp_path / name, engine_flags(**flags), "0" * 10, TINY_TOKEN_IDS))
-               for name, flags in (("eager", {}), ("graphs", {"cuda_graphs": True}))]
+               for name, flags in (("eager", {}), ("graphs", {"decode": "cuda-graph"}))]
     (tmp_path / "prompts.json").write_text(json.dumps(CHECK_PROMPTS))
     out = tmp_path / "out.json"
     check = str(Path(__file__).with_name("tp_check.py"))

@@ -1,4 +1,4 @@
-"""The Triton kernels of `torch_compile: triton` (backends/torch/kernels.py) on the CPU, through Triton's own
+"""The Triton kernels of `decode: kernels` (backends/torch/kernels/) on the CPU, through Triton's own
 interpreter: CI has no GPU, so this is where their arithmetic is checked on every change; their speed and their
 CUDA-graph capture are the GPU suite's (tests/test_gpu.py). `make triton-interpreter` puts Triton in `.triton/`,
 apart from the project's venv (the CPU build of torch does not need it)."""
@@ -29,9 +29,17 @@ def checked(tiny_gpt2, tmp_path_factory):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_each_fused_matrix_vector_form_equals_torch(checked):
-    for case, error in checked["gemv"].items():
+def test_each_fused_linear_form_equals_torch(checked):
+    assert len(checked["linear"]) == 6 * 5 + 3 * 3  # six shapes, three of them over several rows
+    for case, error in checked["linear"].items():
         assert error < 2e-3, f"{case}: relative error {error}"  # fp16 output rounding
+
+
+def test_the_qkv_kernel_writes_k_and_v_at_each_rows_position_and_nowhere_else(checked):
+    assert set(checked["qkv"]) == {f"{case} {part}" for case in ("1 rows", "3 rows", "3 rows int8")
+                                   for part in ("output", "cache")}
+    for case, error in checked["qkv"].items():
+        assert error < (2e-3 if case.endswith("output") else 1e-6), f"{case}: {error}"
 
 
 def test_the_decode_step_follows_the_reference_model_at_batch_1_3_and_20_fp16_and_int8(checked):
@@ -44,31 +52,31 @@ def test_the_decode_step_follows_the_reference_model_at_batch_1_3_and_20_fp16_an
         assert decode["way"] == ways[case], case
         # folded: every layer's fc, and QKV but the first layer's (its layer norm has no statistics: apart)
         assert len(decode["folded"]) == (2 * 2 - 1 if ways[case] == "folded" else 0), (case, decode["folded"])
+        assert (decode["folded_bytes"] > 0) == (ways[case] == "folded"), case
         assert decode["relative_logit_error"] < 5e-3, case
         assert decode["kernels"] == decode["reference"], case
 
 
-def test_more_rows_than_the_kernels_take_are_refused(checked):
-    assert "at most 64 rows" in checked["too_many_rows"]
+def test_what_the_launches_cannot_take_is_refused_with_the_reason(checked):
+    refused = checked["refused"]
+    assert "for two or more rows" in refused["one row"]
+    assert "a contiguous (4, 2, 16)" in refused["wrong width"] and "not (2, 2, 16)" in refused["wrong width"]
+    assert "give it (Norm(layer_norm=…, statistics=…))" in refused["no layer norm"]
+    assert "takes its statistics from Norm(statistics=…) alone" in refused["folded without"]
+    assert "int8 weight cannot take its layer norm's γ" in refused["folded int8"]
+    assert "at most 64 rows, not 65" in refused["too many rows"]
+    assert "an int8 weight needs its per-channel scale" in refused["int8 without scale"]
+    assert "contiguous cache [4, 2, heads, capacity, head_dim] of heads·head_dim = 32" in refused["cache"]
 
 
-def test_row_statistics_and_folded_layer_norms_are_refused_where_they_cannot_apply(checked):
-    one_row, wrong_width, no_norm, folded_without, folded_int8 = checked["refused_statistics"]
-    assert "for two or more rows" in one_row
-    assert "a contiguous (4, 2, 16)" in wrong_width and "not (2, 2, 16)" in wrong_width  # 48 outputs: 3 parts → 4
-    assert "give its weights (ln=…) too" in no_norm
-    assert "takes its statistics from ln_stats" in folded_without
-    assert "int8 weight cannot take its layer norm's γ" in folded_int8
+def test_an_engines_tuning_table_reads_back_as_recorded(checked):
+    assert checked["tuning_round_trip"] == {"same": True, "has shape": True}
 
 
-def test_tuned_block_sizes_recorded_in_an_engine_reach_the_tuner_when_it_is_opened(checked):
-    assert checked["tuning_round_trip"]
-
-
-def test_context_linears_run_the_kernels_once_their_shape_is_tuned_and_match_the_dequantized_product(checked):
+def test_context_linears_run_the_kernel_once_their_shape_is_tuned_and_match_the_dequantized_product(checked):
     linears = checked["context_linears"]
-    assert linears["chosen False"]["through gemv"] == []  # no choice for the shape: dequantized, F.linear
-    assert linears["chosen True"]["through gemv"] == [[384, 256], [500, 256]]
+    assert linears["chosen False"]["through the kernel"] == []  # no choice for the shape: dequantized, F.linear
+    assert linears["chosen True"]["through the kernel"] == [[384, 256], [500, 256]]
     for case in linears.values():
         assert case["int8 error"] < 2e-3 and case["lm_head error"] < 1e-2, case
         assert case["lm_head dtype"] == "torch.float32"
@@ -76,9 +84,9 @@ def test_context_linears_run_the_kernels_once_their_shape_is_tuned_and_match_the
 
 def test_the_tuner_times_the_configurations_of_the_batchs_path_that_fit_the_input(checked):
     timed = checked["configurations_timed"]
-    assert len(timed["batch 1, K 1024"]) == 10  # kernels.ROW_BLOCKS, all of them
+    assert len(timed["batch 1, K 1024"]) == 10  # tuning.ROW_BLOCKS, all of them
     dot = [[16, 128], [16, 256], [16, 512], [32, 128], [64, 64], [64, 128]]
-    assert timed["batch 8, K 1024"] == timed["batch 64, K 4096"] == dot  # kernels.DOT_BLOCKS, all of them
+    assert timed["batch 8, K 1024"] == timed["batch 64, K 4096"] == dot  # tuning.DOT_BLOCKS, all of them
     assert timed["batch 8, K 128"] == [[16, 128], [32, 128], [64, 64], [64, 128]]  # ≤ 128 wide
 
 

@@ -4,11 +4,12 @@ does (the expected keys are not computed by the code under test: only compared b
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import yaml
 from conftest import ROOT
-from trtflow.config import validate
+from trtflow.config import ConfigError, validate
 from trtflow.flags import build_key, convert_key
 
 BASE = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
@@ -30,7 +31,7 @@ BUILD_CHANGES = {  # every build flag, to a value that changes what the engine i
     "use_gpt_attention_plugin": "bfloat16", "use_gemm_plugin": "float16", "remove_input_padding": False,
     "enable_context_fmha": True, "enable_context_fmha_fp32_acc": True, "paged_kv_cache": True,
     "use_inflight_batching": True, "max_batch_size": 4, "max_input_len": 923, "max_output_len": 101,
-    "cuda_graphs": True, "torch_compile": "gemv", "use_weight_only": True,
+    "decode": "compile-gemv", "use_weight_only": True,
 }
 
 
@@ -96,10 +97,49 @@ def test_settings_that_do_not_change_the_bytes_leave_the_keys(name, edit):
 
 
 def test_a_torch_or_triton_upgrade_changes_a_compiled_engine_key_only(monkeypatch):
-    """A torch engine with torch_compile holds kernels its torch and Triton made: another version, another key."""
+    """A torch engine with a compiled decode path holds kernels its torch and Triton made: another version, another key."""
     from trtflow import flags
 
-    compiled = setter("build", "torch_compile", "gemv")
+    compiled = setter("build", "decode", "compile-gemv")
     before = keys(compiled), keys()
     monkeypatch.setattr(flags, "compiler_versions", lambda: "torch-9.9.9+triton-9.9.9")
     assert keys(compiled)[1] != before[0][1] and keys()[1] == before[1][1]
+
+
+# The build keys the previous main (262a5cf) gave config/config.yaml with these older decode flags, compiler
+# versions set to "torch-X+triton-Y": each `decode` name and its older spelling must name the same engines.
+OLDER_KEYS = {  # decode: (cuda_graphs, torch_compile), (demo tp 1 key, gpt2 tp 2 key)
+    "eager": ((False, False), ("394b4bb334", "8076ca8675")),
+    "cuda-graph": ((True, False), ("ca0456b6cc", "dcc8fa8751")),
+    "compile": ((True, True), ("e9d5001e39", "a6bc48cada")),
+    "compile-max-autotune": ((True, "max-autotune"), ("d20334fd93", "796fcfbf01")),
+    "compile-gemv": ((True, "gemv"), ("e86956d26f", "9c62af2487")),
+    "kernels": ((True, "triton"), ("ccca32ce9a", "7423439ff7")),
+}
+
+
+@pytest.mark.parametrize("decode", list(OLDER_KEYS))
+def test_each_decode_path_and_its_older_spelling_keep_the_engine_keys_of_before(decode, monkeypatch, capsys):
+    from trtflow import flags
+
+    monkeypatch.setattr(flags, "compiler_versions", lambda: "torch-X+triton-Y")
+    (cuda_graphs, torch_compile), expected = OLDER_KEYS[decode]
+
+    def spelled(build_edit):
+        config = json.loads(json.dumps(BASE))
+        config["build"].pop("decode", None)
+        build_edit(config["build"])
+        config = validate(config)
+        return config["build"]["decode"], (build_key(config, "demo", 1), build_key(config, "gpt2", 2))
+
+    assert spelled(lambda b: b.update(decode=decode)) == (decode, expected)
+    assert capsys.readouterr().err == ""
+    assert spelled(lambda b: b.update(cuda_graphs=cuda_graphs, torch_compile=torch_compile)) == (decode, expected)
+    assert f"is spelled build.decode: {decode} now (the same engine" in capsys.readouterr().err
+
+
+def test_a_decode_path_that_contradicts_the_older_keys_is_refused():
+    config = json.loads(json.dumps(BASE))
+    config["build"].update(decode="eager", cuda_graphs=True, torch_compile="triton")
+    with pytest.raises(ConfigError, match="contradicts the older build keys .* which mean decode: kernels"):
+        validate(config)

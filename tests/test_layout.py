@@ -77,3 +77,48 @@ def test_only_the_tp_table_cuts_tensors_and_checks_degrees():
             text = path.read_text()
             for pattern in (".chunk(", "torch.split(", "np.split(", "% tp", "heads %"):
                 assert pattern not in text, f"{path} contains {pattern!r}: use trtflow.tp"
+
+
+TORCH_BACKEND = PACKAGE / "backends" / "torch"
+
+
+def jit_functions(path: Path) -> list[ast.FunctionDef]:
+    return [node for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.FunctionDef)
+            and any(ast.unparse(d).endswith("triton.jit") for d in node.decorator_list)]
+
+
+def test_the_torch_backend_reads_in_small_modules_and_small_kernels():
+    """No module of the torch backend over 400 lines; no Triton kernel or helper over 20 parameters."""
+    for path in TORCH_BACKEND.rglob("*.py"):
+        lines = len(path.read_text().splitlines())
+        assert lines <= 400, f"{path.relative_to(PACKAGE)}: {lines} lines"
+        for function in jit_functions(path):
+            count = len(function.args.args)
+            assert count <= 20, f"{path.relative_to(PACKAGE)}:{function.name} takes {count} parameters"
+    assert jit_functions(TORCH_BACKEND / "kernels" / "linear.py"), "the kernels moved: update this test"
+
+
+def test_the_torch_backend_reads_weights_by_field_not_by_name():
+    """Only weights.GPT2Weights.from_engine (and the build that writes the names) knows the engine file's names:
+    the model, the decoder and the kernels read `layer.qkv`, never `w["layers.0.qkv.weight"]`."""
+    for path in TORCH_BACKEND.rglob("*.py"):
+        text = path.read_text()
+        for pattern in ("self.w[", "model.w[", ".w.get(", '+ "qkv', 'f"layers.{'):
+            if path.name not in ("weights.py", "build.py", "weight_only.py"):
+                assert pattern not in text, f"{path.relative_to(PACKAGE)} contains {pattern!r}"
+
+
+def test_the_kernels_package_has_its_layers():
+    """launch ← linear, attention, fold ← step; tuning needs only launch (it is handed the step); nothing in the
+    package imports the CUDA-graph decoder or the generator that use it."""
+    allowed = {"launch": set(), "fold": set(), "attention": {"launch"}, "linear": {"launch", "fold"},
+               "tuning": {"launch", "linear"}, "step": {"launch", "linear", "attention", "fold", "tuning"},
+               "__init__": {"launch", "linear", "attention", "fold", "step", "tuning"}}
+    kernels = "trtflow.backends.torch.kernels"
+    for name, may in allowed.items():
+        module = kernels if name == "__init__" else f"{kernels}.{name}"
+        inside = {t.removeprefix(kernels + ".") for t in GRAPH[module] if t.startswith(kernels + ".")}
+        assert inside <= may, f"{module} imports {sorted(inside - may)}"
+        outside = {t for t in GRAPH[module] if not t.startswith(kernels)}
+        assert not outside & {"trtflow.backends.torch.graphs", "trtflow.backends.torch.generator",
+                              "trtflow.backends.torch.build"}, (module, outside)

@@ -23,16 +23,16 @@ PROMPTS = [[5, 17, 300, 2, 999, 41, 7], [8] * 3 + [12, 400, 33, 90, 1, 2, 3, 4, 
 BASE_FLAGS = {"backend": "torch", "use_gpt_attention_plugin": "float16", "use_gemm_plugin": None,
               "remove_input_padding": True, "enable_context_fmha": False, "enable_context_fmha_fp32_acc": False,
               "paged_kv_cache": False, "use_inflight_batching": False, "tokens_per_block": 8, "max_batch_size": 8,
-              "max_input_len": 64, "max_output_len": 40, "cuda_graphs": False,
-              "torch_compile": False, "use_weight_only": False, "weight_only_precision": "int8"}
+              "max_input_len": 64, "max_output_len": 40, "decode": "eager", "use_weight_only": False,
+              "weight_only_precision": "int8"}
 VARIANTS = {  # name → flag overrides
     "packed-contiguous-sdpa": {},
     "padded-contiguous-sdpa": {"remove_input_padding": False},
     "packed-paged-sdpa": {"paged_kv_cache": True},
     "padded-paged-math": {"remove_input_padding": False, "paged_kv_cache": True, "use_gpt_attention_plugin": None},
     "packed-contiguous-math": {"use_gpt_attention_plugin": None},
-    "static-cache": {"cuda_graphs": True},  # the CUDA-graph decode path, run uncaptured on CPU
-    "static-cache-gemv": {"cuda_graphs": True, "torch_compile": "gemv"},  # its multiply-and-sum matmuls
+    "static-cache": {"decode": "cuda-graph"},  # the CUDA-graph decode path, run uncaptured on CPU
+    "static-cache-gemv": {"decode": "compile-gemv"},  # its multiply-and-sum matmuls
 }
 
 
@@ -162,7 +162,7 @@ def test_a_compiled_engine_is_refused_off_the_toolchain_it_was_compiled_for(tiny
     from trtflow.generation import EngineMismatchError
 
     source = cmodel.convert(tiny_gpt2, tmp_path / "c", 1, "float32", progress=False)
-    engine_dir = build(source, tmp_path / "e", engine_flags(cuda_graphs=True, torch_compile="gemv"), "0" * 10,
+    engine_dir = build(source, tmp_path / "e", engine_flags(decode="compile-gemv"), "0" * 10,
                        TINY_TOKEN_IDS)
     config = json.loads((engine_dir / "config.json").read_text())
     assert "compiled" not in config  # nothing is compiled without a GPU

@@ -21,7 +21,7 @@ from trtflow.infra.launch import launch_command
 WEIGHT_ONLY_PATHS = {  # the decode paths an int8 engine must run: name → flag overrides
     "int8-packed": {"use_weight_only": True},
     "int8-padded-paged": {"use_weight_only": True, "remove_input_padding": False, "paged_kv_cache": True},
-    "int8-static-gemv": {"use_weight_only": True, "cuda_graphs": True, "torch_compile": "gemv"},
+    "int8-static-gemv": {"use_weight_only": True, "decode": "compile-gemv"},
 }
 LINEARS = {"attn.c_attn": "qkv", "attn.c_proj": "dense", "mlp.c_fc": "fc", "mlp.c_proj": "proj"}
 

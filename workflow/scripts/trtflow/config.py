@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .errors import KnownError
+from .flags import decode_path
 from .tp import SplitError, check_divisible
 
 SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
@@ -291,6 +293,34 @@ def _check_build(build: dict, runs_build_py: bool) -> None:
               "1.x and the torch backend do not)", "use 128 or more, or trtllm.flow: '1.2'")
 
 
+OLDER_DECODE_KEYS = {"cuda_graphs": (False, True), "torch_compile": (False, True, "max-autotune", "gemv", "triton")}
+
+
+def _older_value(key: str, value):
+    """An older decode key's value as the config or `--config` gives it ("true" typed on the command line)."""
+    value = {"true": True, "false": False}.get(value, value) if isinstance(value, str) else value
+    if value not in OLDER_DECODE_KEYS[key]:
+        _fail(f"build.{key}", value, f"not one of {list(OLDER_DECODE_KEYS[key])}",
+              "use build.decode: eager | cuda-graph | compile | compile-max-autotune | compile-gemv | kernels")
+    return value
+
+
+def decode_from_older_keys(build: dict, where: str = "build") -> str | None:
+    """Rewrites `cuda_graphs` / `torch_compile` in `build` (the spellings before `build.decode`) as `decode`, which
+    names the same engine; returns the one-line note that says so, or None where neither is given."""
+    older = {k: build.pop(k) for k in OLDER_DECODE_KEYS if k in build}
+    older = {k: _older_value(k, v) for k, v in older.items() if v is not None}
+    if not older:
+        return None
+    path = decode_path(bool(older.get("cuda_graphs", False)), older.get("torch_compile", False))
+    given = ", ".join(f"{k}: {str(v).lower()}" for k, v in older.items())
+    if build.get("decode", path) != path:
+        _fail(f"{where}.decode", build["decode"], f"it contradicts the older {where} keys ({given}), which mean "
+              f"decode: {path}", f"keep {where}.decode alone and remove {', '.join(older)}")
+    build["decode"] = path
+    return f"note: {where} {given} is spelled {where}.decode: {path} now (the same engine, nothing is rebuilt)"
+
+
 VARIANT_SECTIONS = ("convert", "build")
 BASE_VARIANT = "base"  # how the report names the config itself beside its variants
 
@@ -342,6 +372,12 @@ def _check_engine_settings(config: dict) -> None:
 def validate(config: dict, schema_path: str | Path = SCHEMA) -> dict:
     """Schema (filling defaults) and cross-field rules; returns the same dict, completed."""
     raw_models = json.loads(json.dumps(config.get("models") or {}, default=str))
+    builds = [("build", config.get("build"))] + [(f"variants.{name}.build", (overrides or {}).get("build"))
+                                                 for name, overrides in (config.get("variants") or {}).items()
+                                                 if isinstance(overrides, dict)]
+    for where, build in builds:
+        if isinstance(build, dict) and (note := decode_from_older_keys(build, where)):
+            print(note, file=sys.stderr)
     check_schema(config, schema_path)
     _check_source_keys(raw_models)
     _check_models(config)

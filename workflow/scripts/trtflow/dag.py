@@ -199,8 +199,7 @@ def report_summary(config: dict) -> dict:
             "output length": config["summarize"]["output_len"],
             "ROUGE-1 threshold": config["summarize"]["rouge1_threshold"],
             "attention plugin": build["use_gpt_attention_plugin"], "remove input padding": build["remove_input_padding"],
-            "paged KV": build["paged_kv_cache"], "CUDA graphs": build["cuda_graphs"],
-            "torch.compile": build["torch_compile"]}
+            "paged KV": build["paged_kv_cache"], "decode": build["decode"]}
 
 
 def report_inputs(config: dict) -> list[str]:

@@ -24,6 +24,26 @@ TORCH_BACKEND_VERSION = "torch-runtime-3"
 CONVERTER_VERSION = 1
 DTYPES = ("float16", "float32", "bfloat16")
 
+# The torch backend's decode paths (config `build.decode`), each as the pair of build flags it stands for
+# (cuda_graphs, torch_compile): the engine's key is made of the pair, so the spellings before `decode` (those two
+# keys) name the same engines.
+DECODE_PATHS: dict[str, tuple[bool, bool | str]] = {
+    "eager": (False, False),  # the step as written, a KV cache per request
+    "cuda-graph": (True, False),  # a static KV cache, the step replayed as a CUDA graph
+    "compile": (True, True),  # that step compiled by torch.compile (inductor)
+    "compile-max-autotune": (True, "max-autotune"),  # … with autotuned Triton GEMM templates
+    "compile-gemv": (True, "gemv"),  # … with the matmuls written as multiply-and-sum (few rows)
+    "kernels": (True, "triton"),  # trtflow's Triton kernels up to 64 rows (fp16/bf16/int8, tp 1), compiled above
+}
+COMPILED_PATHS = ("compile", "compile-max-autotune", "compile-gemv", "kernels")
+
+
+def decode_path(cuda_graphs: bool, torch_compile: bool | str) -> str:
+    """The decode path a pair of the older flags runs (torch_compile without cuda_graphs never did anything)."""
+    if not cuda_graphs:
+        return "eager"
+    return next(name for name, pair in DECODE_PATHS.items() if pair == (True, torch_compile))
+
 
 @dataclass(frozen=True)
 class RuntimeOptions:
@@ -33,8 +53,7 @@ class RuntimeOptions:
     packed: bool  # remove_input_padding: prompts as one token stream
     paged: bool
     tokens_per_block: int | None
-    cuda_graphs: bool
-    torch_compile: bool | str
+    decode: str  # a name of DECODE_PATHS
 
 
 @dataclass(frozen=True)
@@ -60,6 +79,8 @@ class BuildFlags:
     def from_config(cls, build: dict, engine_dtype: str) -> BuildFlags:
         """The flags of a validated `build:` section as they take effect for an engine of `engine_dtype`."""
         flags = dict(build)
+        if "decode" in flags:  # else the older pair itself
+            flags["cuda_graphs"], flags["torch_compile"] = DECODE_PATHS[flags.pop("decode")]
         for plugin in ("use_gpt_attention_plugin", "use_gemm_plugin"):
             if flags[plugin] in (False, None):
                 flags[plugin] = None
@@ -92,6 +113,10 @@ class BuildFlags:
         return canonical(self.to_json())
 
     @property
+    def decode(self) -> str:
+        return decode_path(self.cuda_graphs, self.torch_compile)
+
+    @property
     def limits(self) -> dict[str, int]:
         return {"max_batch_size": self.max_batch_size, "max_input_len": self.max_input_len,
                 "max_output_len": self.max_output_len}
@@ -106,7 +131,7 @@ class BuildFlags:
     def runtime(self) -> RuntimeOptions:
         return RuntimeOptions(fused_attention=bool(self.use_gpt_attention_plugin), packed=self.remove_input_padding,
                               paged=self.paged_kv_cache, tokens_per_block=self.tokens_per_block,
-                              cuda_graphs=self.cuda_graphs, torch_compile=self.torch_compile)
+                              decode=self.decode)
 
 
 def canonical(obj: Any) -> str:
@@ -139,7 +164,7 @@ def compiler_versions() -> str:
 def backend_version(config: dict) -> str:
     if config["build"]["backend"] == "trtllm":
         return f"tensorrt_llm-{config['trtllm']['flow']}"
-    if config["build"]["torch_compile"]:
+    if DECODE_PATHS[config["build"]["decode"]][1]:
         return f"{TORCH_BACKEND_VERSION}+{compiler_versions()}"
     return TORCH_BACKEND_VERSION
 

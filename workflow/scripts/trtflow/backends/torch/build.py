@@ -74,30 +74,30 @@ def runtime_layout(shards: dict[str, torch.Tensor], dtype: torch.dtype,
 
 def compile_into(engine_dir: Path, batch_sizes: list[int]) -> dict | None:
     """Compile (and capture) the decode step of the engine in `engine_dir` for `batch_sizes`, and store the
-    compiler's artifacts there (`torch_compile: triton`: tune its kernels for those and every row tile below the
-    largest, kernels.covering, and with weight-only int8 for the context's row tiles). Returns the record for
-    config.json; None without a GPU (nothing to compile)."""
+    compiler's artifacts there (`decode: kernels`: tune its kernels for those and every row tile below the largest,
+    kernels.covering, and with weight-only int8 for the context's row tile). Returns the record for config.json;
+    None without a GPU (nothing to compile)."""
     if not torch.cuda.is_available():
         return None
     engine = TorchEngineGenerator(engine_dir, init_distributed(), verify=False)
-    if engine.flags.torch_compile == "triton":
+    step = engine.static.kernels if engine.static is not None else None
+    if step is not None:
         from . import kernels
 
-        kernels.clear_tuning()  # what this process tuned for other engines is not this one's to record
         batch_sizes = kernels.covering(batch_sizes)
         # weight-only int8 contexts of up to MAX_BATCH tokens run the kernels too (kernels.context_linear)
         limits = engine.limits
         context = [min(kernels.MAX_BATCH, limits["max_batch_size"] * limits["max_input_len"])]
         rows = kernels.covering(batch_sizes + context * engine.flags.use_weight_only)
         for tile in sorted({kernels.row_tile(count) for count in rows}):
-            if engine.static is not None and engine.static.uses_kernels(tile):
-                kernels.tune(engine.model, tile)  # a choice per row tile: every batch padding to it shares it
+            if engine.static.uses_kernels(tile):
+                kernels.tune(step, tile)  # a choice per row tile: every batch padding to it shares it
     prompt = [1] * 8
     for batch in batch_sizes:
         engine.generate([prompt] * batch, 4, ignore_eos=True)
     record = {"file": None, "batch_sizes": batch_sizes, **compiled.toolchain()}
-    if engine.flags.torch_compile == "triton":
-        record["kernels"] = kernels.tuning()  # the block sizes chosen for trtflow's own kernels
+    if step is not None:
+        record["kernels"] = engine.tuning.to_json()  # the block sizes chosen for trtflow's kernels
     if all(engine.static.uses_kernels(batch) for batch in batch_sizes):
         return record  # trtflow's kernels only: torch.compile never ran for this engine
     saved = torch.compiler.save_cache_artifacts()

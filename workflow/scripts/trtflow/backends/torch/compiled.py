@@ -8,8 +8,8 @@ machine code for one GPU architecture, made by one torch, Triton and CUDA: those
 engine whose compiled step was made for anything else is refused with the instruction to rebuild it (the
 contract of a TensorRT engine), never recompiled behind the user's back.
 
-`torch_compile: triton` runs trtflow's own kernels (kernels.py) for batches up to kernels.MAX_BATCH: there the
-record holds the block sizes the tuner chose at build (`kernels`), handed back to the tuner at load, and no
+`decode: kernels` runs trtflow's kernels (kernels/) for batches up to kernels.MAX_BATCH: there the record holds
+the block sizes chosen at build (`kernels`, a kernels.TuningTable), which the generator reads back, and no
 artifact file where every compiled batch size ran the kernels.
 
 Only where the step is captured (BuildFlags.compiles_at_build: tp 1, CUDA graphs, contiguous cache). Elsewhere
@@ -52,9 +52,5 @@ def check(engine_dir: Path, record: dict, here: dict | None = None) -> None:
 def load(engine_dir: Path, record: dict) -> None:
     """Check the recorded toolchain, then hand the artifacts to torch.compile's caches."""
     check(engine_dir, record)
-    if record.get("kernels"):  # torch_compile: triton: the block sizes tuned at build for trtflow's kernels
-        from . import kernels
-
-        kernels.use_tuning(record["kernels"])
-    if record["file"]:  # none where only trtflow's own kernels run (torch_compile: triton up to their batch)
+    if record["file"]:  # none where only trtflow's kernels run (decode: kernels up to their batch)
         torch.compiler.load_cache_artifacts((engine_dir / record["file"]).read_bytes())

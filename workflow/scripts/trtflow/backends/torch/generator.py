@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from . import compiled
 from .engine_format import FORMAT_VERSION
 from .kvcache import ContiguousKV, PagedKV
 from .model import ParallelGPT2
+from .weights import GPT2Weights
 
 
 def sample(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None) -> torch.Tensor:
@@ -78,25 +80,41 @@ class TorchEngineGenerator:
         # Half-precision GEMMs on CPU are slow and not what anyone deploys: compute in fp32 there.
         self.compute_dtype = stored if self.device.type == "cuda" else torch.float32
         # Weight-only int8 linears stay int8 (widened inside each matmul); everything else in the compute dtype.
-        weights = {k: v.to(self.device) if v.dtype == torch.int8 else v.to(self.device, self.compute_dtype)
+        tensors = {k: v.to(self.device) if v.dtype == torch.int8 else v.to(self.device, self.compute_dtype)
                    for k, v in load_file(rank_file).items()}
+        weights = GPT2Weights.from_engine(tensors, self.dims.eps)
+        del tensors
         runtime = self.flags.runtime()
-        self.model = ParallelGPT2(self.dims, self.local_heads, dist.world_size, weights, runtime.fused_attention)
         self.packed = runtime.packed
         self.paged = runtime.paged
         self.tokens_per_block = runtime.tokens_per_block
         self.limits = self.flags.limits
         self.end_id, self.pad_id = config["end_id"], config["pad_id"]
-        self.static = None
         if "compiled" in config:  # the decode step compiled by the engine rule, for this machine only
             compiled.load(engine_dir, config["compiled"])
-        if runtime.cuda_graphs and not self.paged:  # on CPU: the same static cache, no capture
+        static = runtime.decode != "eager" and not self.paged  # on CPU: the same static cache, no capture
+        capacity = self.limits["max_input_len"] + self.limits["max_output_len"]
+        # trtflow's kernels (decode: kernels): on one GPU, where they take the model; the context's int8 linears and
+        # its lm_head run them too (ParallelGPT2's context_linear)
+        self.tuning, context_linear = None, None
+        if static and runtime.decode == "kernels" and self.device.type == "cuda":
+            from . import kernels
+
+            if kernels.applies(self.dims, dist.world_size, self.compute_dtype, 1):
+                self.tuning = kernels.TuningTable.from_json(config.get("compiled", {}).get("kernels") or [])
+                context_linear = functools.partial(kernels.context_linear, tuning=self.tuning)
+        self.model = ParallelGPT2(self.dims, self.local_heads, dist.world_size, weights, runtime.fused_attention,
+                                  context_linear)
+        self.static = None
+        if static:
             from .graphs import StaticDecoder
 
-            capacity = self.limits["max_input_len"] + self.limits["max_output_len"]
+            step = None
+            if self.tuning is not None:
+                step = kernels.KernelStep(self.model, self.tuning, self.limits["max_batch_size"], capacity)
             self.static = StaticDecoder(self.model, self.limits["max_batch_size"], capacity, self.compute_dtype,
-                                        self.device, compile_step=runtime.torch_compile,
-                                        capture=dist.world_size == 1)
+                                        self.device, decode=runtime.decode, capture=dist.world_size == 1,
+                                        kernels=step)
 
     def check_limits(self, batch: list[list[int]], max_new_tokens: int) -> None:
         enforce_limits(self.limits, batch, max_new_tokens)

@@ -2,10 +2,11 @@
 
 gpt-fast's three ideas: the cache is sized once at the engine's limits (max_batch_size ×
 (max_input_len + max_output_len)), each decode step attends over that fixed span behind a mask (trtflow's
-own kernels, `torch_compile: triton`, over each row's filled slots), so every step has the same shapes; the
-step (forward, greedy pick, bookkeeping) is captured once per batch size and replayed with no host sync
-inside the loop. Optionally the step is compiled first
-(torch.compile / inductor) to fuse the small element-wise kernels between the matmuls.
+kernels, `decode: kernels`, over each row's filled slots), so every step has the same shapes; the step
+(forward, greedy pick, bookkeeping) is captured once per batch size and replayed with no host sync inside the
+loop. The `compile*` decode paths compile the step first (torch.compile / inductor) to fuse the small
+element-wise kernels between the matmuls; `kernels` runs trtflow's Triton kernels up to their batch limit
+(kernels.KernelStep) and compiles larger batches.
 
 The context phase (packed prompts) is captured too, per set of prompt lengths, once that set has been
 seen twice (a benchmark repeats its shapes; summarization rarely does, and then runs eagerly).
@@ -17,13 +18,17 @@ from collections import OrderedDict
 
 import torch
 
+from ...flags import COMPILED_PATHS
 from .kvcache import ContiguousKV
 from .model import ParallelGPT2
+from .state import DecodeState
 
 
 class StaticDecoder:
+    """`decode`: the engine's decode path (flags.DECODE_PATHS); `kernels`: the kernels' step where they run it."""
+
     def __init__(self, model: ParallelGPT2, max_batch: int, capacity: int, dtype: torch.dtype,
-                 device: torch.device, compile_step: bool | str = False, capture: bool = True):
+                 device: torch.device, decode: str = "cuda-graph", capture: bool = True, kernels=None):
         d = model.dims
         self.model, self.device, self.capacity = model, device, capacity
         self.cache = ContiguousKV(d.layers, max_batch, model.local_heads, capacity, model.head_dim, dtype, device)
@@ -37,61 +42,57 @@ class StaticDecoder:
         # one stream for every warm-up and capture: cuBLAS keeps a workspace per stream it ran on (32 MiB each on
         # Hopper), so a fresh stream per capture grew the engine's memory by that much with each new shape
         self._side = torch.cuda.Stream(device) if self.capture else None
-        self._gemv = compile_step == "gemv"
-        # triton: batches up to kernels.MAX_BATCH through trtflow's own kernels, larger ones compiled as with `true`
-        self._kernels = None
-        if compile_step == "triton" and self.capture:
-            from . import kernels
-
-            self._kernels = kernels if kernels.applies(model, 1) else None
-            if self._kernels is not None:
-                model.context_linear = kernels.context_linear
+        self._multiply_sum = decode == "compile-gemv"
+        self.kernels = kernels if self.capture else None
         # on CPU the same step runs eagerly; on a GPU torch.compile is set up when a step first needs it (importing
         # its compiler takes seconds, which an engine whose every batch runs trtflow's kernels never pays)
-        self._compile_mode = compile_step if compile_step and device.type == "cuda" else None
+        self._compile_mode = decode if decode in COMPILED_PATHS and device.type == "cuda" else None
         self._compiled = None
 
     def _step_fn(self):
-        """model.decode, compiled where torch_compile asks for it."""
+        """model.decode, compiled where the decode path asks for it."""
         if self._compile_mode is None:
             return self.model.decode
         if self._compiled is None:
-            if self._compile_mode in ("gemv", "max-autotune"):
+            if self._compile_mode in ("compile-gemv", "compile-max-autotune"):
                 import torch._inductor.config as inductor_config
 
                 inductor_config.coordinate_descent_tuning = True
             # max-autotune: autotuned Triton GEMM templates for the skinny decode matmuls
-            mode = "max-autotune-no-cudagraphs" if self._compile_mode == "max-autotune" else None
+            mode = "max-autotune-no-cudagraphs" if self._compile_mode == "compile-max-autotune" else None
             self._compiled = torch.compile(self.model.decode, mode=mode, dynamic=False)
         return self._compiled
 
     def uses_kernels(self, batch: int) -> bool:
-        """Whether a decode step of `batch` rows runs trtflow's own kernels (torch_compile: triton)."""
-        return self._kernels is not None and self._kernels.applies(self.model, batch)
+        """Whether a decode step of `batch` rows runs trtflow's kernels (decode: kernels)."""
+        if self.kernels is None:
+            return False
+        from .kernels import MAX_BATCH  # imports Triton: only where the kernels run
 
-    def _state(self, batch: int) -> dict[str, torch.Tensor]:
-        zeros = dict(dtype=torch.long, device=self.device)
-        state = {"tokens": torch.zeros(batch, **zeros), "positions": torch.zeros(batch, **zeros),
-                 "step": torch.zeros(1, **zeros), "finished": torch.zeros(batch, dtype=torch.bool, device=self.device),
-                 "end_id": torch.zeros(1, **zeros), "stop_at_end": torch.zeros(1, dtype=torch.bool, device=self.device),
-                 "out": torch.zeros(batch, self.capacity, **zeros)}
+        return batch <= MAX_BATCH
+
+    def _state(self, batch: int) -> DecodeState:
+        best = None
         if self.uses_kernels(batch):
-            state["best"] = self._kernels.argmax_slots(batch, self.device)
-        return state
+            from .kernels import argmax_slots
 
-    def _step(self, s: dict, cache: ContiguousKV) -> None:
-        if self.uses_kernels(s["tokens"].shape[0]):
-            self._kernels.greedy_step(self.model, s, cache)  # the same step and bookkeeping, as kernels
+            best = argmax_slots(batch, self.device)
+        return DecodeState.zeros(batch, self.capacity, self.device, best)
+
+    def _step(self, s: DecodeState, cache: ContiguousKV) -> None:
+        if self.uses_kernels(s.tokens.shape[0]):
+            self.kernels.greedy(s, cache.kv)  # the same step and bookkeeping, as kernels
             return
-        small = s["tokens"].shape[0] <= 8  # multiply-and-sum matmuls only pay off for a few rows
-        logits = self._step_fn()(s["tokens"], s["positions"], cache, self.capacity, gemv=self._gemv and small)
+        small = s.tokens.shape[0] <= 8  # multiply-and-sum matmuls only pay off for a few rows
+        logits = self._step_fn()(s.tokens, s.positions, cache, self.capacity,
+                                 multiply_sum=self._multiply_sum and small)
         token = logits.argmax(-1)
-        token = torch.where(s["finished"] & s["stop_at_end"], s["end_id"], token)
-        s["finished"] |= token == s["end_id"]
-        s["out"].index_copy_(1, s["step"], token[:, None])
-        s["tokens"].copy_(token)
-        s["positions"].add_(1)
-        s["step"].add_(1)
+        token = torch.where(s.finished & s.stop_at_end, s.end_id, token)
+        s.finished.logical_or_(token == s.end_id)
+        s.out.index_copy_(1, s.step, token[:, None])
+        s.tokens.copy_(token)
+        s.positions.add_(1)
+        s.step.add_(1)
 
     def _captured(self, run, warm_ups: int):
         """`run` warmed up (and compiled) `warm_ups` times outside the capture, then captured as one CUDA graph, all on
@@ -146,15 +147,15 @@ class StaticDecoder:
                check_every: int = 16) -> torch.Tensor:
         """Tokens after `first` for `steps` steps; returns [B, 1 + steps] (first token included)."""
         graph, s, cache = self._graph(first.shape[0])
-        s["tokens"].copy_(first)
-        s["positions"].copy_(torch.tensor(lengths, device=self.device))
-        s["step"].fill_(1)
-        s["end_id"].fill_(end_id)
-        s["stop_at_end"].fill_(stop_at_end)
-        s["finished"].copy_((first == end_id) & stop_at_end)
-        s["out"][:, 0] = first
+        s.tokens.copy_(first)
+        s.positions.copy_(torch.tensor(lengths, device=self.device))
+        s.step.fill_(1)
+        s.end_id.fill_(end_id)
+        s.stop_at_end.fill_(stop_at_end)
+        s.finished.copy_((first == end_id) & stop_at_end)
+        s.out[:, 0] = first
         for index in range(steps):
-            if stop_at_end and index % check_every == 0 and bool(s["finished"].all()):
+            if stop_at_end and index % check_every == 0 and bool(s.finished.all()):
                 break
             graph.replay() if graph is not None else self._step(s, cache)
-        return s["out"][:, : 1 + steps].clone()
+        return s.out[:, : 1 + steps].clone()

@@ -5,9 +5,7 @@ MLP proj (split by input rows); the row-split projections go through `trtflow.tp
 sums the ranks' partial products and then adds the replicated bias once. Embeddings, layer norms and the
 lm_head are replicated, so every rank computes the same logits.
 
-Weights (engine layout, [out, in] for linears): wte, wpe, ln_f.{weight,bias}, optional lm_head.weight,
-and per layer `layers.{i}.` ln_1, qkv [3·h·d, H] (Q, K, V rows of this rank's h heads), dense [H, h·d],
-ln_2, fc [I/tp, H], proj [H, I/tp], each with its bias.
+The weights are typed (weights.GPT2Weights): `layer.qkv` is a Linear, `layer.ln_1` a LayerNorm.
 """
 
 from __future__ import annotations
@@ -23,7 +21,8 @@ from ...gpt2 import ModelDims
 from ...infra.dist import all_reduce
 from ...tp import row_parallel
 from .kvcache import KVCache
-from .weight_only import SCALE, dequantizing
+from .weight_only import dequantizing
+from .weights import GPT2Weights, Layer, Linear
 
 TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")  # HF's names of GELU's tanh approximation
 
@@ -45,24 +44,28 @@ def activation_fn(name: str):
     raise ValueError(f"activation {name!r} is not supported by the torch runtime")
 
 
+def multiply_and_sum(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """A linear written as multiply-and-sum: under torch.compile this becomes one reduction kernel per matmul (bias
+    and what follows fused in), which beats a GEMM call for a handful of rows (`decode: compile-gemv`)."""
+    out = (x[..., None, :] * weight).sum(-1, dtype=torch.float32).to(x.dtype)
+    return out if bias is None else out + bias
+
+
 class ParallelGPT2(torch.nn.Module):
-    def __init__(self, dims: ModelDims, local_heads: int, world_size: int, weights: dict[str, torch.Tensor],
-                 fused_attention: bool = True):
+    """GPT-2 on this rank. `context_linear(x, weight, bias, scale=, out_dtype=)`, where given, runs the context's
+    weight-only int8 linears and its lm_head (trtflow's kernels, kernels.ContextLinear)."""
+
+    def __init__(self, dims: ModelDims, local_heads: int, world_size: int, weights: GPT2Weights,
+                 fused_attention: bool = True, context_linear=None):
         super().__init__()
         self.dims, self.local_heads, self.world_size = dims, local_heads, world_size
         self.head_dim = dims.head_dim
         self.fused_attention = fused_attention
         self.act = activation_fn(dims.activation)
-        self.w = dict(weights)
-        self.lm_head = weights.get("lm_head.weight", weights["wte"])
-        # `torch_compile: triton` (graphs.StaticDecoder) sets this to kernels.context_linear: the context's weight-only
-        # int8 linears and its lm_head then run trtflow's kernels where the tokens fit one of their row tiles
-        self.context_linear = None
+        self.weights = weights
+        self.context_linear = context_linear
 
     # ------------------------------------------------------------------ pieces
-
-    def _ln(self, x: torch.Tensor, name: str) -> torch.Tensor:
-        return F.layer_norm(x, (self.dims.hidden,), self.w[f"{name}.weight"], self.w[f"{name}.bias"], self.dims.eps)
 
     def _attend(self, q, k, v, mask) -> torch.Tensor:
         """q [B,h,Tq,d]; k, v [B,h,Tk,d]; mask additive [B,1,Tq,Tk] (0 or -inf), or None for causal."""
@@ -76,22 +79,17 @@ class ParallelGPT2(torch.nn.Module):
             scores = scores + mask
         return (scores.softmax(-1).to(v.dtype)) @ v
 
-    @staticmethod
-    def _gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-        """A linear written as multiply-and-sum: under torch.compile this becomes one reduction kernel per
-        matmul (bias and what follows fused in), which beats a GEMM call for a handful of rows."""
-        out = (x[..., None, :] * weight).sum(-1, dtype=torch.float32).to(x.dtype)
-        return out if bias is None else out + bias
+    def _matmul_for(self, linear: Linear, matmul):
+        """`matmul(x, weight, bias)` as it applies to `linear`: dequantizing where its weight is int8 (in the
+        context, through context_linear where that is given)."""
+        if not linear.quantized:
+            return matmul
+        if matmul is F.linear and self.context_linear is not None:
+            return functools.partial(self.context_linear, scale=linear.scale)
+        return dequantizing(matmul, linear.scale)
 
-    def _linear_for(self, name: str, linear):
-        """`linear` as it applies to the weight `name`: dequantizing where the engine stores it weight-only int8
-        (in the context, through context_linear where that is set)."""
-        scale = self.w.get(f"{name}.{SCALE}")
-        if scale is None:
-            return linear
-        if linear is F.linear and self.context_linear is not None:
-            return functools.partial(self.context_linear, scale=scale)
-        return dequantizing(linear, scale)
+    def _apply(self, linear: Linear, x: torch.Tensor, matmul=F.linear) -> torch.Tensor:
+        return self._matmul_for(linear, matmul)(x, linear.weight, linear.bias)
 
     def _attend_prompts(self, qkv: torch.Tensor, lengths: list[int]) -> torch.Tensor:
         """Causal attention within each packed prompt: qkv [N, 3, h, d] → [N, h·d]. Prompts of one length (a
@@ -105,28 +103,26 @@ class ParallelGPT2(torch.nn.Module):
                 for qs, ks, vs in zip(q.split(lengths, 1), k.split(lengths, 1), v.split(lengths, 1), strict=True)]
         return torch.cat(outs, dim=1).transpose(0, 1).reshape(qkv.shape[0], -1)
 
-    def _qkv(self, x: torch.Tensor, p: str, linear=F.linear) -> torch.Tensor:
+    def _qkv(self, layer: Layer, x: torch.Tensor, matmul=F.linear) -> torch.Tensor:
         """x [..., H] → [..., 3, h, d]: a view of one matmul's output, Q, K, V of this rank's heads."""
-        qkv = self._linear_for(p + "qkv", linear)(x, self.w[p + "qkv.weight"], self.w[p + "qkv.bias"])
-        return qkv.view(*x.shape[:-1], 3, self.local_heads, self.head_dim)
+        return self._apply(layer.qkv, layer.ln_1(x), matmul).view(*x.shape[:-1], 3, self.local_heads, self.head_dim)
 
-    def _row_parallel(self, x: torch.Tensor, p: str, name: str, linear=F.linear) -> torch.Tensor:
-        return row_parallel(x, self.w[f"{p}{name}.weight"], self.w[f"{p}{name}.bias"],
-                            self._linear_for(p + name, linear), all_reduce, self.world_size)
+    def _row_parallel(self, linear: Linear, x: torch.Tensor, matmul=F.linear) -> torch.Tensor:
+        return row_parallel(x, linear.weight, linear.bias, self._matmul_for(linear, matmul), all_reduce,
+                            self.world_size)
 
-    def _mlp(self, h: torch.Tensor, p: str, linear=F.linear) -> torch.Tensor:
-        fc = self._linear_for(p + "fc", linear)
-        x = self.act(fc(self._ln(h, p + "ln_2"), self.w[p + "fc.weight"], self.w[p + "fc.bias"]))
-        return h + self._row_parallel(x, p, "proj", linear)
+    def _mlp(self, layer: Layer, h: torch.Tensor, matmul=F.linear) -> torch.Tensor:
+        x = self.act(self._apply(layer.fc, layer.ln_2(h), matmul))
+        return h + self._row_parallel(layer.proj, x, matmul)
 
-    def _embed(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        return F.embedding(tokens, self.w["wte"]) + F.embedding(positions, self.w["wpe"])
+    def embed(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return F.embedding(tokens, self.weights.wte) + F.embedding(positions, self.weights.wpe)
 
     def _logits(self, h: torch.Tensor) -> torch.Tensor:
-        x = self._ln(h, "ln_f")
+        x = self.weights.ln_f(h)
         if self.context_linear is not None:
-            return self.context_linear(x, self.lm_head, out_dtype=torch.float32)
-        return F.linear(x, self.lm_head).float()
+            return self.context_linear(x, self.weights.lm_head, out_dtype=torch.float32)
+        return F.linear(x, self.weights.lm_head).float()
 
     # ------------------------------------------------------------------ phases
 
@@ -146,13 +142,12 @@ class ParallelGPT2(torch.nn.Module):
         tokens = torch.cat(prompts)
         positions = torch.cat([torch.arange(n, device=device) for n in lengths])
         seq_ids = torch.cat([torch.full((n,), b, device=device) for b, n in enumerate(lengths)])
-        h = self._embed(tokens, positions)  # [N, H]
-        for layer in range(self.dims.layers):
-            p = f"layers.{layer}."
-            qkv = self._qkv(self._ln(h, p + "ln_1"), p)  # [N, 3, h, d]
-            cache.write(layer, seq_ids, positions, qkv[:, 1:])
-            h = h + self._row_parallel(self._attend_prompts(qkv, lengths), p, "dense")
-            h = self._mlp(h, p)
+        h = self.embed(tokens, positions)  # [N, H]
+        for index, layer in enumerate(self.weights.layers):
+            qkv = self._qkv(layer, h)  # [N, 3, h, d]
+            cache.write(index, seq_ids, positions, qkv[:, 1:])
+            h = h + self._row_parallel(layer.dense, self._attend_prompts(qkv, lengths))
+            h = self._mlp(layer, h)
         if all_logits:
             return list(self._logits(h).split(lengths))
         ends = list(itertools.accumulate(lengths))
@@ -170,37 +165,35 @@ class ParallelGPT2(torch.nn.Module):
         allowed = torch.ones(width, width, dtype=torch.bool, device=lengths.device).tril()[None, None]
         allowed = (allowed & valid[:, None, None, :]) | ~valid[:, None, :, None]  # pad queries: finite, ignored
         seq_ids, pos_ids = valid.nonzero(as_tuple=True)
-        h = self._embed(tokens, positions)  # [B, T, H]
+        h = self.embed(tokens, positions)  # [B, T, H]
         mask = torch.zeros(allowed.shape, dtype=h.dtype, device=h.device).masked_fill(~allowed, float("-inf"))
-        for layer in range(self.dims.layers):
-            p = f"layers.{layer}."
-            qkv = self._qkv(self._ln(h, p + "ln_1"), p)  # [B, T, 3, h, d]
-            cache.write(layer, seq_ids, pos_ids, qkv[valid][:, 1:])
+        for index, layer in enumerate(self.weights.layers):
+            qkv = self._qkv(layer, h)  # [B, T, 3, h, d]
+            cache.write(index, seq_ids, pos_ids, qkv[valid][:, 1:])
             q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))  # [B, h, T, d]
             attn = self._attend(q, k, v, mask).transpose(1, 2).reshape(*h.shape[:2], -1)
-            h = h + self._row_parallel(attn, p, "dense")
-            h = self._mlp(h, p)
+            h = h + self._row_parallel(layer.dense, attn)
+            h = self._mlp(layer, h)
         if all_logits:
             logits = self._logits(h)
             return [logits[b, : int(n)] for b, n in enumerate(lengths)]
         return self._logits(h[torch.arange(batch, device=h.device), lengths - 1])
 
     def decode(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache, span: int,
-               gemv: bool = False) -> torch.Tensor:
+               multiply_sum: bool = False) -> torch.Tensor:
         """One generation step: tokens [B] at positions [B]; attends over cache slots [0, span).
 
-        gemv: the layer matmuls as multiply-and-sum (see _gemv); only worth it compiled, at small batch."""
-        linear = self._gemv if gemv else F.linear
+        multiply_sum: the layer matmuls as multiply_and_sum; only worth it compiled, at small batch."""
+        matmul = multiply_and_sum if multiply_sum else F.linear
         batch = tokens.shape[0]
         seq_ids = torch.arange(batch, device=tokens.device)
-        h = self._embed(tokens, positions)  # [B, H]
+        h = self.embed(tokens, positions)  # [B, H]
         mask = decode_mask(positions, span, h.dtype)
-        for layer in range(self.dims.layers):
-            p = f"layers.{layer}."
-            qkv = self._qkv(self._ln(h, p + "ln_1"), p, linear)  # [B, 3, h, d]
-            cache.write(layer, seq_ids, positions, qkv[:, 1:])
-            keys, values = cache.read(layer, span)
+        for index, layer in enumerate(self.weights.layers):
+            qkv = self._qkv(layer, h, matmul)  # [B, 3, h, d]
+            cache.write(index, seq_ids, positions, qkv[:, 1:])
+            keys, values = cache.read(index, span)
             attn = self._attend(qkv[:, 0, :, None, :], keys, values, mask)  # [B, h, 1, d]
-            h = h + self._row_parallel(attn.reshape(batch, -1), p, "dense", linear)
-            h = self._mlp(h, p, linear)
+            h = h + self._row_parallel(layer.dense, attn.reshape(batch, -1), matmul)
+            h = self._mlp(layer, h, matmul)
         return self._logits(h)

@@ -1,0 +1,77 @@
+"""Decode attention: one program per (row, head), its query against the row's filled cache slots, online softmax in
+fp32 over BLOCK_T slots at a time. Slots beyond a row's position are never read."""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .launch import INTERPRETED, pdl_options
+
+
+@triton.jit
+def _attend_slots(t0, length, q, keys, values, running_max, total, acc, HEAD_DIM: tl.constexpr, BLOCK_T: tl.constexpr):
+    """Online softmax over BLOCK_T cache slots from t0: the running max, the sum of weights and the weighted values."""
+    dims = tl.arange(0, HEAD_DIM)
+    slots = t0 + tl.arange(0, BLOCK_T)
+    filled = slots < length
+    k = tl.load(keys + slots[:, None] * HEAD_DIM + dims[None, :], mask=filled[:, None], other=0.0)
+    scores = tl.where(filled, tl.sum(k.to(tl.float32) * q[None, :], axis=1), float("-inf"))
+    new_max = tl.maximum(running_max, tl.max(scores, axis=0))
+    weights = tl.exp(scores - new_max)
+    rescale = tl.exp(running_max - new_max)
+    v = tl.load(values + slots[:, None] * HEAD_DIM + dims[None, :], mask=filled[:, None], other=0.0)
+    acc = acc * rescale + tl.sum(weights[:, None] * v.to(tl.float32), axis=0)
+    return new_max, total * rescale + tl.sum(weights, axis=0), acc
+
+
+@triton.jit
+def _attention_kernel(qkv_ptr, kv_ptr, pos_ptr, out_ptr, heads, scale, CAPACITY: tl.constexpr,
+                      HEAD_DIM: tl.constexpr, BLOCK_T: tl.constexpr, WHOLE_CACHE: tl.constexpr, PDL: tl.constexpr):
+    """One (row, head): its query against the cache's first position+1 slots, online softmax in fp32 over
+    BLOCK_T slots at a time. Slots beyond a row's position are never read; on the GPU the loop stops at the row's
+    length. WHOLE_CACHE (Triton's CPU interpreter, which cannot take a loaded value as a loop bound): the loop runs
+    over every block, the masks alone leaving out the slots beyond."""
+    if PDL:  # everything it reads is the previous kernels': it only lets the next kernel start loading weights
+        tl.extra.cuda.gdc_launch_dependents()
+        tl.extra.cuda.gdc_wait()
+    row, head = tl.program_id(0), tl.program_id(1)
+    hidden = heads * HEAD_DIM
+    dims = tl.arange(0, HEAD_DIM)
+    q = tl.load(qkv_ptr + row * 3 * hidden + head * HEAD_DIM + dims).to(tl.float32) * scale
+    keys = kv_ptr + row * 2 * hidden * CAPACITY + head * CAPACITY * HEAD_DIM
+    values = keys + hidden * CAPACITY
+    length = tl.load(pos_ptr + row) + 1
+    running_max = tl.full([], float("-inf"), tl.float32)
+    total = tl.zeros([], dtype=tl.float32)
+    acc = tl.zeros([HEAD_DIM], dtype=tl.float32)
+    if WHOLE_CACHE:
+        for t0 in range(0, CAPACITY, BLOCK_T):
+            running_max, total, acc = _attend_slots(t0, length, q, keys, values, running_max, total, acc,
+                                                    HEAD_DIM, BLOCK_T)
+    else:
+        for t0 in range(0, length, BLOCK_T):
+            running_max, total, acc = _attend_slots(t0, length, q, keys, values, running_max, total, acc,
+                                                    HEAD_DIM, BLOCK_T)
+    tl.store(out_ptr + row * hidden + head * HEAD_DIM + dims, (acc / total).to(out_ptr.dtype.element_ty))
+
+
+def attention_block(batch: int) -> tuple[int, int]:
+    """(BLOCK_T, num_warps) of the attention kernel by batch: the best of benchmarks/kernel_bench.py's sweep for a
+    decode's lengths, up to a few hundred slots (decisions.md)."""
+    return (256, 4) if batch < 32 else (128, 4)
+
+
+def attention(qkv: torch.Tensor, cache: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Decode attention of rows qkv [B, 3·heads·head_dim] (the QKV kernel's output, its K and V already in the
+    cache) over one layer's contiguous cache [B, 2, heads, capacity, head_dim], each row up to its position.
+    Returns [B, heads·head_dim], as softmax(q·kᵀ/√d)·v over those slots."""
+    batch, _, heads, capacity, head_dim = cache.shape
+    out = torch.empty(batch, heads * head_dim, dtype=qkv.dtype, device=qkv.device)
+    block_t, warps = attention_block(batch)
+    _attention_kernel[(batch, heads)](qkv, cache, positions, out, heads, head_dim**-0.5, CAPACITY=capacity,
+                                      HEAD_DIM=head_dim, BLOCK_T=16 if INTERPRETED else block_t, num_warps=warps,
+                                      WHOLE_CACHE=INTERPRETED, **pdl_options())
+    return out
+
