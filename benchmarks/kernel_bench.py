@@ -87,9 +87,10 @@ def layer_norm_ways(batch: int, weights: str) -> list[str]:
 
 
 def gemv_rows(batch: int, weights: str, sweep: bool) -> list[dict]:
-    """The layer linears and the lm_head at `batch`: as an engine build tunes them (kernels.tune), against what
-    Triton's autotuner picks (what engines recorded before), without PDL, with the layer norm fused in where it runs
-    apart, and cuBLAS; with `sweep` every configuration of the batch's path for the layer linears."""
+    """The layer linears and the lm_head at `batch`: as kernels.tune times them alone (an engine build then ranks
+    them again in the whole step), against what Triton's autotuner picks (what engines recorded before), without
+    PDL, with the layer norm fused in where it runs apart, and cuBLAS; with `sweep` every configuration of the
+    batch's path for the layer linears."""
     rows = []
     model = random_model(weights)
     step = kernels.KernelStep(model, kernels.TuningTable(), batch, CAPACITY)

@@ -91,7 +91,11 @@ def compile_into(engine_dir: Path, batch_sizes: list[int]) -> dict | None:
         rows = kernels.covering(batch_sizes + context * engine.flags.use_weight_only)
         for tile in sorted({kernels.row_tile(count) for count in rows}):
             if engine.static.uses_kernels(tile):
-                kernels.tune(step, tile)  # a choice per row tile: every batch padding to it shares it
+                # a choice per row tile: every batch padding to it shares it; ranked in the step where the static
+                # cache holds a batch of that tile (not a context's tile above max_batch_size)
+                batch = min(tile, limits["max_batch_size"])
+                in_step = kernels.row_tile(batch) == tile
+                kernels.tune(step, batch if in_step else tile, engine.static.cache.rows(batch).kv if in_step else None)
     prompt = [1] * 8
     for batch in batch_sizes:
         engine.generate([prompt] * batch, 4, ignore_eos=True)

@@ -26,9 +26,9 @@ from .linear import (
     shape_of,
 )
 from .step import FOLD_ROWS, KernelStep, NormWay, applies, finish_step, norm_way
-from .tuning import TuningTable, covering, time_in_graph, tune
+from .tuning import TuningTable, covering, time_in_graph, time_step, tune
 
 __all__ = ["FOLD_ROWS", "MAX_BATCH", "NO_ARGMAX", "Epilogue", "FoldedLinear", "KernelStep", "Norm", "NormWay",
            "TuningTable", "applies", "argmax_of", "argmax_slots", "attention", "context_linear", "covering",
            "finish_step", "fold", "lm_head_argmax", "norm_way", "qkv_into_cache", "row_stats", "row_tile",
-           "shape_of", "time_in_graph", "tune"]
+           "shape_of", "time_in_graph", "time_step", "tune"]

@@ -151,12 +151,33 @@ def compiling_in_parallel():
             COMPILE_ONLY.reset(token)
 
 
+def time_step(step, batch: int, caches: list[torch.Tensor], repeats: int = 20) -> float:
+    """Microseconds per greedy step of `step` (a step.KernelStep) over `batch` rows of `caches` (one contiguous
+    [batch, 2, heads, capacity, head_dim] per layer), captured as one CUDA graph with the state reset each step."""
+    from ..state import DecodeState
+    from .linear import argmax_slots
+
+    device = caches[0].device
+    state = DecodeState.zeros(batch, step.capacity, device, argmax_slots(batch, device))
+    span = min(step.capacity - 1, 64)  # each row attends over this many filled slots
+
+    def one_step():
+        state.positions.fill_(span)
+        state.step.zero_()
+        step.greedy(state, caches)
+
+    return time_in_graph([one_step], repeats)
+
+
 @torch.inference_mode()
-def tune(step, batch: int) -> dict[str, tuple[float, triton.Config]]:
-    """Choose the block sizes of `step`'s linears (a step.KernelStep) at `batch` rows into its tuning table, by timing
-    every fitting candidate as the step runs it: each linear over all layers' own weights in one CUDA graph (Triton's
-    autotuner times one launch at a time and misranked these microsecond kernels: decisions.md). Returns each
-    linear's (µs per launch, choice)."""
+def tune(step, batch: int, caches: list[torch.Tensor] | None = None) -> dict[str, tuple[float, triton.Config]]:
+    """Choose the block sizes of `step`'s linears (a step.KernelStep) at `batch` rows into its tuning table. Every
+    fitting candidate is compiled, then timed as the step runs it: each linear over all layers' own weights in one
+    CUDA graph (Triton's autotuner times one launch at a time and misranked these microsecond kernels). With
+    `caches` (the engine's static cache, `batch` rows), the candidates are then ranked again by the whole greedy
+    step they give, one linear at a time: alone in a graph, a kernel of few programs overlaps its own next launch
+    under PDL and looks faster than it runs in the step (decisions.md). Returns each linear's (µs per launch alone,
+    choice)."""
     from .linear import shape_of
 
     table = step.tuning
@@ -167,15 +188,20 @@ def tune(step, batch: int) -> dict[str, tuple[float, triton.Config]]:
             for config in configs:
                 table.chosen[key] = config
                 launches[0]()  # every layer's launch is the same kernel
-    chosen = {}
+    alone = {}
     for name, (key, launches, configs) in plans.items():
-        timed = []
         for config in configs:
             table.chosen[key] = config
             try:
-                timed.append((time_in_graph(launches, repeats=10), config))
+                alone[name, id(config)] = time_in_graph(launches, repeats=10)
             except triton.runtime.errors.OutOfResources:  # more shared memory than this GPU has
                 continue
-        chosen[name] = min(timed, key=lambda entry: entry[0])
-        table.chosen[key] = chosen[name][1]
-    return chosen
+        table.chosen[key] = min((c for c in configs if (name, id(c)) in alone), key=lambda c: alone[name, id(c)])
+    if caches is not None:
+        for name, (key, _, configs) in plans.items():
+            in_step = {}
+            for config in (c for c in configs if (name, id(c)) in alone):
+                table.chosen[key] = config
+                in_step[id(config)] = (time_step(step, batch, caches), config)
+            table.chosen[key] = min(in_step.values(), key=lambda entry: entry[0])[1]
+    return {name: (alone[name, id(table.chosen[key])], table.chosen[key]) for name, (key, _, _) in plans.items()}
