@@ -226,6 +226,26 @@ def test_tp2_over_nccl_matches_hugging_face(tiny_gpt2, tmp_path):
         assert result["single"] == hf_reference["tokens"] and result["batch"] == hf_reference["tokens"], engine_dir
 
 
+def test_auto_resolves_from_the_real_probe_to_an_engine_that_decodes_as_eager(engines):
+    """decode: auto on this GPU: nvidia-smi's architecture is torch's; the path it resolves to at tp 1 (the kernels
+    on an H100/H200, else the CUDA graph) decodes the tokens eager does."""
+    import yaml
+    from conftest import ROOT
+    from trtflow.config import validate
+    from trtflow.flags import KERNEL_ARCHS, decode_of
+    from trtflow.infra.machine import probe_arch
+
+    arch = probe_arch()
+    assert arch == "{}.{}".format(*torch.cuda.get_device_capability())
+    config = validate(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()))
+    config["gpu_arch"] = arch
+    decode = decode_of(config, 1)
+    assert decode == ("kernels" if arch in KERNEL_ARCHS else "cuda-graph") and decode_of(config, 2) == "cuda-graph"
+    auto = generator(engines[{"kernels": "triton", "cuda-graph": "graphs"}[decode]])
+    expected = generator(engines["eager"]).generate(PROMPTS, 24, ignore_eos=True).output_ids
+    assert auto.generate(PROMPTS, 24, ignore_eos=True).output_ids == expected
+
+
 def test_an_engine_built_for_another_architecture_is_refused_by_the_real_probe(tmp_path):
     from trtflow.backends.trtllm.runner import check_provenance
     from trtflow.formats.artifact import write_json

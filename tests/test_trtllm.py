@@ -25,7 +25,7 @@ PY, EXAMPLES, CMODEL, OUT, WORK = "PY", Path("/ex"), Path("/c/2-gpu"), Path("/ou
 
 
 def flags(**changes) -> dict:
-    return BuildFlags.from_config({**BASE["build"], **changes}, "float16")
+    return BuildFlags.from_config({**BASE["build"], "decode": "eager", **changes}, "float16")
 
 
 BUILD_PY_CASES = [
@@ -169,7 +169,7 @@ def command_through_double(flow: str, changes: dict, dtype: str, tp: int, work: 
     """The command trtflow emits for these flags (validation bypassed), run by the double of the real tool."""
     from trtflow.formats.trtllm_ckpt import pretrained_config
 
-    build_flags = BuildFlags.from_config({**BASE["build"], **changes, "backend": "trtllm"}, dtype)
+    build_flags = BuildFlags.from_config({**BASE["build"], "decode": "eager", **changes, "backend": "trtllm"}, dtype)
     source = work / "source"
     source.mkdir()
     if flow == "0.8":
@@ -213,7 +213,7 @@ def test_weight_only_reaches_each_flow_where_tensorrt_llm_takes_it(tmp_path):
     algorithm name convert_checkpoint.py's args_to_quant_config gives it, and no trtllm-build flag."""
     from trtflow.formats.trtllm_ckpt import pretrained_config
 
-    flags = BuildFlags.from_config({**BASE["build"], "backend": "trtllm", "use_weight_only": True,
+    flags = BuildFlags.from_config({**BASE["build"], "decode": "eager", "backend": "trtllm", "use_weight_only": True,
                                     "weight_only_precision": "int4"}, "float16")
     argv = build_py("python", Path("/x"), Path("c"), Path("o"), Path("t"), 1, "float16", flags, 1).argv
     assert argv[argv.index("--use_weight_only") + 1:argv.index("--use_weight_only") + 3] == [

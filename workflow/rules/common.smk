@@ -1,4 +1,5 @@
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -8,9 +9,11 @@ sys.path.insert(0, str(SCRIPTS))
 from trtflow import config as tfc  # noqa: E402
 from trtflow import flags as tff  # noqa: E402
 from trtflow import paths  # noqa: E402
+from trtflow.infra.machine import ARCH_ENV, local_gpu_count  # noqa: E402
 from trtflow.dag import (  # noqa: E402
     benchmark_args,
     check_config,
+    check_runs_here,
     compile_batch_sizes,
     dataset_file,
     final_outputs,
@@ -22,6 +25,7 @@ from trtflow.dag import (  # noqa: E402
     owner_of_convert_key,
     prepare_job_environment,
     run_config,
+    settle_machine,
     source_stamp,
     unwritable_folder,
     report_inputs,
@@ -37,6 +41,24 @@ try:
     check_config(config, SCRIPTS.parent / "schemas" / "config.schema.yaml")
 except tfc.ConfigError as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
+
+def _local_gpus():
+    """The GPUs jobs may hold on this machine (None: no pool, or jobs sent to a cluster: every tp is planned)."""
+    if not workflow.local_exec or workflow.remote_exec:
+        return None
+    gpu = workflow.global_resources.get("gpu")
+    return local_gpu_count(resources_gpu=gpu.value if gpu is not None and isinstance(gpu.value, int) else None)
+
+
+LOCAL_GPUS = _local_gpus()
+try:
+    # tp named by --config or --configfile (not the workflow's own config file) is refused, not left out
+    for _line in settle_machine(config, LOCAL_GPUS, "tp" in workflow.config_settings.overwrite_config):
+        print(_line, file=sys.stderr)
+except tfc.ConfigError as err:
+    raise WorkflowError(f"invalid configuration: {err}") from None
+# every process after the planner (jobs; a Snakefile re-read inside a cluster job) resolves decode: auto alike
+os.environ[ARCH_ENV] = config["gpu_arch"]
 
 if _unwritable := unwritable_folder(Path.cwd()):
     raise WorkflowError(_unwritable)
@@ -80,6 +102,10 @@ def get_run_config(wildcards):
 
 
 def get_build_key(wildcards):
+    try:
+        check_runs_here(int(wildcards.tp), LOCAL_GPUS)  # every job that runs or builds an engine asks for its key
+    except tfc.ConfigError as err:
+        raise WorkflowError(str(err)) from None
     return tff.build_key(get_run_config(wildcards), wildcards.model, int(wildcards.tp))
 
 
@@ -119,7 +145,7 @@ def get_engine_source(wildcards):
 
 
 def get_build_flags(wildcards):
-    return tff.build_flags(engine_config(wildcards)).canonical()
+    return tff.build_flags(engine_config(wildcards), int(wildcards.tp)).canonical()
 
 
 def get_hf_summary(wildcards):
@@ -175,7 +201,8 @@ BENCHMARK_THREADS = workflow.cores
 def get_build_gpus(wildcards):
     """Builds that compile (TensorRT; a torch engine's captured decode step) need the GPUs they build for;
     otherwise the torch backend's build is a CPU re-layout."""
-    return int(wildcards.tp) if tff.build_flags(engine_config(wildcards)).compiles_at_build(int(wildcards.tp)) else 0
+    tp = int(wildcards.tp)
+    return tp if tff.build_flags(engine_config(wildcards), tp).compiles_at_build(tp) else 0
 
 
 def get_compile_batch_sizes(wildcards):

@@ -12,7 +12,8 @@ from pathlib import Path
 from . import paths
 from .config import BASE_VARIANT, ConfigError, check_model_fits, validate, variant_config
 from .demo_recipe import DemoRecipe
-from .flags import build_key, convert_key
+from .flags import build_key, convert_key, decode_of
+from .infra import machine
 
 
 def model_regex(models: dict) -> str:
@@ -56,6 +57,38 @@ def check_config(config: dict, schema_path: str | Path) -> None:
                 check_model_fits(run_config, name, *known)
             except ConfigError as err:
                 raise ConfigError(f"variant `{variant}`: {err}" if variant else str(err)) from None
+
+
+def settle_machine(config: dict, gpus: int | None, tp_named: bool, env: dict | None = None) -> list[str]:
+    """Fit the config to the machine its jobs run on, before any job: `gpu_arch` settled (auto: this machine's,
+    machine.gpu_arch) for `decode: auto`; with a pool of `gpus` GPUs on this machine (None: no pool, a CPU, or jobs
+    sent to a cluster) the degrees of `tp` it cannot run are left out, or refused where `tp_named` (the user gave
+    tp by --config or --configfile). Returns the lines to print at start."""
+    config["gpu_arch"] = machine.gpu_arch(config["gpu_arch"], env)
+    lines = []
+    if gpus is not None and (over := [tp for tp in config["tp"] if tp > gpus]):
+        degrees = ", ".join(map(str, over))
+        if tp_named or len(over) == len(config["tp"]):
+            raise ConfigError(f"tp: {degrees} needs more GPUs than this machine's pool has ({gpus}; CUDA_VISIBLE_DEVICES, "
+                              f"TRTFLOW_GPU_POOL, nvidia-smi or --resources gpu=N); fix: run a tp of at most {gpus} "
+                              f"(--config tp='[1]'), or submit to a cluster (--profile profiles/slurm)")
+        config["tp"] = [tp for tp in config["tp"] if tp <= gpus]
+        lines.append(f"trtflow: tp {degrees} left out: this machine's pool has {gpus} GPU(s). Running tp "
+                     f"{', '.join(map(str, config['tp']))}; a cluster profile runs every degree, and "
+                     f"--config tp='[…]' asks for degrees by name (refused where the pool is too small)")
+    if config["build"]["backend"] == "torch" and config["build"]["decode"] == "auto":
+        paths_by_tp = ", ".join(f"{decode_of(config, tp)} at tp {tp}" for tp in config["tp"])
+        where = "no GPU here" if config["gpu_arch"] == "none" else f"GPU sm {config['gpu_arch']}"
+        lines.append(f"trtflow: decode auto: {paths_by_tp} ({where}; build.decode names one)")
+    return lines
+
+
+def check_runs_here(tp: int, gpus: int | None) -> None:
+    """Refuses, at DAG time, a job of `tp` ranks that this machine's pool of `gpus` GPUs cannot hold."""
+    if gpus is not None and tp > gpus:
+        raise ConfigError(f"tp {tp} needs {tp} GPUs but this machine's pool has {gpus} (CUDA_VISIBLE_DEVICES, "
+                          f"TRTFLOW_GPU_POOL, nvidia-smi or --resources gpu=N); fix: ask for a tp1 target "
+                          "(results/<model>/tp1/…), or submit to a cluster (--profile profiles/slurm)")
 
 
 def run_configs(config: dict) -> dict[str | None, dict]:
@@ -199,7 +232,9 @@ def report_summary(config: dict) -> dict:
             "output length": config["summarize"]["output_len"],
             "ROUGE-1 threshold": config["summarize"]["rouge1_threshold"],
             "attention plugin": build["use_gpt_attention_plugin"], "remove input padding": build["remove_input_padding"],
-            "paged KV": build["paged_kv_cache"], "decode": build["decode"]}
+            "paged KV": build["paged_kv_cache"],
+            "decode": ", ".join(f"{decode_of(config, tp)} (tp {tp})" for tp in config["tp"])
+            + (" (auto)" if build["decode"] == "auto" else "")}
 
 
 def report_inputs(config: dict) -> list[str]:

@@ -36,6 +36,30 @@ DECODE_PATHS: dict[str, tuple[bool, bool | str]] = {
     "kernels": (True, "triton"),  # trtflow's Triton kernels up to 64 rows (fp16/bf16/int8, tp 1), compiled above
 }
 COMPILED_PATHS = ("compile", "compile-max-autotune", "compile-gemv", "kernels")
+# GPU architectures (compute capability) where `kernels` was measured the fastest decode path and its greedy tokens
+# equal to HF's (H100 and H200: docs/benchmarks); elsewhere `auto` takes the CUDA graph.
+KERNEL_ARCHS = ("9.0",)
+
+
+def auto_decode(config: dict, tp: int) -> str:
+    """What `build.decode: auto` runs at `tp` on the jobs' GPUs (config `gpu_arch`, settled at DAG time): eager
+    without a GPU, with a paged cache (which always decodes eagerly) and for the trtllm backend (not its setting);
+    the static cache at tp > 1 (uncaptured there); trtflow's kernels for fp16/bf16 on a KERNEL_ARCHS GPU; else the
+    CUDA graph."""
+    build, arch = config["build"], config.get("gpu_arch", "none")
+    if build["backend"] != "torch" or arch in ("none", "auto") or build["paged_kv_cache"]:
+        return "eager"
+    if tp > 1:
+        return "cuda-graph"
+    if config["convert"]["storage_type"] in ("float16", "bfloat16") and arch in KERNEL_ARCHS:
+        return "kernels"
+    return "cuda-graph"
+
+
+def decode_of(config: dict, tp: int) -> str:
+    """The decode path an engine at `tp` is built with: `build.decode`, `auto` resolved."""
+    decode = config["build"]["decode"]
+    return auto_decode(config, tp) if decode == "auto" else decode
 
 
 def decode_path(cuda_graphs: bool, torch_compile: bool | str) -> str:
@@ -79,6 +103,8 @@ class BuildFlags:
     def from_config(cls, build: dict, engine_dtype: str) -> BuildFlags:
         """The flags of a validated `build:` section as they take effect for an engine of `engine_dtype`."""
         flags = dict(build)
+        if flags.get("decode") == "auto":
+            raise ValueError("decode: auto is resolved per tp on the jobs' machine: flags.build_flags(config, tp)")
         if "decode" in flags:  # else the older pair itself
             flags["cuda_graphs"], flags["torch_compile"] = DECODE_PATHS[flags.pop("decode")]
         for plugin in ("use_gpt_attention_plugin", "use_gemm_plugin"):
@@ -161,16 +187,18 @@ def compiler_versions() -> str:
                     if package_version(package))
 
 
-def backend_version(config: dict) -> str:
+def backend_version(config: dict, tp: int) -> str:
     if config["build"]["backend"] == "trtllm":
         return f"tensorrt_llm-{config['trtllm']['flow']}"
-    if DECODE_PATHS[config["build"]["decode"]][1]:
+    if DECODE_PATHS[decode_of(config, tp)][1]:
         return f"{TORCH_BACKEND_VERSION}+{compiler_versions()}"
     return TORCH_BACKEND_VERSION
 
 
-def build_flags(config: dict) -> BuildFlags:
-    return BuildFlags.from_config(config["build"], config["convert"]["storage_type"])
+def build_flags(config: dict, tp: int) -> BuildFlags:
+    """The flags of the engine at `tp`, `decode: auto` resolved (so the key says what runs)."""
+    return BuildFlags.from_config({**config["build"], "decode": decode_of(config, tp)},
+                                  config["convert"]["storage_type"])
 
 
 def checkpoint_quantization(config: dict) -> str | None:
@@ -208,5 +236,5 @@ def hf_summary_key(config: dict, model: str) -> str:
 
 def build_key(config: dict, model: str, tp: int) -> str:
     """Names the engine folder of `model` at `tp` for the current config."""
-    return _digest({"backend": config["build"]["backend"], "backend_version": backend_version(config),
-                    "build": build_flags(config).to_json(), "convert": convert_key(config, model), "tp": int(tp)})
+    return _digest({"backend": config["build"]["backend"], "backend_version": backend_version(config, tp),
+                    "build": build_flags(config, tp).to_json(), "convert": convert_key(config, model), "tp": int(tp)})

@@ -40,7 +40,8 @@ def gpu_pool(env: dict | None = None) -> list[str]:
     if configured:
         return [str(i) for i in range(int(configured))] if configured.isdigit() else configured.split(",")
     try:
-        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20,
+                                env=dict(env)).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     return [str(i) for i, line in enumerate(listed.splitlines()) if line.startswith("GPU ")]
