@@ -475,7 +475,7 @@ def test_prune_lists_and_removes_only_stale_engines(built, tmp_path, capsys):
     old_summary = current.with_name("0123456789.json")
     shutil.copy(current, old_summary)
     shutil.copy(f"{current}.sha256", f"{old_summary}.sha256")
-    args = ["--config", str(wf.path / "config/config.yaml"), "--results", str(wf.path / "results")]
+    args = ["--configfile", str(wf.path / "config/config.yaml"), "--results", str(wf.path / "results")]
     prune.main(args)
     listed = capsys.readouterr().out
     assert f"stale {stale}" in listed and f"stale {old_summary}" in listed and f"stale {current}" not in listed

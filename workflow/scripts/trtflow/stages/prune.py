@@ -7,23 +7,29 @@ shows what they cost and removes them on request:
 
     python -m trtflow.stages.prune                 # list stale artifacts and their size
     python -m trtflow.stages.prune --delete        # remove them
+    python -m trtflow.stages.prune --config tp='[1,4]'   # against the config a run used (as given to snakemake)
+
+Only what trtflow wrote is deleted: a keyed folder with its MANIFEST.json listing every file in it (a converted
+folder's leaves), an HF summary with its .sha256; folders of models the config does not name are left alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import glob
+import re
 import shutil
 from pathlib import Path
 
-import yaml
-
 from .. import paths
-from ..config import SCHEMA, validate
+from ..config import SCHEMA, ConfigError, validate
 from ..dag import run_configs
 from ..errors import run_stage
 from ..flags import build_key, convert_key, hf_summary_key
-from ..formats.artifact import size_on_disk
+from ..formats.artifact import MANIFEST, ArtifactError, read_json, size_on_disk
+
+KEY = re.compile(r"[0-9a-f]{10}")  # the content keys that name trtflow's folders and summaries
+DEFAULT_CONFIG = "config/config.yaml"
 
 
 def current_folders(results: str, config: dict) -> set[Path]:
@@ -39,19 +45,60 @@ def current_folders(results: str, config: dict) -> set[Path]:
     return keep
 
 
+def foreign_files(folder: Path) -> list[str]:
+    """Files in `folder` its MANIFEST.json does not list (all of them where it has none): what trtflow did not
+    write there, and so never deletes."""
+    try:
+        listed = set(read_json(folder / MANIFEST)["files"])
+    except (ArtifactError, KeyError, TypeError):
+        listed = set()
+    return sorted(rel for rel in (p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+                  if rel not in listed and rel != MANIFEST)
+
+
+def written_leaves(folder: Path) -> tuple[list[Path], list[str]]:
+    """A keyed folder's parts trtflow wrote (itself where it holds a manifest; else its sub-folders that do, as a
+    converted folder's {tp}-gpu / tp{tp} leaves) and what else it holds, relative to it."""
+    if (folder / MANIFEST).is_file():
+        foreign = foreign_files(folder)
+        return ([] if foreign else [folder]), foreign
+    leaves, foreign = [], []
+    for child in sorted(folder.iterdir()):
+        if child.is_dir() and (child / MANIFEST).is_file() and not foreign_files(child):
+            leaves.append(child)
+        else:
+            foreign.append(child.name)
+    return leaves, foreign
+
+
 def stale_folders(results: Path, config: dict) -> list[Path]:
+    """Keyed folders of the config's models that neither it nor a variant points at."""
     keep = current_folders(str(results), config)
-    patterns = [paths.under(str(results), template, model="*", tp="*", build_key="*", convert_key="*")
-                for template in paths.KEYED_FOLDERS]
-    found = {Path(folder) for pattern in patterns for folder in glob.glob(pattern) if Path(folder).is_dir()}
+    found = set()
+    for model in config["models"]:
+        for template in paths.KEYED_FOLDERS:
+            pattern = paths.under(str(results), template, model=model, tp="*", build_key="*", convert_key="*")
+            found |= {Path(f) for f in glob.glob(glob.escape(pattern).replace("[*]", "*"))
+                      if Path(f).is_dir() and KEY.fullmatch(Path(f).name)}
     return sorted(found - keep)
 
 
 def stale_hf_summaries(results: Path, config: dict) -> list[Path]:
     keep = {Path(paths.under(str(results), paths.HF_SUMMARY, model=m, hf_key=hf_summary_key(config, m)))
             for m in config["models"]}
-    found = {Path(p) for p in glob.glob(paths.under(str(results), paths.HF_SUMMARY, model="*", hf_key="*"))}
+    found = {Path(p) for m in config["models"]
+             for p in glob.glob(glob.escape(paths.under(str(results), paths.HF_SUMMARY, model=m, hf_key="*"))
+                                .replace("[*]", "*"))
+             if KEY.fullmatch(Path(p).stem) and Path(paths.checksum_of(p)).is_file()}
     return sorted(found - keep)
+
+
+def other_models(results: Path, config: dict) -> list[str]:
+    """Model folders under `results` the config does not name: never pruned, since their settings are unknown."""
+    if not results.is_dir():
+        return []
+    return sorted(p.name for p in results.iterdir() if p.is_dir() and p.name not in config["models"]
+                  and any((p / part).is_dir() for part in ("engines", "c-model", "trtllm-ckpt", "hf-summaries")))
 
 
 def remove(artifact: Path) -> None:
@@ -62,18 +109,49 @@ def remove(artifact: Path) -> None:
     Path(paths.checksum_of(str(artifact))).unlink(missing_ok=True)
 
 
+def load_config(configfiles: list[str], overrides: list[str]) -> dict:
+    """The config a run was made with, merged as Snakemake merges it: config/config.yaml, then each --configfile,
+    then --config KEY=VALUE."""
+    from snakemake.cli import parse_config
+    from snakemake.common.configfile import load_configfile
+    from snakemake.utils import update_config
+
+    config = load_configfile(DEFAULT_CONFIG) if Path(DEFAULT_CONFIG).is_file() else {}
+    for path in configfiles:
+        if not Path(path).is_file():
+            raise ConfigError(f"--configfile {path}: no such file; give the config file the run used")
+        update_config(config, load_configfile(path))
+    update_config(config, parse_config(overrides))
+    return validate(config, SCHEMA)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="config/config.yaml")
+    parser.add_argument("--configfile", action="append", default=[],
+                        help="as given to snakemake (read over config/config.yaml)")
+    parser.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE", help="as given to snakemake")
     parser.add_argument("--results", default="results")
     parser.add_argument("--delete", action="store_true")
     args = parser.parse_args(argv)
-    config = validate(yaml.safe_load(Path(args.config).read_text(encoding="utf-8")), SCHEMA)
-    stale = stale_folders(Path(args.results), config) + stale_hf_summaries(Path(args.results), config)
+    config = load_config(args.configfile, args.config)
+    results = Path(args.results)
+    stale = []
+    for folder in stale_folders(results, config):
+        leaves, foreign = written_leaves(folder)
+        if foreign:
+            print(f"kept {folder}: it holds what trtflow did not write ({', '.join(foreign[:3])}"
+                  f"{' …' if len(foreign) > 3 else ''}); its own parts {'are' if leaves else 'would be'} pruned")
+        stale += leaves
+    stale += stale_hf_summaries(results, config)
     for artifact in stale:
         print(f"{'deleting' if args.delete else 'stale'} {artifact} ({size_on_disk(artifact) / 2**20:.1f} MiB)")
         if args.delete:
             remove(artifact)
+            if KEY.fullmatch(artifact.parent.name) and not any(artifact.parent.iterdir()):
+                artifact.parent.rmdir()  # a converted folder whose leaves were all trtflow's
+    for model in other_models(results, config):
+        print(f"left alone: {results / model}: model `{model}` is not in this config (pass the config its run "
+              "used: --configfile / --config, as given to snakemake)")
     print(f"{len(stale)} stale artifact(s){'' if args.delete or not stale else '; --delete removes them'}")
 
 
