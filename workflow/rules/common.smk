@@ -92,6 +92,11 @@ def launcher(ranks):
 
 
 
+def get_generate_args(wildcards):
+    """A function, not a string: Snakemake fills {…} in a string param, and a prompt may hold braces."""
+    return generate_args(config["generate"])
+
+
 def get_hf_dir(wildcards):
     return paths.HF_DIR.format(model=wildcards.model)
 

@@ -6,7 +6,7 @@ rule generate:
         paths.GENERATE,
     params:
         build_key=get_build_key,
-        args=generate_args(config["generate"]),
+        args=get_generate_args,
         launch=launcher(rank_count),
     resources:
         gpu=rank_count,

@@ -221,8 +221,18 @@ def _check_recipe(name: str, recipe: dict) -> None:
               "n_head (each head needs the same width)", "pick n_head dividing n_embd")
 
 
+# Where the workflow writes (relative to its working directory): a checkpoint kept there could be replaced or removed
+# by a rerun (`--forcerun download_model` deletes the import's output).
+WORKFLOW_OUTPUTS = ("resources", "results", ".snakemake")
+
+
 def _check_local_path(name: str, path: str) -> None:
     folder = Path(path).expanduser()
+    inside = next((top for top in WORKFLOW_OUTPUTS if folder.resolve().is_relative_to(Path(top).resolve())), None)
+    if inside:
+        _fail(f"models.{name}.path", path, f"is inside {inside}/, which the workflow writes (a rerun may replace or "
+              "delete what is there, and it would be imported into itself)",
+              f"keep your checkpoint outside {inside}/, e.g. ~/models/{name}, and point path there")
     if not folder.is_dir():
         _fail(f"models.{name}.path", path, "is a file, not a folder" if folder.exists() else "does not exist",
               "point it at a Hugging Face GPT-2 checkpoint folder (config.json and the weights)")
