@@ -37,3 +37,22 @@ def test_braces_in_a_prompt_reach_the_engine_as_written(workflow_dir):
     proc = workflow_dir.run("results/demo/tp1/generate.json", "-n", "-p", config=config)
     (command,) = [line for line in (proc.stdout + proc.stderr).splitlines() if "trtflow.stages.generate" in line]
     assert json.dumps(prompts) in command
+
+
+def test_a_transposed_layer_weight_is_refused_before_conversion(tiny_gpt2, tmp_path):
+    """mlp.c_fc.weight stored transposed has the same element count: it converted, built and generated
+    " said said said…"; transformers refuses such a checkpoint, and so does the converter now."""
+    from safetensors.torch import load_file, save_file
+    from trtflow.formats import cmodel
+    from trtflow.formats.hf import CheckpointError
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_gpt2, bad)
+    tensors = load_file(bad / "model.safetensors")
+    name = next(n for n in tensors if n.endswith("h.1.mlp.c_fc.weight"))
+    tensors[name] = tensors[name].t().contiguous()
+    save_file(tensors, bad / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match=r"h\.1\.mlp\.c_fc\.weight has shape \[256, 64\] where GPT-2 .* has "
+                                              r"\[64, 256\] \(Conv1D layout"):
+        cmodel.convert(bad, tmp_path / "c", 1, "float16", progress=False)
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").rglob("*.bin"))

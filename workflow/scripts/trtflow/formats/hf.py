@@ -165,3 +165,22 @@ def check_shapes(reader, config: dict, where: str) -> None:
         if f"transformer.h.{layer}.attn.c_attn.weight" not in names:
             raise CheckpointError(f"{where}: layer {layer} is missing (config.json says n_layer "
                                   f"{config['n_layer']}); the checkpoint is incomplete")
+    # every tensor of a layer in GPT-2's Conv1D layout ([in, out]): a transposed weight of the same element count
+    # would convert and run, and generate nonsense
+    inner = config.get("n_inner") or 4 * hidden
+    layer_shapes = {"ln_1.weight": [hidden], "ln_1.bias": [hidden], "attn.c_attn.weight": [hidden, 3 * hidden],
+                    "attn.c_attn.bias": [3 * hidden], "attn.c_proj.weight": [hidden, hidden],
+                    "attn.c_proj.bias": [hidden], "ln_2.weight": [hidden], "ln_2.bias": [hidden],
+                    "mlp.c_fc.weight": [hidden, inner], "mlp.c_fc.bias": [inner],
+                    "mlp.c_proj.weight": [inner, hidden], "mlp.c_proj.bias": [hidden]}
+    wanted = {"transformer.ln_f.weight": [hidden], "transformer.ln_f.bias": [hidden],
+              **{f"transformer.h.{layer}.{part}": shape for layer in range(config["n_layer"])
+                 for part, shape in layer_shapes.items()}}
+    for name, shape in wanted.items():
+        if name not in names:
+            raise CheckpointError(f"{where}: tensor {name} is missing; the checkpoint is incomplete or not GPT-2's")
+        actual = list(reader.get(name).shape)
+        if actual != shape:
+            raise CheckpointError(f"{where}: {name} has shape {actual} where GPT-2 with config.json's n_embd "
+                                  f"{hidden} (n_inner {inner}) has {shape} (Conv1D layout, [in, out]); the weights "
+                                  "were saved in another layout or do not belong to this config.json")
