@@ -115,7 +115,10 @@ def main() -> None:
     summary = {"device": device_name, "torch": torch.__version__, "agreement_vs_hf_fp16_20_steps": {}, "rows": []}
     for name in args.variants:
         flags = BuildFlags.from_config({**FLAGS, "max_batch_size": args.max_batch_size, **VARIANTS[name]}, "float16")
-        engine_dir = build(source, work / "engines" / name, flags, "0" * 10, CHECKPOINT_TOKEN_IDS)
+        # compiled (tuned) for the batch sizes it runs, as the engine rule builds for its jobs' batches
+        engine_dir = build(source, work / "engines" / name, flags, "0" * 10, CHECKPOINT_TOKEN_IDS,
+                           sorted(b for b in {1, WIDE_ROWS, *(case[0] for case in cases)}
+                                  if b <= args.max_batch_size))
         engine = TorchEngineGenerator(engine_dir, dist)
         # what the engine keeps on the device for its weights (the KV cache is sized by max_batch_size apart)
         weights_mb = weights_mib(engine)

@@ -231,13 +231,13 @@ def test_auto_resolves_from_the_real_probe_to_an_engine_that_decodes_as_eager(en
     on an H100/H200, else the CUDA graph) decodes the tokens eager does."""
     import yaml
     from conftest import ROOT
-    from trtflow.config import validate
     from trtflow.flags import KERNEL_ARCHS, decode_of
     from trtflow.infra.machine import probe_arch
 
     arch = probe_arch()
     assert arch == "{}.{}".format(*torch.cuda.get_device_capability())
-    config = validate(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()))
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())  # (the GPU box has no jsonschema)
+    assert config["build"]["decode"] == "auto"
     config["gpu_arch"] = arch
     decode = decode_of(config, 1)
     assert decode == ("kernels" if arch in KERNEL_ARCHS else "cuda-graph") and decode_of(config, 2) == "cuda-graph"

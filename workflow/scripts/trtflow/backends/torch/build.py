@@ -84,6 +84,7 @@ def compile_into(engine_dir: Path, batch_sizes: list[int]) -> dict | None:
     if step is not None:
         from . import kernels
 
+        asked = batch_sizes
         batch_sizes = kernels.covering(batch_sizes)
         # weight-only int8 contexts of up to MAX_BATCH tokens run the kernels too (kernels.context_linear)
         limits = engine.limits
@@ -91,9 +92,11 @@ def compile_into(engine_dir: Path, batch_sizes: list[int]) -> dict | None:
         rows = kernels.covering(batch_sizes + context * engine.flags.use_weight_only)
         for tile in sorted({kernels.row_tile(count) for count in rows}):
             if engine.static.uses_kernels(tile):
-                # a choice per row tile: every batch padding to it shares it; ranked in the step where the static
-                # cache holds a batch of that tile (not a context's tile above max_batch_size)
-                batch = min(tile, limits["max_batch_size"])
+                # a choice per row tile, which every batch padding to it shares: ranked in the step at the largest
+                # batch the jobs asked for in the tile (else the tile's, up to max_batch_size), since the best
+                # blocks for 8 rows are not those for 16; a context's tile above max_batch_size, alone
+                batch = max((b for b in asked if kernels.row_tile(b) == tile),
+                            default=min(tile, limits["max_batch_size"]))
                 in_step = kernels.row_tile(batch) == tile
                 kernels.tune(step, batch if in_step else tile, engine.static.cache.rows(batch).kv if in_step else None)
     prompt = [1] * 8
