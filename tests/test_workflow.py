@@ -488,6 +488,20 @@ def test_prune_lists_and_removes_only_stale_engines(built, tmp_path, capsys):
     assert wf.run("-n").stdout.count("Nothing to be done") == 1
 
 
+def test_a_truncated_generate_json_stops_the_report_with_one_line(built, tmp_path):
+    """generate.json carries a .sha256 its reader (the report) checks: cut short after the run, it made the next run
+    rebuild the report from it without a word."""
+    wf = clone(built, tmp_path)
+    run_file = wf.path / "results/demo/tp1/generate.json"
+    assert Path(f"{run_file}.sha256").is_file()
+    run_file.write_text(run_file.read_text()[:40])
+    proc = wf.run(check=False)
+    assert proc.returncode != 0
+    log = (wf.path / "logs/report.log").read_text()
+    assert "generate.json does not match the sha256 in generate.json.sha256" in log and "delete" in log
+    assert "Traceback" not in log
+
+
 def greedy_agreement(engine_ids: list[list[int]], hf_ids: list[list[int]]) -> tuple[int, int]:
     """Positions where the engine's greedy token equals HF's, over HF's positions (a shorter output misses)."""
     same = sum(a == b for e, h in zip(engine_ids, hf_ids, strict=True) for a, b in zip(e, h, strict=False))

@@ -3,7 +3,8 @@ rule generate:
         engine=get_engine_dir,
         hf=get_hf_dir,
     output:
-        paths.GENERATE,
+        generate=paths.GENERATE,
+        checksum=paths.checksum_of(paths.GENERATE),
     params:
         build_key=get_build_key,
         args=get_generate_args,
@@ -21,7 +22,7 @@ rule generate:
         "logs/generate/{model}/tp{tp}.log",
     shell:
         "{params.launch} trtflow.stages.generate --engine-dir {input.engine:q} --tokenizer-dir {input.hf:q}"
-        " {params.args} --build-key {params.build_key} --out {output:q} > {log:q} 2>&1"
+        " {params.args} --build-key {params.build_key} --out {output.generate:q} > {log:q} 2>&1"
 
 
 rule hf_summarize:
@@ -110,7 +111,8 @@ rule accuracy_gate:
 # A named build variant (config `variants:`): the same jobs on the variant's engine, into its own run folder.
 use rule generate as generate_variant with:
     output:
-        paths.VARIANT_OUTPUTS["generate"],
+        generate=paths.VARIANT_OUTPUTS["generate"],
+        checksum=paths.checksum_of(paths.VARIANT_OUTPUTS["generate"]),
     log:
         "logs/generate/{model}/tp{tp}-variant-{variant}.log",
 

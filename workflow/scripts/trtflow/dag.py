@@ -238,7 +238,7 @@ def report_summary(config: dict) -> dict:
 
 
 def report_inputs(config: dict) -> list[str]:
-    files = [run[key] for run in report_runs(config) for key in ("rouge", "gate", "benchmark", "plot")]
+    files = [run[key] for run in report_runs(config) for key in ("generate", "rouge", "gate", "benchmark", "plot")]
     return files + [paths.checksum_of(f) for f in files]
 
 

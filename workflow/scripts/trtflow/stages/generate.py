@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     result = engine.generate(batch, args.max_output_len, sampling)
     if dist.is_main:
         generated = sum(len(ids) for ids in result.output_ids)
-        write_json(args.out, {
+        write_json(args.out, checksum=True, obj={
             "build_key": args.build_key,
             "engine_dir": args.engine_dir,
             "world_size": dist.world_size,

@@ -30,6 +30,7 @@ from ..formats.artifact import MANIFEST, ArtifactError, read_json, size_on_disk
 
 KEY = re.compile(r"[0-9a-f]{10}")  # the content keys that name trtflow's folders and summaries
 DEFAULT_CONFIG = "config/config.yaml"
+SNAKEMAKE_MARKER = ".snakemake_timestamp"  # what Snakemake leaves in a directory() output
 
 
 def current_folders(results: str, config: dict) -> set[Path]:
@@ -53,7 +54,7 @@ def foreign_files(folder: Path) -> list[str]:
     except (ArtifactError, KeyError, TypeError):
         listed = set()
     return sorted(rel for rel in (p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-                  if rel not in listed and rel != MANIFEST)
+                  if rel not in listed and rel not in (MANIFEST, SNAKEMAKE_MARKER))
 
 
 def written_leaves(folder: Path) -> tuple[list[Path], list[str]]:

@@ -106,6 +106,8 @@ def build_report(runs: list[dict], out: str | Path, summary: dict | None = None)
              "<h2>Accuracy</h2>"]
     accuracy, benchmarks = [], {}
     for run in runs:
+        if run.get("generate"):  # not shown: checked, so a damaged run file stops the report with one line
+            verify_checksum(run["generate"])
         rouge = json.loads(verify_checksum(run["rouge"]).read_text())
         engine, hf = rouge["engine"], rouge.get("hf") or {}
         gate = json.loads(verify_checksum(run["gate"]).read_text()) if run.get("gate") else None
