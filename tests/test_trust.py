@@ -56,3 +56,81 @@ def test_a_transposed_layer_weight_is_refused_before_conversion(tiny_gpt2, tmp_p
                                               r"\[64, 256\] \(Conv1D layout"):
         cmodel.convert(bad, tmp_path / "c", 1, "float16", progress=False)
     assert not (tmp_path / "c").exists() or not any((tmp_path / "c").rglob("*.bin"))
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"version https://git-lfs.github.com/spec/v1\noid sha256:4e1243bd22c66e76c2ba9eddc1f91394e57f9f83\n"
+     b"size 1520013706\n", "is a git-lfs pointer, not the weights .*git lfs pull"),
+    (b"<!DOCTYPE html><html><body>Repository not found</body></html>\n" * 3,
+     r"is not a safetensors file \(its header claims \d+ bytes of a \d+-byte file\)"),
+])
+def test_a_text_file_saved_as_the_weights_is_one_line(tiny_gpt2, tmp_path, content, problem):
+    """A `git clone` without git-lfs, or an HTML error page saved under the name, gave a MemoryError."""
+    from trtflow.formats.hf import CheckpointError, open_checkpoint
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_gpt2, bad)
+    (bad / "model.safetensors").write_bytes(content)
+    with pytest.raises(CheckpointError, match=problem):
+        open_checkpoint(bad)
+
+
+def test_safetensors_offsets_that_do_not_match_the_shape_are_one_line(tiny_gpt2, tmp_path):
+    import struct
+
+    from trtflow.formats.hf import CheckpointError, open_checkpoint
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_gpt2, bad)
+    raw = (bad / "model.safetensors").read_bytes()
+    (length,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + length])
+    name = next(n for n in header if n.endswith("h.0.ln_1.weight"))
+    header[name]["shape"] = [header[name]["shape"][0] // 2]  # the bytes of 64 values read as 32
+    text = json.dumps(header, separators=(",", ":")).encode().ljust(length)
+    assert len(text) == length
+    (bad / "model.safetensors").write_bytes(raw[:8] + text + raw[8 + length:])
+    with pytest.raises(CheckpointError, match=r"h\.0\.ln_1\.weight has offsets .* but its shape \[32\] in F32 "
+                                              r"needs 128"):
+        open_checkpoint(bad)
+
+
+LLAMA = {"model_type": "llama", "hidden_size": 64, "num_attention_heads": 4}
+
+
+@pytest.mark.parametrize("config_json, problem", [
+    (json.dumps(LLAMA), "has model_type 'llama'; trtflow converts GPT-2 checkpoints only"),
+    ('{"model_type": "gpt2", "n_head": 4,', "is not valid JSON"),
+    (None, "n_head is '4'; GPT-2's config.json gives it as a whole number"),  # a string n_head
+    (0, "n_head is 0; GPT-2's config.json gives it as a whole number ≥ 1"),
+    (3, "n_embd 64 is not a multiple of n_head 3"),
+])
+def test_a_bad_local_config_json_is_refused_while_planning(tiny_gpt2, tmp_path, config_json, problem):
+    """dag.py read a local checkpoint's config.json with bare json.loads: a Llama config, invalid JSON or a string
+    n_head crashed while planning, and n_head 0 passed convert and build and died in generate."""
+    from trtflow.dag import check_config
+
+    mine = tmp_path / "mine"
+    shutil.copytree(tiny_gpt2, mine)
+    if not isinstance(config_json, str):
+        hf = json.loads((tiny_gpt2 / "config.json").read_text())
+        hf["n_head"] = "4" if config_json is None else config_json
+        config_json = json.dumps(hf)
+    (mine / "config.json").write_text(config_json)
+    config = fit_tiny_model(copy.deepcopy(BASE))
+    config["models"]["mine"] = {"source": "local", "path": str(mine)}
+    with pytest.raises(ConfigError, match=problem.replace("(", r"\(").replace(")", r"\)")):
+        check_config(config, ROOT / "workflow" / "schemas" / "config.schema.yaml")
+
+
+def test_a_mistyped_launcher_is_one_line(tmp_path):
+    """TRTFLOW_LAUNCHER=srn gave os.execv's FileNotFoundError traceback."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TRTFLOW_LAUNCHER": "srn --mpi=pmix", "PYTHONPATH": str(ROOT / "workflow" / "scripts")}
+    proc = subprocess.run([sys.executable, "-m", "trtflow.infra.launch", "-n", "2", "trtflow.stages.generate"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "launcher 'srn --mpi=pmix' (TRTFLOW_LAUNCHER or --launcher): 'srn' is not a program here" in proc.stderr

@@ -33,15 +33,26 @@ def known_model_config(config: dict, model: str) -> tuple[dict, str] | None:
     """The checkpoint dimensions when they are known before any job runs (demo recipe or fetched config)."""
     path = Path(paths.HF_DIR.format(model=model)) / "config.json"
     if path.is_file():
-        return json.loads(path.read_text(encoding="utf-8")), str(path)
+        return _read_config(path.parent), str(path)
     spec = config["models"][model]
     if spec["source"] == "local":  # read up front, so the import changes nothing about what is accepted
-        source = Path(spec["path"]).expanduser() / "config.json"
-        return json.loads(source.read_text(encoding="utf-8")), str(source)
+        source = Path(spec["path"]).expanduser()
+        return _read_config(source), str(source / "config.json")
     if spec["source"] == "demo":
         recipe = asdict(demo_recipe(spec))
         return {k: recipe[k] for k in ("n_head", "n_positions")}, f"demo recipe of model `{model}`"
     return None
+
+
+def _read_config(folder: Path) -> dict:
+    """A checkpoint's config.json through the converter's own reader (JSON, GPT-2, its dimensions), as a config
+    error that names the file."""
+    from .formats.hf_config import CheckpointError, read_hf_config
+
+    try:
+        return read_hf_config(folder)
+    except CheckpointError as err:
+        raise ConfigError(str(err)) from None
 
 
 def check_config(config: dict, schema_path: str | Path) -> None:

@@ -20,7 +20,8 @@ from .. import tp as tensor_parallel
 from ..gpt2 import ModelDims, global_shapes, layer_shapes
 from ..tp import Split
 from .artifact import atomic_dir, verify_manifest
-from .hf import CheckpointError, check_shapes, open_checkpoint, read_hf_config
+from .hf import check_shapes, open_checkpoint
+from .hf_config import CheckpointError, read_hf_config
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

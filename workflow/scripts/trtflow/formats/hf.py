@@ -16,32 +16,11 @@ from pathlib import Path
 
 import torch
 
-from ..errors import KnownError
+from .hf_config import CheckpointError
 
 SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
                       "F64": torch.float64, "I64": torch.int64, "U8": torch.uint8}
 PAGE = mmap.PAGESIZE
-
-
-class CheckpointError(KnownError, ValueError):
-    """The checkpoint folder cannot be read as a GPT-2 checkpoint."""
-
-
-def read_hf_config(hf_dir: str | Path) -> dict:
-    path = Path(hf_dir) / "config.json"
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing: a Hugging Face checkpoint folder needs its config.json "
-                              "(save the model with save_pretrained, or fix models.<name>.path)")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path} is not valid JSON ({err})") from err
-    if config.get("model_type") != "gpt2":
-        raise CheckpointError(f"{path} has model_type {config.get('model_type')!r}; trtflow converts GPT-2 "
-                              "checkpoints only (model_type 'gpt2')")
-    config.setdefault("n_inner", None)
-    config.setdefault("tie_word_embeddings", True)
-    return config
 
 
 def _normalise(name: str) -> str | None:
@@ -55,21 +34,38 @@ def _normalise(name: str) -> str | None:
 class SafetensorsReader:
     def __init__(self, path: Path):
         self.path = path
+        size = path.stat().st_size
         self._file = open(path, "rb")
+        head = self._file.read(8)
+        if head.startswith(b"version ") and b"git-lfs" in head + self._file.read(64):
+            raise CheckpointError(f"{path} is a git-lfs pointer, not the weights (the repository was cloned "
+                                  "without git-lfs): run `git lfs pull` there, or download the files themselves")
         try:
-            (header_len,) = struct.unpack("<Q", self._file.read(8))
+            (header_len,) = struct.unpack("<Q", head)
+            if header_len > size - 8:  # text saved under this name (an HTML error page) reads as a huge length
+                raise ValueError(f"its header claims {header_len} bytes of a {size}-byte file")
+            self._file.seek(8)
             header = json.loads(self._file.read(header_len))
-        except (struct.error, json.JSONDecodeError, UnicodeDecodeError) as err:
+            if not isinstance(header, dict):
+                raise ValueError("its header is not a JSON object")
+        except (struct.error, ValueError, UnicodeDecodeError) as err:
             raise CheckpointError(f"{path} is not a safetensors file ({err}); re-download or re-save it") from err
         self._base = 8 + header_len
         header.pop("__metadata__", None)
-        size = path.stat().st_size
         self._entries = {}
         for raw_name, entry in header.items():
             start, end = entry["data_offsets"]
             if self._base + end > size:
                 raise CheckpointError(f"{path} is truncated: tensor {raw_name} ends at byte {self._base + end} "
                                       f"but the file has {size} bytes; re-download or re-save the checkpoint")
+            itemsize = SAFETENSORS_DTYPES[entry["dtype"]].itemsize if entry["dtype"] in SAFETENSORS_DTYPES else None
+            count = 1
+            for dim in entry["shape"]:
+                count *= dim
+            if itemsize and (end - start != count * itemsize or start > end):
+                raise CheckpointError(f"{path}: tensor {raw_name} has offsets {start}..{end} ({end - start} bytes) "
+                                      f"but its shape {entry['shape']} in {entry['dtype']} needs {count * itemsize}; "
+                                      "the file is damaged: re-download or re-save the checkpoint")
             name = _normalise(raw_name)
             if name:
                 self._entries[name] = (entry["dtype"], entry["shape"], start, end)

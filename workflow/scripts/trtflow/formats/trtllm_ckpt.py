@@ -27,7 +27,8 @@ from safetensors.torch import save_file
 from .. import tp as tensor_parallel
 from .artifact import atomic_dir
 from .cmodel import TORCH_DTYPES
-from .hf import check_shapes, open_checkpoint, read_hf_config
+from .hf import check_shapes, open_checkpoint
+from .hf_config import read_hf_config
 
 LAYER_NAMES = {  # HF suffix inside transformer.h.{i}. → TensorRT-LLM name inside transformer.layers.{i}.
     "ln_1.weight": "input_layernorm.weight", "ln_1.bias": "input_layernorm.bias",

@@ -43,7 +43,11 @@ def launch_command(n: int, module: str, args: list[str], launcher: str = "auto",
     is_root = is_root if is_root is not None else os.geteuid() == 0
     if launcher not in ("auto", "", "none", "mpirun", "torchrun"):
         # An explicit launcher such as `srun` or `mpirun --bind-to none`: its own flags, then -n.
-        return [*shlex.split(launcher), "-n", str(n), *python]
+        words = shlex.split(launcher)
+        if not words or not (_find(words[0]) or (os.sep in words[0] and os.access(words[0], os.X_OK))):
+            raise LauncherError(f"launcher {launcher!r} (TRTFLOW_LAUNCHER or --launcher): {words[0] if words else ''!r} "
+                                "is not a program here; use auto, mpirun, torchrun or a command such as 'srun'")
+        return [_find(words[0]) or words[0], *words[1:], "-n", str(n), *python]
     env = os.environ if env is None else env
     srun = _find("srun")
     if launcher in ("auto", "") and "SLURM_JOB_ID" in env and srun:
@@ -80,7 +84,10 @@ def main(argv: list[str] | None = None) -> None:
     except (LauncherError, GpuPoolError) as err:
         sys.exit(f"trtflow.launch: {err}")
     print("launch:", shlex.join(cmd), file=sys.stderr, flush=True)
-    os.execv(cmd[0], cmd)
+    try:
+        os.execv(cmd[0], cmd)
+    except OSError as err:
+        sys.exit(f"trtflow.launch: cannot start {cmd[0]} ({err.strerror})")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import KnownError, run_stage
 from ..formats.artifact import atomic_dir, copy_file
-from ..formats.hf import CheckpointError, read_hf_config
+from ..formats.hf_config import CheckpointError, read_hf_config
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
