@@ -155,3 +155,39 @@ def test_left_truncation_encodes_a_tail_and_equals_the_whole_texts_last_tokens(d
             whole = tokenizer.encode(text, add_special_tokens=False)
             for length in (1, 7, 100, 923):
                 assert encode(tokenizer, text, length) == whole[-length:], (length, text[-200:])
+
+
+@pytest.mark.parametrize("safetensors", [True, False])
+def test_a_sharded_checkpoint_converts_to_the_same_bytes(tmp_path, safetensors):
+    """save_pretrained writes model-0000x-of-0000N.safetensors (or pytorch_model-…bin) with an index for larger
+    models: "has no weights" before. The c-model from the shards equals the one from the whole file."""
+    import filecmp
+
+    import torch
+    from conftest import make_gpt2
+    from transformers import GPT2LMHeadModel
+    from trtflow.formats import cmodel
+
+    whole = make_gpt2(tmp_path / "whole")
+    sharded = tmp_path / "sharded"
+    model = GPT2LMHeadModel.from_pretrained(whole, dtype=torch.float32)
+    if safetensors:
+        model.save_pretrained(sharded, max_shard_size="100KB")
+        index = "model.safetensors.index.json"
+    else:  # as transformers 4 wrote .bin shards (5 writes safetensors only): state-dict pieces and their index
+        shutil.copytree(whole, sharded, ignore=shutil.ignore_patterns("model.safetensors"))
+        state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
+        names = sorted(state)
+        parts = [names[i::3] for i in range(3)]
+        index, weight_map = "pytorch_model.bin.index.json", {}
+        for number, part in enumerate(parts, 1):
+            filename = f"pytorch_model-{number:05d}-of-00003.bin"
+            torch.save({k: state[k] for k in part}, sharded / filename)
+            weight_map.update(dict.fromkeys(part, filename))
+        (sharded / index).write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    assert (sharded / index).is_file() and len(set(json.loads((sharded / index).read_text())["weight_map"].values())) > 2
+    a = cmodel.convert(whole, tmp_path / "a", 2, "float16", progress=False)
+    b = cmodel.convert(sharded, tmp_path / "b", 2, "float16", progress=False)
+    bins = sorted(p.name for p in a.glob("*.bin"))
+    assert bins and bins == sorted(p.name for p in b.glob("*.bin"))
+    assert all(filecmp.cmp(a / name, b / name, shallow=False) for name in bins)

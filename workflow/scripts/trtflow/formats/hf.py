@@ -135,13 +135,56 @@ class TorchBinReader:
         self._state.clear()
 
 
+class ShardedReader:
+    """A checkpoint save_pretrained() split into shards (model-00001-of-0000N.safetensors, …) with its index, whose
+    weight_map names each tensor's shard: one reader a shard, each tensor read from its own."""
+
+    def __init__(self, index: Path, reader):
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise CheckpointError(f"{index} is not a checkpoint index (JSON with a weight_map): {err}; "
+                                  "re-save the model with save_pretrained()") from err
+        files = sorted(set(weight_map.values()))
+        missing = [name for name in files if not (index.parent / name).is_file()]
+        if missing:
+            raise CheckpointError(f"{index} names shards that are missing: {', '.join(missing)}; download every "
+                                  "shard (models.<name>.include) or re-save the model")
+        self._shards = {name: reader(index.parent / name) for name in files}
+        self._where = {}
+        for shard in self._shards.values():
+            self._where.update(dict.fromkeys(shard.names(), shard))
+
+    def names(self) -> list[str]:
+        return list(self._where)
+
+    def numel(self, name: str) -> int:
+        return self._where[name].numel(name)
+
+    def get(self, name: str) -> torch.Tensor:
+        return self._where[name].get(name)
+
+    def release(self, name: str) -> None:
+        self._where[name].release(name)
+
+    def close(self) -> None:
+        for shard in self._shards.values():
+            shard.close()
+
+
+# the weight files save_pretrained() writes, whole or in shards with an index, safetensors first
+WEIGHTS = (("model.safetensors", SafetensorsReader), ("pytorch_model.bin", TorchBinReader))
+
+
 def open_checkpoint(hf_dir: str | Path):
     hf_dir = Path(hf_dir)
-    for filename, reader in (("model.safetensors", SafetensorsReader), ("pytorch_model.bin", TorchBinReader)):
+    for filename, reader in WEIGHTS:
         if (hf_dir / filename).is_file():
             return reader(hf_dir / filename)
-    raise CheckpointError(f"{hf_dir} has neither model.safetensors nor pytorch_model.bin; "
-                          "point the model at a folder written by save_pretrained()")
+        if (hf_dir / f"{filename}.index.json").is_file():
+            return ShardedReader(hf_dir / f"{filename}.index.json", reader)
+    raise CheckpointError(f"{hf_dir} has neither model.safetensors nor pytorch_model.bin (nor a sharded one with its "
+                          ".index.json); point the model at a folder written by save_pretrained()")
 
 
 def check_shapes(reader, config: dict, where: str) -> None:

@@ -16,7 +16,8 @@ from ..errors import KnownError, run_stage
 from ..formats.artifact import atomic_dir, copy_file
 from ..formats.hf_config import CheckpointError, read_hf_config
 
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin",  # whole, or in shards with their index
+                "model.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
 class HubError(KnownError, RuntimeError):
