@@ -101,7 +101,8 @@ def test_head_count_of_a_fetched_checkpoint_is_checked(workflow_dir):
 
     hf = workflow_dir.path / "resources" / "models" / "gpt2" / "hf"
     hf.mkdir(parents=True)
-    (hf / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_head": 6, "n_positions": 1024}))
+    (hf / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_head": 6, "n_positions": 1024, "n_embd": 768,
+                                                  "n_layer": 2, "vocab_size": 50257}))
     proc = workflow_dir.run("-n", config=with_changes(tp=[1, 4]), check=False)
     assert proc.returncode != 0
     output = proc.stdout + proc.stderr
