@@ -123,7 +123,10 @@ class Workflow:
                 if stripped.startswith(field) and jobs:
                     pairs = stripped.removeprefix(field).split(",")
                     jobs[-1][slot].update(dict(p.strip().split("=", 1) for p in pairs if "=" in p))
-        return [job for job in jobs if job[0] != "all"]
+        planned = [job for job in jobs if job[0] != "all"]
+        if not planned and "Nothing to be done" not in proc.stdout + proc.stderr:  # else [] could mean "unparsed"
+            raise AssertionError(f"the dry run planned no job this parser saw, and did not say so:\n{proc.stdout[-3000:]}")
+        return planned
 
 
 def copy_workflow(dest: Path) -> Workflow:

@@ -57,6 +57,7 @@ def test_shards_recompose_to_hf_tensors(tiny_gpt2, tmp_path, tp, storage):
     H, inner = 64, 256
     assert torch.equal(raw(out / "model.wte.bin", dtype, (1000, H)), params["transformer.wte.weight"])
     assert torch.equal(raw(out / "model.wpe.bin", dtype, (128, H)), params["transformer.wpe.weight"])
+    assert torch.equal(raw(out / "model.final_layernorm.weight.bin", dtype, (H,)), params["transformer.ln_f.weight"])
     assert torch.equal(raw(out / "model.final_layernorm.bias.bin", dtype, (H,)), params["transformer.ln_f.bias"])
     for i in range(2):
         hf, c = f"transformer.h.{i}.", out / f"model.layers.{i}."
@@ -74,8 +75,12 @@ def test_shards_recompose_to_hf_tensors(tiny_gpt2, tmp_path, tp, storage):
         assert torch.equal(fc_b, params[hf + "mlp.c_fc.bias"])
         proj = torch.cat([raw(f"{c}mlp.dense_4h_to_h.weight.{r}.bin", dtype, (inner // tp, H)) for r in range(tp)], 0)
         assert torch.equal(proj, params[hf + "mlp.c_proj.weight"])
-        assert torch.equal(raw(f"{c}input_layernorm.weight.bin", dtype, (H,)), params[hf + "ln_1.weight"])
-        assert torch.equal(raw(f"{c}post_attention_layernorm.bias.bin", dtype, (H,)), params[hf + "ln_2.bias"])
+        assert torch.equal(raw(f"{c}mlp.dense_4h_to_h.bias.bin", dtype, (H,)), params[hf + "mlp.c_proj.bias"])
+        for c_name, hf_name in (("input_layernorm", "ln_1"), ("post_attention_layernorm", "ln_2")):
+            for part in ("weight", "bias"):
+                assert torch.equal(raw(f"{c}{c_name}.{part}.bin", dtype, (H,)), params[f"{hf}{hf_name}.{part}"])
+    compared = 2 + 2 + 2 * 12  # wte, wpe, ln_f ×2, and twelve files a layer: every file written
+    assert len({p.name for p in out.iterdir()} - {"config.ini", "MANIFEST.json"}) == compared + 2 * 6 * (tp - 1)
 
 
 def test_qkv_rank_slices_are_per_projection(tiny_gpt2, tmp_path):

@@ -40,8 +40,18 @@ def test_rouge_mean_and_per_sample():
 
 
 def test_rouge_aggregate_is_seeded():
+    """The bootstrap's resampling is seeded: another process, and a global RNG moved on, give the same scores."""
+    import random
+
     preds, refs = ["a b c d", "a b", "c d e", "x y"], ["a b c", "a c", "c d", "y z"]
-    assert rouge.aggregate(preds, refs) == rouge.aggregate(preds, refs)
+    random.seed(12345)
+    random.random()
+    here = rouge.aggregate(preds, refs)
+    code = ("import json, sys; from trtflow.evaluation import rouge; "
+            f"print(json.dumps(rouge.aggregate({preds!r}, {refs!r}), sort_keys=True))")
+    there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONPATH": str(ROOT / "workflow" / "scripts"), "PYTHONHASHSEED": "7"})
+    assert json.loads(there.stdout) == json.loads(json.dumps(here, sort_keys=True))
 
 
 def test_rouge_equals_a_transcription_of_the_seeded_reference_algorithm():

@@ -71,8 +71,8 @@ def test_weight_only_is_a_conversion_setting_of_the_12_flow_only():
     for flow, converted_too in (("0.8", False), ("1.2", True)):
         plain, int8 = keys(trtllm(flow)), keys(trtllm(flow, use_weight_only=True))
         int4 = keys(trtllm(flow, use_weight_only=True, weight_only_precision="int4"))
-        assert plain[1] != int8[1] != int4[1], flow
-        assert (plain[0] != int8[0] != int4[0]) == converted_too, flow
+        assert len({plain[1], int8[1], int4[1]}) == 3, flow  # three engines
+        assert len({plain[0], int8[0], int4[0]}) == (3 if converted_too else 1), flow  # three conversions, or one
 
 
 def test_the_trtllm_flow_changes_a_trtllm_engine_key_only():
