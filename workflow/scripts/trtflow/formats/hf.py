@@ -193,13 +193,9 @@ def check_shapes(reader, config: dict, where: str) -> None:
     expected = {"transformer.wte.weight": [vocab, hidden],
                 "transformer.wpe.weight": [config["n_positions"], hidden]}
     names = set(reader.names())
-    for name, shape in expected.items():
-        if name not in names:
-            raise CheckpointError(f"{where}: tensor {name} is missing; the weights do not belong to a GPT-2 model")
-        actual = list(reader.get(name).shape)
-        if actual != shape:
-            raise CheckpointError(f"{where}: {name} has shape {actual} but config.json says {shape} "
-                                  "(vocab_size / n_embd / n_positions); the weights and config.json disagree")
+    _check_tensors(reader, names, expected, where, "the weights do not belong to a GPT-2 model",
+                   lambda shape: f"but config.json says {shape} (vocab_size / n_embd / n_positions); the weights and "
+                                 "config.json disagree")
     for layer in range(config["n_layer"]):
         if f"transformer.h.{layer}.attn.c_attn.weight" not in names:
             raise CheckpointError(f"{where}: layer {layer} is missing (config.json says n_layer "
@@ -215,11 +211,17 @@ def check_shapes(reader, config: dict, where: str) -> None:
     wanted = {"transformer.ln_f.weight": [hidden], "transformer.ln_f.bias": [hidden],
               **{f"transformer.h.{layer}.{part}": shape for layer in range(config["n_layer"])
                  for part, shape in layer_shapes.items()}}
+    _check_tensors(reader, names, wanted, where, "the checkpoint is incomplete or not GPT-2's",
+                   lambda shape: f"where GPT-2 with config.json's n_embd {hidden} (n_inner {inner}) has {shape} "
+                                 "(Conv1D layout, [in, out]); the weights were saved in another layout or do not "
+                                 "belong to this config.json")
+
+
+def _check_tensors(reader, names: set[str], wanted: dict[str, list[int]], where: str, missing: str, disagree) -> None:
+    """Each tensor of `wanted` present with its shape; else one line: `missing`, or `disagree(shape)`."""
     for name, shape in wanted.items():
         if name not in names:
-            raise CheckpointError(f"{where}: tensor {name} is missing; the checkpoint is incomplete or not GPT-2's")
+            raise CheckpointError(f"{where}: tensor {name} is missing; {missing}")
         actual = list(reader.get(name).shape)
         if actual != shape:
-            raise CheckpointError(f"{where}: {name} has shape {actual} where GPT-2 with config.json's n_embd "
-                                  f"{hidden} (n_inner {inner}) has {shape} (Conv1D layout, [in, out]); the weights "
-                                  "were saved in another layout or do not belong to this config.json")
+            raise CheckpointError(f"{where}: {name} has shape {actual} {disagree(shape)}")
