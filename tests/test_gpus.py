@@ -94,3 +94,21 @@ def test_without_a_set_pool_the_gpus_nvidia_smi_lists_are_the_pool(monkeypatch):
 
     monkeypatch.setattr(gpus.subprocess, "run", missing)
     assert gpu_pool({}) == []
+
+
+def test_a_wait_for_held_gpus_says_who_holds_them(tmp_path, capsys):
+    """A held GPU lock made a job wait silently for up to an hour: now the wait names the holder, periodically."""
+    env = {**os.environ, "TRTFLOW_GPU_POOL": "1", "TRTFLOW_GPU_LOCK_DIR": str(tmp_path / "locks"),
+           "PYTHONPATH": str(ROOT / "workflow" / "scripts")}
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    holder = subprocess.Popen([sys.executable, "-m", "trtflow.infra.gpus", "-n", "1", "--", "sleep", "60"], env=env,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert "CUDA_VISIBLE_DEVICES=0" in holder.stderr.readline()
+        with pytest.raises(GpuPoolError, match=rf"GPU 0: pid {holder.pid} \(.*gpus.py -n 1 -- sleep 60"):
+            acquire(1, ["0"], tmp_path / "locks", timeout=1.5, report_every=0.5)
+        waited = capsys.readouterr().err
+        assert "waiting" in waited and f"GPU 0: pid {holder.pid}" in waited
+    finally:
+        holder.kill()
+        holder.wait()

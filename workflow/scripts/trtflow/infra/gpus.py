@@ -54,12 +54,35 @@ def lock_dir(env: dict | None = None) -> Path:
     return folder
 
 
-def acquire(count: int, pool: list[str], folder: Path, timeout: float = 3600.0) -> tuple[list[str], list[int]]:
-    """Take `count` ids of `pool`; returns them and the open lock fds (keep them open to hold the ids)."""
+def holders(pool: list[str], folder: Path) -> str:
+    """Who holds the pool's locks, as each holder wrote itself into its lock file (pid and command)."""
+    held = []
+    for gpu in pool:
+        try:
+            fd = os.open(folder / f"gpu{gpu}.lock", os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # free now: what it says is an earlier holder
+            continue
+        except BlockingIOError:
+            text = os.pread(fd, 300, 0).decode("utf-8", errors="replace").strip()
+            held.append(f"GPU {gpu}: pid {text}" if text else f"GPU {gpu}: held")
+        finally:
+            os.close(fd)
+    return "; ".join(held) or "holders unknown"
+
+
+def acquire(count: int, pool: list[str], folder: Path, timeout: float = 3600.0,
+            report_every: float = 60.0) -> tuple[list[str], list[int]]:
+    """Take `count` ids of `pool`; returns them and the open lock fds (keep them open to hold the ids). Each lock
+    taken records this process (pid, command) for whoever waits; a wait says who holds the pool every
+    `report_every` seconds."""
     if count > len(pool):
         raise GpuPoolError(f"this job needs {count} GPU(s) but the pool has {len(pool)} ({','.join(pool) or 'none'}); "
                            "run with a smaller tp or on a machine with more GPUs")
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline, next_report = started + timeout, started + report_every
     while True:
         taken: list[tuple[str, int]] = []
         for gpu in pool:
@@ -71,12 +94,20 @@ def acquire(count: int, pool: list[str], folder: Path, timeout: float = 3600.0) 
                 continue
             taken.append((gpu, fd))
             if len(taken) == count:
+                for _, held in taken:
+                    os.ftruncate(held, 0)
+                    os.pwrite(held, f"{os.getpid()} ({' '.join(sys.argv)[:200]})\n".encode(), 0)
                 return [g for g, _ in taken], [fd for _, fd in taken]
         for _, fd in taken:  # never sit on a partial set: that is how two jobs deadlock
             os.close(fd)
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > deadline:
             raise GpuPoolError(f"no {count} free GPU(s) in pool {','.join(pool)} after {timeout:.0f} s "
-                               f"(lock files in {folder}); is another workflow holding them?")
+                               f"(lock files in {folder}; {holders(pool, folder)}); is another workflow holding them?")
+        if now >= next_report:
+            print(f"trtflow.gpus: waiting {now - started:.0f} s for {count} free GPU(s) of pool {','.join(pool)}: "
+                  f"{holders(pool, folder)}", file=sys.stderr, flush=True)
+            next_report = now + report_every
         time.sleep(random.uniform(0.05, 0.25))
 
 
