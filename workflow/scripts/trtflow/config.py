@@ -199,6 +199,10 @@ def _check_source_keys(raw_models: dict) -> None:
                   f"`{spec['source']}`", f"remove {key}, or set source: {other}")
 
 
+DEMO_TRAINING_BYTES_PER_PARAM = 16  # fp32 weights, gradients and AdamW's two moments
+DEMO_TRAINING_LIMIT = 4 * 2**30  # the demo model is a minute's training on a laptop, not a project
+
+
 def _check_recipe(name: str, recipe: dict) -> None:
     from dataclasses import fields
 
@@ -210,6 +214,11 @@ def _check_recipe(name: str, recipe: dict) -> None:
               f"use one of {', '.join(sorted(types))}")
     for key, value in recipe.items():
         wants_int = types[key] == "int"
+        if isinstance(value, str):  # typed on the command line: "300" is the number it spells
+            try:
+                value = recipe[key] = int(value) if wants_int else float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, int if wants_int else (int, float)):
             _fail(f"models.{name}.recipe.{key}", value, f"must be {'an integer' if wants_int else 'a number'}",
                   f"write a number such as {getattr(DemoRecipe, key)}")
@@ -219,6 +228,15 @@ def _check_recipe(name: str, recipe: dict) -> None:
     if recipe["n_embd"] % recipe["n_head"]:
         _fail(f"models.{name}.recipe.n_head", recipe["n_head"], f"n_embd {recipe['n_embd']} is not a multiple of "
               "n_head (each head needs the same width)", "pick n_head dividing n_embd")
+    width, layers = recipe["n_embd"], recipe["n_layer"]
+    params = (recipe["vocab_size"] + recipe["n_positions"]) * width + layers * (12 * width * width + 13 * width)
+    training = params * DEMO_TRAINING_BYTES_PER_PARAM
+    if training > DEMO_TRAINING_LIMIT:
+        _fail(f"models.{name}.recipe", {k: recipe[k] for k in ("vocab_size", "n_embd", "n_layer", "n_positions")},
+              f"makes a model of {params / 1e6:,.0f} M parameters, about {training / 2**30:,.0f} GiB to train "
+              "(weights, gradients and AdamW's two moments in fp32); the demo is meant to train in a "
+              "minute", f"keep it under {DEMO_TRAINING_LIMIT // 2**30} GiB (lower n_embd, n_layer or vocab_size), or "
+              "use a real checkpoint (source: hf or local)")
 
 
 # Where the workflow writes (relative to its working directory): a checkpoint kept there could be replaced or removed
