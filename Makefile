@@ -45,9 +45,10 @@ $(TRITON_DIR)/triton:
 triton-interpreter: install $(TRITON_DIR)/triton
 
 # Two workers (pytest-xdist), each test file's tests stolen by whichever is idle; the demo model is trained once
-# and shared (tests/conftest.py). PYTEST_ARGS adds options, e.g. PYTEST_ARGS="-n 0" for one process.
+# and shared (tests/conftest.py); the 15 slowest steps are listed at the end. PYTEST_ARGS adds options, e.g.
+# PYTEST_ARGS="-n 0" for one process.
 test: install hub-mirror triton-interpreter
-	$(BIN)/python -m pytest -x -q -n 2 --dist worksteal $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -x -q -n 2 --dist worksteal --durations=15 $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check workflow/scripts tests benchmarks
