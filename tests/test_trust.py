@@ -191,3 +191,14 @@ def test_a_sharded_checkpoint_converts_to_the_same_bytes(tmp_path, safetensors):
     bins = sorted(p.name for p in a.glob("*.bin"))
     assert bins and bins == sorted(p.name for p in b.glob("*.bin"))
     assert all(filecmp.cmp(a / name, b / name, shallow=False) for name in bins)
+
+
+def test_a_model_named_like_the_report_is_refused():
+    from trtflow import paths
+    from trtflow.config import RESULT_FILES
+
+    assert paths.REPORT.removeprefix(paths.RESULTS + "/") in RESULT_FILES
+    config = copy.deepcopy(BASE)
+    config["models"]["report.html"] = {"source": "demo"}
+    with pytest.raises(ConfigError, match="results/report.html is the workflow's own file"):
+        validate(config)

@@ -22,6 +22,7 @@ from .tp import SplitError, check_divisible
 SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 # Matched with fullmatch: `$` alone would accept a name ending in a newline, which splits a job's command.
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+RESULT_FILES = ("report.html",)  # what the workflow writes directly under results/ (paths.REPORT)
 REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?")
 
 
@@ -153,6 +154,9 @@ def _check_models(config: dict) -> None:
         if not SAFE_NAME.fullmatch(name) or ".." in name:
             _fail(f"models.{name}", name, "a model name becomes a folder name and must not contain "
                   "'/', '..', spaces, quotes or control characters", "use letters, digits, '.', '_' and '-' only")
+        if name in RESULT_FILES:
+            _fail(f"models.{name}", name, f"results/{name} is the workflow's own file, and a model's results "
+                  "are the folder results/<model>/", "name the model otherwise")
         source = spec["source"]
         if source == "hf":
             if not spec.get("repo_id"):
