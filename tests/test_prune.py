@@ -111,3 +111,21 @@ def test_prune_reads_the_config_as_snakemake_does(results, tmp_path, capsys):
     assert "left alone" not in out
     with pytest.raises(ConfigError, match="--configfile .*nope.yaml: no such file"):
         prune.main(["--results", str(root), "--configfile", str(tmp_path / "nope.yaml")])
+
+
+def test_prune_keys_engines_by_the_gpu_the_runs_saw(tmp_path, monkeypatch):
+    """decode: auto names an H200's engine after the kernels: prune must settle the GPU as the Snakefile does, or that
+    engine looks stale on the very box that built it."""
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TRTFLOW_GPU_ARCH", "9.0")
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(CONFIG.read_text())
+    on_h200 = validated(yaml.safe_load(CONFIG.read_text()))
+    on_h200["gpu_arch"] = "9.0"
+    root = tmp_path / "results"
+    engine = written(Path(paths.under(str(root), paths.ENGINE, model="demo", tp=1,
+                                      build_key=build_key(on_h200, "demo", 1))), {"config.json": b"{}"})
+    prune.main(["--results", str(root), "--delete"])
+    assert engine.is_dir()

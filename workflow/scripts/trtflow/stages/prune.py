@@ -27,6 +27,7 @@ from ..dag import run_configs
 from ..errors import run_stage
 from ..flags import build_key, convert_key, hf_summary_key
 from ..formats.artifact import MANIFEST, ArtifactError, read_json, size_on_disk
+from ..infra import machine
 
 KEY = re.compile(r"[0-9a-f]{10}")  # the content keys that name trtflow's folders and summaries
 DEFAULT_CONFIG = "config/config.yaml"
@@ -123,7 +124,10 @@ def load_config(configfiles: list[str], overrides: list[str]) -> dict:
             raise ConfigError(f"--configfile {path}: no such file; give the config file the run used")
         update_config(config, load_configfile(path))
     update_config(config, parse_config(overrides))
-    return validate(config, SCHEMA)
+    config = validate(config, SCHEMA)
+    # `decode: auto` keys engines by the jobs' GPU, as the Snakefile settles it: else a GPU box's engines look stale
+    config["gpu_arch"] = machine.gpu_arch(config["gpu_arch"])
+    return config
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -141,7 +145,8 @@ def main(argv: list[str] | None = None) -> None:
         leaves, foreign = written_leaves(folder)
         if foreign:
             print(f"kept {folder}: it holds what trtflow did not write ({', '.join(foreign[:3])}"
-                  f"{' …' if len(foreign) > 3 else ''}); its own parts {'are' if leaves else 'would be'} pruned")
+                  f"{' …' if len(foreign) > 3 else ''}); "
+                  + (f"only its {len(leaves)} part(s) trtflow wrote are stale" if leaves else "nothing in it is stale"))
         stale += leaves
     stale += stale_hf_summaries(results, config)
     for artifact in stale:
