@@ -10,13 +10,15 @@ prefix), and buffers (`attn.bias`, `attn.masked_bias`) are dropped, as hf_gpt_co
 from __future__ import annotations
 
 import json
+import math
 import mmap
 import struct
 from pathlib import Path
 
 import torch
 
-from .hf_config import CheckpointError
+from ..gpt2 import ModelDims, global_shapes, layer_shapes
+from .hf_config import WEIGHT_FILES, CheckpointError, index_of
 
 SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
                       "F64": torch.float64, "I64": torch.int64, "U8": torch.uint8}
@@ -59,9 +61,7 @@ class SafetensorsReader:
                 raise CheckpointError(f"{path} is truncated: tensor {raw_name} ends at byte {self._base + end} "
                                       f"but the file has {size} bytes; re-download or re-save the checkpoint")
             itemsize = SAFETENSORS_DTYPES[entry["dtype"]].itemsize if entry["dtype"] in SAFETENSORS_DTYPES else None
-            count = 1
-            for dim in entry["shape"]:
-                count *= dim
+            count = math.prod(entry["shape"])
             if itemsize and (end - start != count * itemsize or start > end):
                 raise CheckpointError(f"{path}: tensor {raw_name} has offsets {start}..{end} ({end - start} bytes) "
                                       f"but its shape {entry['shape']} in {entry['dtype']} needs {count * itemsize}; "
@@ -76,10 +76,7 @@ class SafetensorsReader:
 
     def numel(self, name: str) -> int:
         _, shape, _, _ = self._entries[name]
-        out = 1
-        for dim in shape:
-            out *= dim
-        return out
+        return math.prod(shape)
 
     def get(self, name: str) -> torch.Tensor:
         dtype, shape, start, end = self._entries[name]
@@ -172,49 +169,38 @@ class ShardedReader:
             shard.close()
 
 
-# the weight files save_pretrained() writes, whole or in shards with an index, safetensors first
-WEIGHTS = (("model.safetensors", SafetensorsReader), ("pytorch_model.bin", TorchBinReader))
-
-
 def open_checkpoint(hf_dir: str | Path):
     hf_dir = Path(hf_dir)
-    for filename, reader in WEIGHTS:
+    for filename, reader in zip(WEIGHT_FILES, (SafetensorsReader, TorchBinReader), strict=True):
         if (hf_dir / filename).is_file():
             return reader(hf_dir / filename)
-        if (hf_dir / f"{filename}.index.json").is_file():
-            return ShardedReader(hf_dir / f"{filename}.index.json", reader)
+        if (hf_dir / index_of(filename)).is_file():
+            return ShardedReader(hf_dir / index_of(filename), reader)
     raise CheckpointError(f"{hf_dir} has neither model.safetensors nor pytorch_model.bin (nor a sharded one with its "
                           ".index.json); point the model at a folder written by save_pretrained()")
 
 
 def check_shapes(reader, config: dict, where: str) -> None:
-    """Catch a checkpoint whose tensors disagree with its config.json before converting anything."""
-    hidden, vocab = config["n_embd"], config["vocab_size"]
-    expected = {"transformer.wte.weight": [vocab, hidden],
-                "transformer.wpe.weight": [config["n_positions"], hidden]}
+    """Catch a checkpoint whose tensors disagree with its config.json before converting anything: every tensor of
+    GPT-2 in its Conv1D layout ([in, out], gpt2.layer_shapes), since a transposed weight of the same element count
+    would convert and run, and generate nonsense."""
+    dims = ModelDims.from_hf_config(config)
     names = set(reader.names())
-    _check_tensors(reader, names, expected, where, "the weights do not belong to a GPT-2 model",
+    shapes = {name: list(shape) for name, shape in global_shapes(dims).items() if name != "lm_head.weight"}
+    embeddings = {name: shapes.pop(name) for name in ("transformer.wte.weight", "transformer.wpe.weight")}
+    _check_tensors(reader, names, embeddings, where, "the weights do not belong to a GPT-2 model",
                    lambda shape: f"but config.json says {shape} (vocab_size / n_embd / n_positions); the weights and "
                                  "config.json disagree")
-    for layer in range(config["n_layer"]):
+    for layer in range(dims.layers):
         if f"transformer.h.{layer}.attn.c_attn.weight" not in names:
             raise CheckpointError(f"{where}: layer {layer} is missing (config.json says n_layer "
-                                  f"{config['n_layer']}); the checkpoint is incomplete")
-    # every tensor of a layer in GPT-2's Conv1D layout ([in, out]): a transposed weight of the same element count
-    # would convert and run, and generate nonsense
-    inner = config.get("n_inner") or 4 * hidden
-    layer_shapes = {"ln_1.weight": [hidden], "ln_1.bias": [hidden], "attn.c_attn.weight": [hidden, 3 * hidden],
-                    "attn.c_attn.bias": [3 * hidden], "attn.c_proj.weight": [hidden, hidden],
-                    "attn.c_proj.bias": [hidden], "ln_2.weight": [hidden], "ln_2.bias": [hidden],
-                    "mlp.c_fc.weight": [hidden, inner], "mlp.c_fc.bias": [inner],
-                    "mlp.c_proj.weight": [inner, hidden], "mlp.c_proj.bias": [hidden]}
-    wanted = {"transformer.ln_f.weight": [hidden], "transformer.ln_f.bias": [hidden],
-              **{f"transformer.h.{layer}.{part}": shape for layer in range(config["n_layer"])
-                 for part, shape in layer_shapes.items()}}
-    _check_tensors(reader, names, wanted, where, "the checkpoint is incomplete or not GPT-2's",
-                   lambda shape: f"where GPT-2 with config.json's n_embd {hidden} (n_inner {inner}) has {shape} "
-                                 "(Conv1D layout, [in, out]); the weights were saved in another layout or do not "
-                                 "belong to this config.json")
+                                  f"{dims.layers}); the checkpoint is incomplete")
+    shapes.update({f"transformer.h.{layer}.{part}": list(shape) for layer in range(dims.layers)
+                   for part, shape in layer_shapes(dims).items()})
+    _check_tensors(reader, names, shapes, where, "the checkpoint is incomplete or not GPT-2's",
+                   lambda shape: f"where GPT-2 with config.json's n_embd {dims.hidden} (n_inner {dims.inner}) has "
+                                 f"{shape} (Conv1D layout, [in, out]); the weights were saved in another layout or do "
+                                 "not belong to this config.json")
 
 
 def _check_tensors(reader, names: set[str], wanted: dict[str, list[int]], where: str, missing: str, disagree) -> None:

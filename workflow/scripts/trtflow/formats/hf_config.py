@@ -1,4 +1,5 @@
-"""A Hugging Face GPT-2 checkpoint's config.json, read and checked without importing torch (the DAG reads it too)."""
+"""A Hugging Face GPT-2 checkpoint folder without importing torch (the DAG reads it too): its config.json, read and
+checked, and the names of its weight files."""
 
 from __future__ import annotations
 
@@ -6,6 +7,14 @@ import json
 from pathlib import Path
 
 from ..errors import KnownError
+
+# the weight files save_pretrained() writes, safetensors first; each whole, or in shards named by its index
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def index_of(weight_file: str) -> str:
+    """The index save_pretrained() writes beside the shards of `weight_file`."""
+    return f"{weight_file}.index.json"
 
 
 class CheckpointError(KnownError, ValueError):

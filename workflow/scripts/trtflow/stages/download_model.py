@@ -14,10 +14,9 @@ from pathlib import Path
 
 from ..errors import KnownError, run_stage
 from ..formats.artifact import atomic_dir, copy_file
-from ..formats.hf_config import CheckpointError, read_hf_config
+from ..formats.hf_config import WEIGHT_FILES, CheckpointError, index_of, read_hf_config
 
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin",  # whole, or in shards with their index
-                "model.safetensors.index.json", "pytorch_model.bin.index.json")
+WEIGHTS_WHOLE_OR_SHARDED = (*WEIGHT_FILES, *map(index_of, WEIGHT_FILES))
 
 
 class HubError(KnownError, RuntimeError):
@@ -27,8 +26,8 @@ class HubError(KnownError, RuntimeError):
 def check_source(src_dir: Path) -> None:
     """Fail here, not three stages later, if this is no GPT-2 checkpoint with weights."""
     read_hf_config(src_dir)
-    if not any((src_dir / name).is_file() for name in WEIGHT_FILES):
-        raise CheckpointError(f"{src_dir} has no weights ({' or '.join(WEIGHT_FILES)}); check the download "
+    if not any((src_dir / name).is_file() for name in WEIGHTS_WHOLE_OR_SHARDED):
+        raise CheckpointError(f"{src_dir} has no weights ({' or '.join(WEIGHTS_WHOLE_OR_SHARDED)}); check the download "
                               "patterns (models.<name>.include) or the folder")
 
 
