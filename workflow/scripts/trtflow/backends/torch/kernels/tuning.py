@@ -188,20 +188,23 @@ def tune(step, batch: int, caches: list[torch.Tensor] | None = None) -> dict[str
             for config in configs:
                 table.chosen[key] = config
                 launches[0]()  # every layer's launch is the same kernel
-    alone = {}
+    alone, chosen = {}, {}  # per linear: (µs per launch alone, config) of every candidate this GPU runs; the choice
     for name, (key, launches, configs) in plans.items():
+        alone[name] = []
         for config in configs:
             table.chosen[key] = config
             try:
-                alone[name, id(config)] = time_in_graph(launches, repeats=10)
+                alone[name].append((time_in_graph(launches, repeats=10), config))
             except triton.runtime.errors.OutOfResources:  # more shared memory than this GPU has
                 continue
-        table.chosen[key] = min((c for c in configs if (name, id(c)) in alone), key=lambda c: alone[name, id(c)])
+        chosen[name] = min(alone[name], key=lambda entry: entry[0])
+        table.chosen[key] = chosen[name][1]
     if caches is not None:
-        for name, (key, _, configs) in plans.items():
-            in_step = {}
-            for config in (c for c in configs if (name, id(c)) in alone):
-                table.chosen[key] = config
-                in_step[id(config)] = (time_step(step, batch, caches), config)
-            table.chosen[key] = min(in_step.values(), key=lambda entry: entry[0])[1]
-    return {name: (alone[name, id(table.chosen[key])], table.chosen[key]) for name, (key, _, _) in plans.items()}
+        for name, (key, _, _) in plans.items():
+            in_step = []
+            for entry in alone[name]:
+                table.chosen[key] = entry[1]
+                in_step.append((time_step(step, batch, caches), entry))
+            chosen[name] = min(in_step, key=lambda pair: pair[0])[1]
+            table.chosen[key] = chosen[name][1]
+    return chosen
