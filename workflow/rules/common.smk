@@ -37,11 +37,6 @@ from trtflow.dag import (  # noqa: E402
     variant_runs,
 )
 
-try:
-    check_config(config, SCRIPTS.parent / "schemas" / "config.schema.yaml")
-except tfc.ConfigError as err:
-    raise WorkflowError(f"invalid configuration: {err}") from None
-
 def _local_gpus():
     """The GPUs jobs may hold on this machine (None: no pool, or jobs sent to a cluster: every tp is planned)."""
     if not workflow.local_exec or workflow.remote_exec:
@@ -52,6 +47,7 @@ def _local_gpus():
 
 LOCAL_GPUS = _local_gpus()
 try:
+    check_config(config, SCRIPTS.parent / "schemas" / "config.schema.yaml")
     # tp named by --config or --configfile (not the workflow's own config file) is refused, not left out
     for _line in settle_machine(config, LOCAL_GPUS, "tp" in workflow.config_settings.overwrite_config):
         print(_line, file=sys.stderr)

@@ -31,11 +31,15 @@ class GpuPoolError(KnownError, RuntimeError):
     pass
 
 
+def visible_devices(env: dict) -> list[str]:
+    """The GPUs CUDA_VISIBLE_DEVICES names (indices or UUIDs); empty where it is unset or empty."""
+    return [g.strip() for g in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+
+
 def gpu_pool(env: dict | None = None) -> list[str]:
     env = os.environ if env is None else env
-    visible = env.get("CUDA_VISIBLE_DEVICES")
-    if visible:
-        return [g.strip() for g in visible.split(",") if g.strip()]
+    if visible := visible_devices(env):
+        return visible
     configured = env.get("TRTFLOW_GPU_POOL")
     if configured:
         return [str(i) for i in range(int(configured))] if configured.isdigit() else configured.split(",")

@@ -44,10 +44,12 @@ def launch_command(n: int, module: str, args: list[str], launcher: str = "auto",
     if launcher not in ("auto", "", "none", "mpirun", "torchrun"):
         # An explicit launcher such as `srun` or `mpirun --bind-to none`: its own flags, then -n.
         words = shlex.split(launcher)
-        if not words or not (_find(words[0]) or (os.sep in words[0] and os.access(words[0], os.X_OK))):
+        program = words and (_find(words[0]) or (words[0] if os.sep in words[0] and os.access(words[0], os.X_OK)
+                                                 else None))
+        if not program:
             raise LauncherError(f"launcher {launcher!r} (TRTFLOW_LAUNCHER or --launcher): {words[0] if words else ''!r} "
                                 "is not a program here; use auto, mpirun, torchrun or a command such as 'srun'")
-        return [_find(words[0]) or words[0], *words[1:], "-n", str(n), *python]
+        return [program, *words[1:], "-n", str(n), *python]
     env = os.environ if env is None else env
     srun = _find("srun")
     if launcher in ("auto", "") and "SLURM_JOB_ID" in env and srun:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from .gpus import gpu_pool
+from .gpus import gpu_pool, visible_devices
 
 ARCH_ENV = "TRTFLOW_GPU_ARCH"
 NO_GPU = "none"
@@ -25,7 +25,7 @@ def probe_arch(env: dict | None = None) -> str:
                                 capture_output=True, text=True, timeout=20, env=dict(env))
     except (OSError, subprocess.SubprocessError):
         return NO_GPU
-    visible = [g.strip() for g in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+    visible = visible_devices(env)
     archs = []
     for line in listed.stdout.splitlines() if listed.returncode == 0 else []:
         index, _, cap = (part.strip() for part in line.partition(","))

@@ -73,25 +73,25 @@ def written_leaves(folder: Path) -> tuple[list[Path], list[str]]:
     return leaves, foreign
 
 
+def matching(results: Path, template: str, **wildcards) -> list[Path]:
+    """The paths of `template` under `results`, each wildcard given as "*" matching anything, the rest literally."""
+    return [Path(p) for p in glob.glob(glob.escape(paths.under(str(results), template, **wildcards)).replace("[*]", "*"))]
+
+
 def stale_folders(results: Path, config: dict) -> list[Path]:
     """Keyed folders of the config's models that neither it nor a variant points at."""
     keep = current_folders(str(results), config)
-    found = set()
-    for model in config["models"]:
-        for template in paths.KEYED_FOLDERS:
-            pattern = paths.under(str(results), template, model=model, tp="*", build_key="*", convert_key="*")
-            found |= {Path(f) for f in glob.glob(glob.escape(pattern).replace("[*]", "*"))
-                      if Path(f).is_dir() and KEY.fullmatch(Path(f).name)}
+    found = {folder for model in config["models"] for template in paths.KEYED_FOLDERS
+             for folder in matching(results, template, model=model, tp="*", build_key="*", convert_key="*")
+             if folder.is_dir() and KEY.fullmatch(folder.name)}
     return sorted(found - keep)
 
 
 def stale_hf_summaries(results: Path, config: dict) -> list[Path]:
     keep = {Path(paths.under(str(results), paths.HF_SUMMARY, model=m, hf_key=hf_summary_key(config, m)))
             for m in config["models"]}
-    found = {Path(p) for m in config["models"]
-             for p in glob.glob(glob.escape(paths.under(str(results), paths.HF_SUMMARY, model=m, hf_key="*"))
-                                .replace("[*]", "*"))
-             if KEY.fullmatch(Path(p).stem) and Path(paths.checksum_of(p)).is_file()}
+    found = {summary for m in config["models"] for summary in matching(results, paths.HF_SUMMARY, model=m, hf_key="*")
+             if KEY.fullmatch(summary.stem) and Path(paths.checksum_of(str(summary))).is_file()}
     return sorted(found - keep)
 
 
