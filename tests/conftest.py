@@ -91,11 +91,14 @@ class Workflow:
     def __init__(self, path: Path):
         self.path = path
 
-    def run(self, *args: str, config: dict | None = None, check: bool = True, timeout: int = 900):
+    def run(self, *args: str, config: dict | None = None, check: bool = True, timeout: int = 900,
+            env: dict | None = None):
+        """snakemake in this folder; `env` (default: this process's) with this Python's folder first on PATH."""
         cmd = [SNAKEMAKE, "--cores", "2", *args]
         if config is not None:
             self.write_config(config)
-        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+        env = os.environ if env is None else env
+        env = {**env, "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"}
         proc = subprocess.run(cmd, cwd=self.path, capture_output=True, text=True, timeout=timeout, env=env)
         if check and proc.returncode != 0:
             raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")

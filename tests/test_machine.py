@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import copy
 import os
-import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, SNAKEMAKE, copy_workflow
+from conftest import ROOT
 from trtflow.config import ConfigError, validate
 from trtflow.dag import check_runs_here, settle_machine
 from trtflow.flags import build_flags, build_key, decode_of
@@ -120,35 +118,28 @@ def test_a_pool_too_small_leaves_out_the_listed_tp_and_refuses_a_named_one():
         check_runs_here(2, 1)
 
 
-def dry_run(workdir: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([SNAKEMAKE, "--cores", "2", "-n", *args], cwd=workdir, capture_output=True, text=True,
-                          timeout=300, env=env)
-
-
-def test_a_one_gpu_box_plans_tp_1_with_the_kernels_and_refuses_tp_2_before_any_job(tmp_path, fake_gpus):
+def test_a_one_gpu_box_plans_tp_1_with_the_kernels_and_refuses_tp_2_before_any_job(workflow_dir, fake_gpus):
     """Real snakemake on the default config: one faked H200 plans tp 1 only (the kernels' engine), says what was
     left out; tp 2 named on the command line, or a tp 2 file asked for, is refused while planning."""
-    workdir = copy_workflow(tmp_path / "wf").path
     one_h200 = fake_gpus("9.0")
-    planned = dry_run(workdir, one_h200)
+    planned = workflow_dir.run("-n", check=False, env=one_h200)
     assert planned.returncode == 0, planned.stderr[-3000:]
     assert "trtflow: tp 2 left out: this machine's pool has 1 GPU(s)" in planned.stderr
     assert "trtflow: decode auto: kernels at tp 1 (GPU sm 9.0" in planned.stderr
     assert "results/demo/tp1/rouge.json" in planned.stdout and "results/demo/tp2" not in planned.stdout
     assert '"torch_compile":"triton"' in planned.stdout  # decode: kernels, in the engine's flags and key
 
-    refused = dry_run(workdir, {**os.environ, "TRTFLOW_GPU_POOL": "1"}, "results/demo/tp2/generate.json",
-                      "--config", "tp=[2]")
+    refused = workflow_dir.run("-n", "results/demo/tp2/generate.json", "--config", "tp=[2]", check=False,
+                               env={**os.environ, "TRTFLOW_GPU_POOL": "1"})
     assert refused.returncode != 0
     assert "tp: 2 needs more GPUs than this machine's pool has (1" in refused.stdout + refused.stderr
     assert "rule " not in refused.stdout  # no job planned
-    asked = dry_run(workdir, one_h200, "results/demo/tp2/generate.json")
+    asked = workflow_dir.run("-n", "results/demo/tp2/generate.json", check=False, env=one_h200)
     assert asked.returncode != 0 and "tp 2 needs 2 GPUs but this machine's pool has 1" in asked.stdout + asked.stderr
 
 
-def test_a_cpu_machine_plans_every_tp_eagerly_as_before(tmp_path, fake_gpus):
-    workdir = copy_workflow(tmp_path / "wf").path
-    planned = dry_run(workdir, fake_gpus())
+def test_a_cpu_machine_plans_every_tp_eagerly_as_before(workflow_dir, fake_gpus):
+    planned = workflow_dir.run("-n", check=False, env=fake_gpus())
     assert planned.returncode == 0, planned.stderr[-3000:]
     assert "left out" not in planned.stderr
     assert "trtflow: decode auto: eager at tp 1, eager at tp 2 (no GPU here" in planned.stderr
