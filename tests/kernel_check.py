@@ -206,6 +206,27 @@ def tuning_round_trip() -> dict:
     return {"same": table.to_json() == recorded, "has shape": table.has((64, 4096, 1024, "torch.int8", "torch.float16"))}
 
 
+def autotuner_hooks() -> dict:
+    """The hook an engine's table gives Triton's autotuner (the fallback for a shape never tuned), as the autotuner
+    calls it before each candidate's launch and after the last: the row sums a linear writes are zeroed (a wider
+    candidate writes fewer parts and would leave a narrower one's for the layer norm that reads them all); a
+    linear that writes none, and the other kernels, pass."""
+    from trtflow.backends.torch.kernels.linear import AUTOTUNE_KEYS, KERNELS
+
+    table = kernels.TuningTable()
+    tuners = {name: table.kernel_for(kernel, AUTOTUNE_KEYS[name], ("never tuned",))[0]
+              for name, kernel in KERNELS.items()}
+    sums = torch.ones(4, 2, 16)
+    tuners["linear"].pre_hook({"sums_out_ptr": sums})
+    zeroed = sums.abs().sum().item() == 0
+    sums.fill_(1)
+    tuners["linear"].pre_hook({"sums_out_ptr": sums}, reset_only=True)
+    tuners["linear"].pre_hook({"sums_out_ptr": None})
+    tuners["qkv"].pre_hook({"kv_ptr": torch.ones(1)})
+    return {"zeroed": zeroed, "zeroed after the last": sums.abs().sum().item() == 0,
+            "user hook": all(tuner.user_defined_pre_hook for tuner in tuners.values())}
+
+
 def context_linears() -> dict:
     """kernels.context_linear (the context's int8 linears and lm_head under decode: kernels) against the
     dequantized product: through the linear kernel once the table has the shape, through F.linear where not."""
@@ -287,5 +308,6 @@ if __name__ == "__main__":
                for b, wo in ((1, False), (3, False), (1, True), (3, True), (20, False), (20, True))}
     print(json.dumps({"linear": linear_errors(), "qkv": qkv_cache_writes(), "decode": decodes,
                       "attention": attention_errors(), "greedy": greedy_argmax(), "refused": refused(),
-                      "tuning_round_trip": tuning_round_trip(), "context_linears": context_linears(),
+                      "tuning_round_trip": tuning_round_trip(), "autotuner_hooks": autotuner_hooks(),
+                      "context_linears": context_linears(),
                       "configurations_timed": configurations_timed()}))

@@ -73,6 +73,10 @@ def test_an_engines_tuning_table_reads_back_as_recorded(checked):
     assert checked["tuning_round_trip"] == {"same": True, "has shape": True}
 
 
+def test_the_autotuner_fallback_zeroes_the_row_sums_before_each_candidate(checked):
+    assert checked["autotuner_hooks"] == {"zeroed": True, "zeroed after the last": True, "user hook": True}
+
+
 def test_context_linears_run_the_kernel_once_their_shape_is_tuned_and_match_the_dequantized_product(checked):
     linears = checked["context_linears"]
     assert linears["chosen False"]["through the kernel"] == []  # no choice for the shape: dequantized, F.linear
