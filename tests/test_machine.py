@@ -118,6 +118,38 @@ def test_a_pool_too_small_leaves_out_the_listed_tp_and_refuses_a_named_one():
         check_runs_here(2, 1)
 
 
+@pytest.mark.parametrize("arch, asked, device, said", [
+    ("9.0", None, "cuda", True),  # auto, the default: the GPU where the jobs have one
+    ("8.0", "auto", "cuda", True),
+    ("none", None, None, False),  # a CPU: the recipe as before devices were named, so the same model key
+    ("9.0", "cpu", None, False),  # asked for by name: the CPU's bytes on a GPU box
+    ("9.0", "cuda", "cuda", True),
+])
+def test_the_demo_model_trains_on_the_gpu_where_the_jobs_have_one(arch, asked, device, said):
+    config = config_with(arch)
+    if asked:
+        config["models"]["demo"]["recipe"] = {"steps": 20, "device": asked}
+    before = flags_model_key(config_with("none"))
+    lines = settle_machine(config, None, tp_named=False, env={})
+    assert config["models"]["demo"]["recipe"].get("device") == device
+    assert ("trtflow: model demo trains on the GPU (recipe.device cpu: the CPU's bytes)" in lines) == said
+    if not asked:
+        assert (flags_model_key(config) == before) == (device is None)
+
+
+def test_training_on_cuda_without_a_gpu_is_refused_before_any_job():
+    config = config_with("none")
+    config["models"]["demo"]["recipe"] = {"device": "cuda"}
+    with pytest.raises(ConfigError, match="models.demo.recipe.device is cuda, but the jobs have no GPU"):
+        settle_machine(config, None, tp_named=False, env={})
+
+
+def flags_model_key(config: dict) -> str:
+    from trtflow.flags import convert_key
+
+    return convert_key(config, "demo")
+
+
 def test_a_one_gpu_box_plans_tp_1_with_the_kernels_and_refuses_tp_2_before_any_job(workflow_dir, fake_gpus):
     """Real snakemake on the default config: one faked H200 plans tp 1 only (the kernels' engine), says what was
     left out; tp 2 named on the command line, or a tp 2 file asked for, is refused while planning."""
@@ -128,6 +160,9 @@ def test_a_one_gpu_box_plans_tp_1_with_the_kernels_and_refuses_tp_2_before_any_j
     assert "trtflow: decode auto: kernels at tp 1 (GPU sm 9.0" in planned.stderr
     assert "results/demo/tp1/rouge.json" in planned.stdout and "results/demo/tp2" not in planned.stdout
     assert '"torch_compile":"triton"' in planned.stdout  # decode: kernels, in the engine's flags and key
+    assert "trtflow: model demo trains on the GPU" in planned.stderr
+    training = planned.stdout.split("rule demo_model:")[1].split("\n\n")[0]
+    assert "gpu=1" in training, training  # the training job holds the GPU
 
     refused = workflow_dir.run("-n", "results/demo/tp2/generate.json", "--config", "tp=[2]", check=False,
                                env={**os.environ, "TRTFLOW_GPU_POOL": "1"})
@@ -141,7 +176,21 @@ def test_a_one_gpu_box_plans_tp_1_with_the_kernels_and_refuses_tp_2_before_any_j
 def test_a_cpu_machine_plans_every_tp_eagerly_as_before(workflow_dir, fake_gpus):
     planned = workflow_dir.run("-n", check=False, env=fake_gpus())
     assert planned.returncode == 0, planned.stderr[-3000:]
-    assert "left out" not in planned.stderr
+    assert "left out" not in planned.stderr and "trains on the GPU" not in planned.stderr
+    assert "gpu=1" not in planned.stdout.split("rule demo_model:")[1].split("\n\n")[0]
     assert "trtflow: decode auto: eager at tp 1, eager at tp 2 (no GPU here" in planned.stderr
     for tp in (1, 2):
         assert f"results/demo/engines/tp{tp}/{build_key(config_with('none'), 'demo', tp)}" in planned.stdout
+
+
+def test_a_training_job_told_cuda_where_torch_sees_no_gpu_says_so_in_one_line():
+    import torch
+    from trtflow.demo_recipe import DemoRecipe
+    from trtflow.stages.demo_model import training_device
+
+    said = []
+    assert training_device(DemoRecipe(), said.append).type == "cpu" and said == ["training on the CPU, 2 threads"]
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the refusal is for a job that sees none")
+    with pytest.raises(RuntimeError, match="the recipe trains on cuda, but torch sees no GPU in this job; fix:"):
+        training_device(DemoRecipe(device="cuda"))

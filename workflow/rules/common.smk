@@ -223,6 +223,11 @@ def one_rank(wildcards):
     return 1
 
 
+def trains_on_gpu(wildcards):
+    """The demo model's job holds a GPU where its recipe's device (settled at start) is cuda."""
+    return int((config["models"][wildcards.model].get("recipe") or {}).get("device") == "cuda")
+
+
 # GPU jobs: gpu = tp; tp > 1 also tasks = tp, one task per GPU and an MPI launcher; tp 1 none of
 # these (the slurm executor rejects MPI jobs with one task). Returning None unsets a resource.
 def rank_count(wildcards):

@@ -39,6 +39,9 @@ rule demo_model:
         model=names_with_source(config["models"], ("demo",)),
     params:
         recipe=lambda wc: tff.canonical(config["models"][wc.model].get("recipe") or {}),
+        launch=launcher(one_rank),
+    resources:
+        gpu=trains_on_gpu,
     threads: 2
     conda:
         "../../envs/torch.yaml"
@@ -47,7 +50,7 @@ rule demo_model:
     benchmark:
         "logs/benchmarks/models/{model}.tsv"
     shell:
-        "python -m trtflow.stages.demo_model --train-file {input.train:q} --out-dir {output:q}"
+        "{params.launch} trtflow.stages.demo_model --train-file {input.train:q} --out-dir {output:q}"
         " --recipe {params.recipe:q} > {log:q} 2>&1"
 
 

@@ -210,13 +210,17 @@ DEMO_TRAINING_LIMIT = 4 * 2**30  # the demo model is a minute's training on a la
 def _check_recipe(name: str, recipe: dict) -> None:
     from dataclasses import fields
 
-    from .demo_recipe import DemoRecipe
+    from .demo_recipe import DEVICES, DemoRecipe
 
     types = {f.name: f.type for f in fields(DemoRecipe)}
     for key in sorted(set(recipe) - set(types)):
         _fail(f"models.{name}.recipe.{key}", recipe[key], "not a demo recipe setting",
               f"use one of {', '.join(sorted(types))}")
     for key, value in recipe.items():
+        if types[key] == "str":  # the device
+            if value not in DEVICES:
+                _fail(f"models.{name}.recipe.{key}", value, "not a training device", f"use one of {', '.join(DEVICES)}")
+            continue
         wants_int = types[key] == "int"
         if isinstance(value, str):  # typed on the command line: "300" is the number it spells
             try:

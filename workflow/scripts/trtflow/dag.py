@@ -72,9 +72,9 @@ def check_config(config: dict, schema_path: str | Path) -> None:
 
 def settle_machine(config: dict, gpus: int | None, tp_named: bool, env: dict | None = None) -> list[str]:
     """Fit the config to the machine its jobs run on, before any job: `gpu_arch` settled (auto: this machine's,
-    machine.gpu_arch) for `decode: auto`; with a pool of `gpus` GPUs on this machine (None: no pool, a CPU, or jobs
-    sent to a cluster) the degrees of `tp` it cannot run are left out, or refused where `tp_named` (the user gave
-    tp by --config or --configfile). Returns the lines to print at start."""
+    machine.gpu_arch) for `decode: auto` and the demo models' training device; with a pool of `gpus` GPUs on this
+    machine (None: no pool, a CPU, or jobs sent to a cluster) the degrees of `tp` it cannot run are left out, or
+    refused where `tp_named` (the user gave tp by --config or --configfile). Returns the lines to print at start."""
     config["gpu_arch"] = machine.gpu_arch(config["gpu_arch"], env)
     lines = []
     if gpus is not None and (over := [tp for tp in config["tp"] if tp > gpus]):
@@ -91,7 +91,21 @@ def settle_machine(config: dict, gpus: int | None, tp_named: bool, env: dict | N
         paths_by_tp = ", ".join(f"{decode_of(config, tp)} at tp {tp}" for tp in config["tp"])
         where = "no GPU here" if config["gpu_arch"] == "none" else f"GPU sm {config['gpu_arch']}"
         lines.append(f"trtflow: decode auto: {paths_by_tp} ({where}; build.decode names one)")
-    return lines
+    return lines + [line for name, spec in config["models"].items() if spec["source"] == "demo"
+                    for line in _settle_training_device(name, spec, config["gpu_arch"])]
+
+
+def _settle_training_device(name: str, spec: dict, gpu_arch: str) -> list[str]:
+    """A demo model's recipe.device settled: auto trains on the GPU where the jobs have one. The recipe then names
+    "cuda", or no device for the CPU (the identity of a model trained on a CPU is as before devices were named)."""
+    recipe = dict(spec.get("recipe") or {})
+    asked = recipe.pop("device", "auto")
+    if asked == "cuda" and gpu_arch == "none":
+        raise ConfigError(f"models.{name}.recipe.device is cuda, but the jobs have no GPU (gpu_arch none); fix: "
+                          "recipe.device auto or cpu, or set gpu_arch to the jobs' GPU under a cluster profile")
+    on_gpu = asked == "cuda" or (asked == "auto" and gpu_arch != "none")
+    spec["recipe"] = {**recipe, "device": "cuda"} if on_gpu else recipe
+    return [f"trtflow: model {name} trains on the GPU (recipe.device cpu: the CPU's bytes)"] if on_gpu else []
 
 
 def check_runs_here(tp: int, gpus: int | None) -> None:

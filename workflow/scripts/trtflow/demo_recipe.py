@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# where it trains: its bytes differ by device. "auto" (the default) is settled before any job: the GPU where the
+# jobs have one (dag.settle_machine), else the CPU; the recipe then names "cuda", or nothing for the CPU.
+DEVICES = ("auto", "cpu", "cuda")
+
 
 @dataclass(frozen=True)
 class DemoRecipe:
@@ -19,4 +23,5 @@ class DemoRecipe:
     lr: float = 3e-3
     summary_weight: float = 4.0
     seed: int = 0
-    threads: int = 2
+    threads: int = 2  # the CPU's (a GPU's training is deterministic by torch's own settings)
+    device: str = "cpu"

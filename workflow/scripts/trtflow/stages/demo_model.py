@@ -1,7 +1,8 @@
 """The `demo` model: a small GPT-2 and a byte-level BPE tokenizer, trained here on the demo corpus.
 
-Trained offline in about a minute (63 s measured) on 2 CPU cores with fixed seeds and a fixed thread count, so two
-runs on one machine write byte-identical files. The training text is the summarize.py prompt
+Trained offline in about a minute (63 s measured) on 2 CPU cores, or on the GPU where the jobs have one
+(recipe.device), with fixed seeds, a fixed thread count and torch's deterministic mode, so two runs on one machine
+write byte-identical files. The training text is the summarize.py prompt
 (`article TL;DR:`) followed by the reference summary and end-of-text, so greedy generation with the
 seed's prompt produces a summary and stops.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -48,10 +50,27 @@ def _encode_examples(tokenizer, rows: list[dict], max_len: int):
     return encoded
 
 
+def training_device(recipe: DemoRecipe, log=print):
+    """The torch device the recipe trains on, said in the log. On a GPU, cuBLAS is given the fixed workspace that
+    torch's deterministic mode requires of it."""
+    import torch
+
+    if recipe.device == "cpu":
+        log(f"training on the CPU, {recipe.threads} threads")
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise RuntimeError("the recipe trains on cuda, but torch sees no GPU in this job; fix: run it where the "
+                           "planner found one, or set the model's recipe.device to cpu")
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    log(f"training on the GPU: {torch.cuda.get_device_name()}")
+    return torch.device("cuda")
+
+
 def train(rows: list[dict], recipe: DemoRecipe, log=print):
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    device = training_device(recipe, log)
     torch.manual_seed(recipe.seed)
     torch.set_num_threads(recipe.threads)
     torch.use_deterministic_algorithms(True)
@@ -63,7 +82,9 @@ def train(rows: list[dict], recipe: DemoRecipe, log=print):
         n_layer=recipe.n_layer, n_head=recipe.n_head, bos_token_id=tokenizer.eos_token_id,
         eos_token_id=tokenizer.eos_token_id, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
     )
-    model = GPT2LMHeadModel(config)
+    if device.type == "cuda":  # eager attention: SDPA's backward kernels on a GPU are not all deterministic
+        config._attn_implementation = "eager"
+    model = GPT2LMHeadModel(config).to(device)
     examples = _encode_examples(tokenizer, rows, max_len=512)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01)
     generator = torch.Generator().manual_seed(recipe.seed)
@@ -90,6 +111,7 @@ def train(rows: list[dict], recipe: DemoRecipe, log=print):
             input_ids[row, : len(ids)] = torch.tensor(ids)
             weights[row, : len(ids)] = 1.0
             weights[row, target_start: len(ids)] = recipe.summary_weight
+        input_ids, weights = input_ids.to(device), weights.to(device)
         logits = model(input_ids=input_ids).logits[:, :-1]
         token_loss = torch.nn.functional.cross_entropy(
             logits.reshape(-1, logits.size(-1)), input_ids[:, 1:].reshape(-1), reduction="none"
@@ -105,7 +127,7 @@ def train(rows: list[dict], recipe: DemoRecipe, log=print):
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     log(f"trained {recipe.steps} steps in {time.perf_counter() - started:.1f} s, final loss {loss.item():.4f}")
     model.eval()
-    return model, tokenizer
+    return model.cpu(), tokenizer
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
