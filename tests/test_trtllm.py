@@ -274,7 +274,7 @@ def runner_engine(tmp_path, monkeypatch):
     """A trtllm engine folder as trtflow's build leaves it, with the runner double importable."""
     from trtflow.formats.artifact import atomic_dir, write_json
 
-    def make(version: str, flags_json: dict, world_size: int = 2):
+    def make(version: str, flags_json: dict, world_size: int = 2, inflight: bool = True):
         monkeypatch.setenv("TRTFLOW_DOUBLE_TRTLLM_VERSION", version)
         monkeypatch.syspath_prepend(str(DOUBLES / "site"))
         for name in [m for m in sys.modules if m == "tensorrt_llm" or m.startswith("tensorrt_llm.")]:
@@ -283,7 +283,10 @@ def runner_engine(tmp_path, monkeypatch):
         with atomic_dir(engine, {"kind": "engine"}) as tmp:
             config = {"version": version, "pretrained_config": {"mapping": {"world_size": world_size},
                                                                 "dtype": "float16", "vocab_size": 64},
-                      "build_config": {"max_batch_size": 4, "max_input_len": 16, "max_seq_len": 32}}
+                      "build_config": {"max_batch_size": 4, "max_input_len": 16, "max_seq_len": 32,
+                                       "kv_cache_type": "PAGED" if inflight else "CONTINUOUS",
+                                       "plugin_config": {"gpt_attention_plugin": "float16",
+                                                         "remove_input_padding": True}}}
             write_json(tmp / "config.json", config)
             for rank in range(world_size):
                 (tmp / f"rank{rank}.engine").write_bytes(b"double")
@@ -346,6 +349,63 @@ def test_fp32_accumulation_fmha_is_a_runtime_option_on_1x(version, passed, runne
     TrtllmGenerator(engine, dist_of(0, 1))
     (call,) = records(record, "runner")
     assert call.get("enable_context_fmha_fp32_acc") == passed
+
+
+def test_a_1x_engine_without_inflight_batching_runs_in_the_python_session(runner_engine, monkeypatch, capsys):
+    """1.x's ModelRunnerCpp refuses an engine without in-flight batching at load (the double's gate, as the
+    executor); trtflow runs it in ModelRunner as examples/run.py does: SamplingConfig's `min_length`, every rank
+    decoding, rank 0 reading, and generate.json saying which runtime ran."""
+    from trtflow.backends.trtllm.runner import TrtllmGenerator
+
+    engine, record = runner_engine("1.2.1", flags().to_json(), world_size=2, inflight=False)
+    from tensorrt_llm.runtime import ModelRunnerCpp
+
+    monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "0")
+    with pytest.raises(RuntimeError, match="TrtGptModelInflightBatching requires GPT attention"):
+        ModelRunnerCpp.from_dir(str(engine), rank=0)
+    main = TrtllmGenerator(engine, dist_of(0, 2))
+    assert "running it in the Python session (ModelRunner)" in capsys.readouterr().out
+    result = main.generate([[1, 2, 3]], 8, ignore_eos=True)
+    assert result.output_ids == [[4, 5, 6, 7, 8, 9, 10, 11]] and result.info["runtime"] == "ModelRunner"
+    monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "1")
+    assert TrtllmGenerator(engine, dist_of(1, 2)).generate([[1, 2, 3]], 4).output_ids == []
+    calls = records(record, "generate")
+    assert {(c["rank"], c["runtime"], c["min_length"]) for c in calls} == {(0, "ModelRunner", 8), (1, "ModelRunner", 1)}
+    assert {r["runtime"] for r in records(record, "runner")} == {"ModelRunner"}
+
+
+# the flow 1.2 flag sets of FLAG_TABLE whose engines the C++ runner loads (in-flight batching); the rest run in
+# the Python session
+INFLIGHT_12 = {"in-flight batching", "paged 64", "paged 64 with FMHA", "paged 128 with FMHA",
+               "paged 256 with fp32-acc FMHA", "paged 96"}
+
+
+@pytest.mark.parametrize("name, changes, dtype, tp", [row[:4] for row in FLAG_TABLE if row[5] == "ok"],
+                         ids=[row[0] for row in FLAG_TABLE if row[5] == "ok"])
+def test_each_flow_12_engine_goes_to_the_runtime_that_loads_it(name, changes, dtype, tp, tmp_path, monkeypatch):
+    """Built by the trtllm-build double from trtflow's command, each engine's config.json is read as 1.x's
+    ModelConfig::supportsInflightBatching does: the C++ runner double loads exactly those, trtflow sends the
+    others to ModelRunner."""
+    from trtflow.backends.trtllm.runner import python_session, supports_inflight_batching
+
+    assert command_through_double("1.2", changes, dtype, tp, tmp_path).returncode == 0
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert supports_inflight_batching(config) == (name in INFLIGHT_12)
+    assert python_session("1.2.1", config) == (name not in INFLIGHT_12)
+    monkeypatch.setenv("TRTFLOW_DOUBLE_TRTLLM_VERSION", "1.2.1")
+    monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "0")
+    monkeypatch.syspath_prepend(str(DOUBLES / "site"))
+    for module in [m for m in sys.modules if m == "tensorrt_llm" or m.startswith("tensorrt_llm.")]:
+        monkeypatch.delitem(sys.modules, module)
+    from tensorrt_llm.runtime import ModelRunnerCpp
+
+    try:
+        ModelRunnerCpp.from_dir(str(tmp_path / "out"), rank=0)
+        loads = True
+    except RuntimeError as err:
+        assert "TrtGptModelInflightBatching requires" in str(err)
+        loads = False
+    assert loads == (name in INFLIGHT_12)
 
 
 def test_an_engine_without_recorded_token_ids_is_refused(runner_engine, monkeypatch):
@@ -417,15 +477,16 @@ def test_dag_runs_end_to_end_with_trtllm_doubles(flow, version, demo_workflow, t
     assert generate["world_size"] == 2 and len(generate["outputs"][0]["output_ids"]) > 0
     rows = (wf.path / "results/demo/tp2/benchmark.csv").read_text().splitlines()
     assert rows[1].split(",")[2] == "trtllm" and "not run: batch size 16" in rows[2]
+    # the default flags make no in-flight-batching engine: flow 1.2 runs it in ModelRunner, as run.py does
+    runtime = "ModelRunnerCpp" if flow == "0.8" else "ModelRunner"
+    assert generate["runtime"] == runtime and {r.get("runtime", runtime) for r in runners} == {runtime}
     calls = records(record, "generate")
-    minimum = "min_length" if flow == "0.8" else "min_tokens"
-    assert any(g.get(minimum) == 4 for g in calls)  # benchmark: exactly output_len tokens, under the version's name
+    assert any(g.get("min_length") == 4 for g in calls)  # benchmark: exactly output_len tokens, SamplingConfig's name
     ids = token_ids(wf.path / "resources/models/demo/hf")
     served = [g for g in calls if "end_id" in g]
     assert served and {(g["end_id"], g["pad_id"]) for g in served} == {(ids["end_id"], ids["pad_id"])}  # tokenizer's
     assert ids["end_id"] != 50256 and provenance["end_id"] == ids["end_id"]
-    if flow == "1.2":  # rank 1 took part in every call and got nothing back, as the real 1.x runner does
-        assert any(g["rank"] == 1 and g.get("returned") == "[]" for g in calls)
+    assert any(g["rank"] == 1 for g in calls)  # rank 1 took part in every call
 
     monkeypatch.setenv("TRTFLOW_DOUBLE_TRTLLM_VERSION", version + "9")
     proc = wf.run("results/demo/tp2/generate.json", "--forcerun", "generate", check=False)

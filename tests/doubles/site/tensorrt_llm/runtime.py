@@ -6,6 +6,12 @@
 - 1.x: the same file on NVIDIA/TensorRT-LLM's 1.0-1.2 line (Executor, commit 03832911). `from_dir` is
   keyword-only after engine_dir and takes run-time knobs such as `enable_context_fmha_fp32_acc`;
   `generate` takes `min_tokens`, `end_id`, `pad_id`; ranks other than 0 cannot enqueue requests and get `[]`.
+  Loading an engine without in-flight batching fails as the executor does (TrtGptModelInflightBatching; the
+  condition is ModelConfig::supportsInflightBatching, cpp/include/tensorrt_llm/runtime/modelConfig.h).
+- 1.x ModelRunner, the Python session: `tensorrt_llm/runtime/model_runner.py` and `runtime/generation.py`
+  (SamplingConfig and its `update`) at commit 2340c776. `from_dir` is keyword-only after engine_dir;
+  `generate` takes SamplingConfig's fields (`min_length`); every tensor-parallel rank decodes and gets the
+  outputs. TensorRT-LLM's examples/run.py takes it for engines the C++ runner cannot load.
 
 Where the real `generate` hands unknown keywords to SamplingConfig and silently ignores those it does not
 know, this double names every keyword it knows and has no **kwargs: a keyword the real runner would drop
@@ -55,6 +61,12 @@ class _Engine:
             self.vocab_size, self.max_batch_size, self.max_input_len = pretrained["vocab_size"], \
                 build["max_batch_size"], build["max_input_len"]
             self.max_seq_len = build["max_seq_len"]
+            plugins = build.get("plugin_config") or {}
+            self.kv_cache_type = str(build.get("kv_cache_type", "CONTINUOUS")).upper()
+            # ModelConfig::supportsInflightBatching for a transformer
+            self.inflight_batching = (bool(plugins.get("gpt_attention_plugin"))
+                                      and bool(plugins.get("remove_input_padding"))
+                                      and self.kv_cache_type in ("PAGED", "DISABLED"))
         self.files = sorted(p.name for p in Path(engine_dir).glob("*.engine"))
 
     def check_inputs(self, batch, max_new_tokens):
@@ -141,7 +153,11 @@ class _RunnerV1:
                  gather_generation_logits=False, use_variable_beam_width_search=False, mm_embedding_offloading=False):
         engine = _Engine(engine_dir)
         assert rank == _mpi_rank()
+        if not engine.inflight_batching:  # the executor's model, TrtGptModelInflightBatching, refuses it
+            raise RuntimeError("[TensorRT-LLM][ERROR] Assertion failed: TrtGptModelInflightBatching requires GPT "
+                               "attention/Mamba Conv 1d plugin with packed input and paged KV cache.")
         _record("runner", {"engine_dir": engine_dir, "rank": rank, "engine_files": engine.files, "legacy": False,
+                           "runtime": "ModelRunnerCpp",
                            "enable_context_fmha_fp32_acc": enable_context_fmha_fp32_acc})
         return cls(engine, rank)
 
@@ -171,4 +187,49 @@ class _RunnerV1:
         return _returned(ids, lengths, return_dict, output_sequence_lengths)
 
 
+class _PythonRunnerV1:
+    def __init__(self, engine, rank):
+        self.engine, self.rank = engine, rank
+
+    @classmethod
+    def from_dir(cls, engine_dir, *, max_output_len=None, lora_dir=None, rank=0, debug_mode=False,
+                 lora_ckpt_source="hf", medusa_choices=None, stream=None, gpu_weights_percent=1,
+                 enable_context_fmha_fp32_acc=None, multi_block_mode=None,
+                 fail_fast_on_attention_window_too_large=False):
+        engine = _Engine(engine_dir)
+        assert rank == _mpi_rank()
+        if engine.kv_cache_type == "DISABLED":
+            assert max_output_len == 1 or max_output_len is None, \
+                "Disabled KV cache is intended for context phase only now."
+        _record("runner", {"engine_dir": engine_dir, "rank": rank, "engine_files": engine.files, "legacy": False,
+                           "runtime": "ModelRunner",
+                           "enable_context_fmha_fp32_acc": enable_context_fmha_fp32_acc})
+        return cls(engine, rank)
+
+    def generate(self, batch_input_ids, position_ids=None, sampling_config=None, prompt_table=None,
+                 prompt_tasks=None, lora_uids=None, streaming=False, output_generation_logits=False,
+                 stopping_criteria=None, logits_processor=None, medusa_choices=None, encoder_max_input_length=None,
+                 encoder_input_features=None, encoder_output_lengths=None, cross_attention_masks=None, *,
+                 end_id=None, pad_id=None, max_new_tokens=20, num_beams=1, max_attention_window_size=None,
+                 sink_token_length=None, output_sequence_lengths=False, return_dict=False, stop_words_list=None,
+                 bad_words_list=None, temperature=1.0, top_k=1, top_p=0.0, top_p_decay=None, top_p_min=None,
+                 top_p_reset_ids=None, length_penalty=1.0, repetition_penalty=1.0, min_length=1,
+                 presence_penalty=0.0, frequency_penalty=0.0, use_beam_hyps=True, beam_search_diversity_rate=0.0,
+                 random_seed=None, output_cum_log_probs=False, output_log_probs=False):
+        # the keywords above are SamplingConfig's fields, which its `update` sets (it drops other names)
+        self.engine.check_inputs(batch_input_ids, max_new_tokens)
+        if self.engine.kv_cache_type == "DISABLED" and max_new_tokens > 1:
+            raise RuntimeError("Disabled KV cache is intended for context phase only now.")
+        assert end_id is not None, "end_id cannot be none"
+        assert pad_id is not None, "pad_id cannot be none"
+        _record("generate", {"rank": self.rank, "batch": len(batch_input_ids), "max_new_tokens": max_new_tokens,
+                             "end_id": end_id, "pad_id": pad_id, "min_length": min_length, "top_k": top_k,
+                             "top_p": top_p, "temperature": temperature, "num_beams": num_beams,
+                             "random_seed": random_seed, "runtime": "ModelRunner"})
+        ids, lengths = self.engine.run(batch_input_ids, max_new_tokens, end_id, min_length)
+        return _returned(ids, lengths, return_dict, output_sequence_lengths)
+
+
 ModelRunnerCpp = _RunnerV08 if __version__.startswith("0.") else _RunnerV1
+if not __version__.startswith("0."):
+    ModelRunner = _PythonRunnerV1

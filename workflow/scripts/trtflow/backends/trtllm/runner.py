@@ -1,7 +1,8 @@
-"""Run TensorRT-LLM engines behind trtflow's generator interface (tensorrt_llm.runtime.ModelRunnerCpp).
+"""Run TensorRT-LLM engines behind trtflow's generator interface (tensorrt_llm.runtime.ModelRunnerCpp, or under
+1.x ModelRunner for an engine without in-flight batching, as TensorRT-LLM's examples/run.py chooses).
 
 Every rank (started by `trtflow.launch -n <world size>`, mpirun as TensorRT-LLM expects) loads its own
-engine file through ModelRunnerCpp.from_dir(engine_dir, rank); generate/summarize/benchmark then call
+engine file through the runner's from_dir(engine_dir, rank); generate/summarize/benchmark then call
 `generate` exactly as they do for the torch backend, so ROUGE and timings are computed the same way.
 The engine's PROVENANCE.json is checked first: an engine built by another TensorRT-LLM version or for
 another GPU architecture is refused with what to rebuild.
@@ -46,11 +47,27 @@ def check_provenance(engine_dir: Path, installed: str) -> None:
                                   "TensorRT engines are tied to the GPU architecture: rebuild it on this GPU")
 
 
-def sampling_keywords(version: str, sampling: Sampling, min_new_tokens: int) -> dict:
-    """Sampling keywords under the names each runtime's `ModelRunnerCpp.generate` acts on: 0.8 reads them as
-    SamplingConfig fields (`min_length`), 1.x as executor SamplingConfig parameters (`min_tokens`); both drop
-    a name they do not know without a word."""
-    minimum = "min_length" if version.startswith("0.") else "min_tokens"
+def supports_inflight_batching(config: dict) -> bool:
+    """Whether TensorRT-LLM 1.x's ModelRunnerCpp (an Executor with in-flight batching) can load a transformer
+    engine of this config.json: ModelConfig::supportsInflightBatching (cpp/include/tensorrt_llm/runtime/
+    modelConfig.h) asks for the GPT attention plugin, packed input, and a paged KV cache or none."""
+    build = config["build_config"]
+    plugins = build.get("plugin_config") or {}
+    return (bool(plugins.get("gpt_attention_plugin")) and bool(plugins.get("remove_input_padding"))
+            and str(build.get("kv_cache_type", "CONTINUOUS")).upper() in ("PAGED", "DISABLED"))
+
+
+def python_session(version: str, config: dict) -> bool:
+    """1.x runs an engine without in-flight batching in its Python session (ModelRunner), as its examples/run.py
+    does; 0.8's ModelRunnerCpp (GptSession) runs every engine."""
+    return not version.startswith("0.") and not supports_inflight_batching(config)
+
+
+def sampling_keywords(version: str, sampling: Sampling, min_new_tokens: int, in_python: bool = False) -> dict:
+    """Sampling keywords under the names each runtime's `generate` acts on: 0.8's ModelRunnerCpp and 1.x's
+    ModelRunner read them as SamplingConfig fields (`min_length`), 1.x's ModelRunnerCpp as executor
+    SamplingConfig parameters (`min_tokens`); each drops a name it does not know without a word."""
+    minimum = "min_length" if version.startswith("0.") or in_python else "min_tokens"
     return {"top_k": sampling.top_k, "top_p": sampling.top_p, "temperature": sampling.temperature,
             "num_beams": sampling.num_beams, "random_seed": sampling.random_seed, minimum: min_new_tokens}
 
@@ -66,13 +83,14 @@ def runner_options(version: str, flags: dict) -> dict:
 class TrtllmGenerator:
     def __init__(self, engine_dir: str | Path, dist: DistInfo):
         import tensorrt_llm
-        from tensorrt_llm.runtime import ModelRunnerCpp
+        from tensorrt_llm import runtime
 
         engine_dir = Path(engine_dir)
         verify_manifest(engine_dir)
         check_provenance(engine_dir, tensorrt_llm.__version__)
         record = read_json(engine_dir / "PROVENANCE.json")
-        layout = engine_layout(read_json(engine_dir / "config.json"))
+        config = read_json(engine_dir / "config.json")
+        layout = engine_layout(config)
         if layout["world_size"] != dist.world_size:
             raise EngineMismatchError(f"{engine_dir} was built for world size {layout['world_size']} but "
                                       f"{dist.world_size} rank(s) are running; launch with -n {layout['world_size']}")
@@ -86,27 +104,33 @@ class TrtllmGenerator:
         self.compute_dtype = layout["dtype"]
         self.limits = {k: layout[k] for k in ("max_batch_size", "max_input_len", "max_output_len")}
         self.end_id, self.pad_id = record["end_id"], record["pad_id"]
-        self.runner = ModelRunnerCpp.from_dir(str(engine_dir), rank=dist.rank,
-                                              **runner_options(self.version, record.get("build", {})))
+        self.in_python = python_session(self.version, config)
+        if self.in_python and dist.is_main:
+            print(f"trtflow: {engine_dir.name} has no in-flight batching (GPT attention plugin, packed input and a "
+                  "paged KV cache: build.use_inflight_batching), which TensorRT-LLM's C++ runner needs; running "
+                  "it in the Python session (ModelRunner), as TensorRT-LLM's examples/run.py does", flush=True)
+        self.runtime = "ModelRunner" if self.in_python else "ModelRunnerCpp"
+        self.runner = getattr(runtime, self.runtime).from_dir(str(engine_dir), rank=dist.rank,
+                                                              **runner_options(self.version, record.get("build", {})))
 
     def check_limits(self, batch: list[list[int]], max_new_tokens: int) -> None:
         enforce_limits(self.limits, batch, max_new_tokens)
 
     def generate(self, batch: list[list[int]], max_new_tokens: int, sampling: Sampling = Sampling(),
                  end_id: int | None = None, ignore_eos: bool = False) -> GenerationResult:
-        """Every rank calls the runner; the outputs are read on rank 0 only, as run.py does (1.x returns `[]`
-        on the other ranks), so the others get no rows."""
+        """Every rank calls the runner; the outputs are read on rank 0 only, as run.py does (1.x's
+        ModelRunnerCpp returns `[]` on the other ranks), so the others get no rows."""
         self.check_limits(batch, max_new_tokens)
         end_id = self.end_id if end_id is None else end_id
         started = time.perf_counter()
         out = self.runner.generate(
             [torch.tensor(p, dtype=torch.int32) for p in batch], max_new_tokens=max_new_tokens, end_id=end_id,
             pad_id=self.pad_id, output_sequence_lengths=True, return_dict=True,
-            **sampling_keywords(self.version, sampling, max_new_tokens if ignore_eos else 1))
+            **sampling_keywords(self.version, sampling, max_new_tokens if ignore_eos else 1, self.in_python))
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         total_s = time.perf_counter() - started
-        info = {"compute_dtype": self.compute_dtype}
+        info = {"compute_dtype": self.compute_dtype, "runtime": self.runtime}
         if not self.dist.is_main:
             return GenerationResult([], float("nan"), total_s, info)
         ids, lengths = out["output_ids"], out["sequence_lengths"]
