@@ -11,7 +11,7 @@ $(BIN)/snakemake: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch 2.13.0 first: on the project's CPU machines pip takes the local CPU build of it
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
-	$(BIN)/python -m pip install --quiet -e ".[dev,slurm,hub]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,slurm,hub,mpi]"
 	touch $@
 
 install: $(BIN)/snakemake

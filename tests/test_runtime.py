@@ -153,6 +153,37 @@ def test_launch_falls_back_to_torchrun_then_errors(monkeypatch):
 
 
 
+def test_tensorrt_llm_ranks_start_from_mpi_only(monkeypatch):
+    """--mpi (the trtllm backend's jobs): srun in a Slurm job or mpirun, never torchrun, whose RANK TensorRT-LLM
+    does not read; without MPI one line says what to install before any rank starts."""
+    import trtflow.infra.launch as launch
+
+    monkeypatch.setattr(sys, "executable", "PY")
+    monkeypatch.setattr(launch, "_find", lambda program: "TORCHRUN" if program == "torchrun" else None)
+    with pytest.raises(launch.LauncherError, match=r"2 ranks of a TensorRT-LLM engine need MPI.*neither mpirun nor "
+                                                   r"a Slurm job is here; fix: install MPI"):
+        launch.launch_command(2, "m", [], env={}, mpi=True)
+    assert launch.launch_command(1, "m", [], env={}, mpi=True) == ["PY", "-m", "m"]  # one rank: no launcher
+    monkeypatch.setattr(launch, "_find", lambda program: program.upper())
+    assert launch.launch_command(2, "m", [], env={}, mpi=True, is_root=False)[:3] == ["MPIRUN", "-np", "2"]
+    assert launch.launch_command(2, "m", [], env={"SLURM_JOB_ID": "7"}, mpi=True)[:3] == ["SRUN", "-n", "2"]
+    with pytest.raises(launch.LauncherError, match="--launcher torchrun was given"):
+        launch.launch_command(2, "m", [], launcher="torchrun", env={}, mpi=True)
+
+
+def test_a_trtllm_tp_above_1_is_refused_while_planning_where_no_mpi_can_start_it(monkeypatch):
+    import trtflow.infra.launch as launch
+    from trtflow.config import ConfigError
+    from trtflow.dag import check_mpi_here
+
+    monkeypatch.setattr(launch, "_find", lambda program: None)
+    with pytest.raises(ConfigError, match="tp 2 with build.backend trtllm needs 2 MPI ranks"):
+        check_mpi_here("trtllm", 2, local=True, env={})
+    check_mpi_here("trtllm", 1, local=True, env={})
+    check_mpi_here("torch", 2, local=True, env={})  # the torch backend's ranks come from any launcher
+    check_mpi_here("trtllm", 2, local=False, env={})  # a cluster's jobs start their ranks with srun
+
+
 def test_a_compiled_engine_is_refused_off_the_toolchain_it_was_compiled_for(tiny_gpt2, tmp_path, monkeypatch):
     """The decode step compiled by the engine rule runs only on the GPU architecture, torch, Triton and CUDA it
     was compiled with; elsewhere (here: this CPU) the engine is refused with the instruction to rebuild."""

@@ -276,6 +276,7 @@ def runner_engine(tmp_path, monkeypatch):
 
     def make(version: str, flags_json: dict, world_size: int = 2, inflight: bool = True):
         monkeypatch.setenv("TRTFLOW_DOUBLE_TRTLLM_VERSION", version)
+        monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", str(world_size))  # as mpirun -np <world size> sets it
         monkeypatch.syspath_prepend(str(DOUBLES / "site"))
         for name in [m for m in sys.modules if m == "tensorrt_llm" or m.startswith("tensorrt_llm.")]:
             monkeypatch.delitem(sys.modules, name)
@@ -394,6 +395,7 @@ def test_each_flow_12_engine_goes_to_the_runtime_that_loads_it(name, changes, dt
     assert python_session("1.2.1", config) == (name not in INFLIGHT_12)
     monkeypatch.setenv("TRTFLOW_DOUBLE_TRTLLM_VERSION", "1.2.1")
     monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "0")
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", str(tp))
     monkeypatch.syspath_prepend(str(DOUBLES / "site"))
     for module in [m for m in sys.modules if m == "tensorrt_llm" or m.startswith("tensorrt_llm.")]:
         monkeypatch.delitem(sys.modules, module)

@@ -13,6 +13,7 @@ from trtflow.infra.machine import ARCH_ENV, local_gpu_count  # noqa: E402
 from trtflow.dag import (  # noqa: E402
     benchmark_args,
     check_config,
+    check_mpi_here,
     check_runs_here,
     compile_batch_sizes,
     dataset_file,
@@ -46,6 +47,7 @@ def _local_gpus():
 
 
 LOCAL_GPUS = _local_gpus()
+LOCAL_RUN = workflow.local_exec and not workflow.remote_exec  # jobs start on this machine
 try:
     check_config(config, SCRIPTS.parent / "schemas" / "config.schema.yaml")
     # tp named by --config or --configfile (not the workflow's own config file) is refused, not left out
@@ -82,7 +84,8 @@ def launcher(ranks):
     job's `gpu` resources and starts `ranks(wildcards)` ranks of the stage module that follows."""
 
     def command(wildcards, resources):
-        return f"python -m trtflow.infra.launch --gpus {resources.gpu} -n {ranks(wildcards)}"
+        mpi = " --mpi" if run_config(config, wildcards)["build"]["backend"] == "trtllm" else ""
+        return f"python -m trtflow.infra.launch --gpus {resources.gpu}{mpi} -n {ranks(wildcards)}"
 
     return command
 
@@ -105,6 +108,7 @@ def get_run_config(wildcards):
 def get_build_key(wildcards):
     try:
         check_runs_here(int(wildcards.tp), LOCAL_GPUS)  # every job that runs or builds an engine asks for its key
+        check_mpi_here(get_run_config(wildcards)["build"]["backend"], int(wildcards.tp), LOCAL_RUN)
     except tfc.ConfigError as err:
         raise WorkflowError(str(err)) from None
     return tff.build_key(get_run_config(wildcards), wildcards.model, int(wildcards.tp))

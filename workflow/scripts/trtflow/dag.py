@@ -116,6 +116,16 @@ def check_runs_here(tp: int, gpus: int | None) -> None:
                           "(results/<model>/tp1/…), or submit to a cluster (--profile profiles/slurm)")
 
 
+def check_mpi_here(backend: str, tp: int, local: bool, env: dict | None = None) -> None:
+    """Refuses, at DAG time, TensorRT-LLM ranks on a machine that cannot start them from MPI (local jobs only:
+    a cluster job starts its ranks with srun)."""
+    from .infra.launch import MPI_FIX, mpi_launcher
+
+    if backend == "trtllm" and tp > 1 and local and not mpi_launcher(env):
+        raise ConfigError(f"tp {tp} with build.backend trtllm needs {tp} MPI ranks (TensorRT-LLM takes its rank and "
+                          f"world size from MPI) and this machine has no mpirun; fix: {MPI_FIX}")
+
+
 def run_configs(config: dict) -> dict[str | None, dict]:
     """The config itself (None) and each variant's, by name: everything a run can be made with."""
     return {None: config, **{name: variant_config(config, name) for name in config["variants"]}}

@@ -41,7 +41,27 @@ def _record(kind, payload):
 
 
 def _mpi_rank():
-    return int(os.environ.get("OMPI_COMM_WORLD_RANK", os.environ.get("RANK", "0")))
+    """The rank as TensorRT-LLM reads it, from MPI (mpi4py's COMM_WORLD; a process no MPI launcher started is a
+    world of one): Open MPI's or a PMI launcher's (srun) variables, never torchrun's RANK."""
+    for name in ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"):
+        if name in os.environ:
+            return int(os.environ[name])
+    return 0
+
+
+def _mpi_size():
+    for name in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE"):
+        if name in os.environ:
+            return int(os.environ[name])
+    return 1
+
+
+def _check_world(engine):
+    """The runtime's world comes from MPI and must hold the engine's ranks (v0.8.0 worldConfig.cpp: mpiSize ==
+    tp * pp; 1.x WorldConfig::mpi)."""
+    if _mpi_size() != engine.world_size:
+        raise RuntimeError(f"[TensorRT-LLM][ERROR] Assertion failed: mpiSize == tp * pp ({_mpi_size()} MPI "
+                           f"rank(s), the engine's tp * pp is {engine.world_size})")
 
 
 class _Engine:
@@ -114,6 +134,7 @@ class _RunnerV08:
                  debug_mode=False, lora_ckpt_source="hf"):
         engine = _Engine(engine_dir)
         assert rank == _mpi_rank()
+        _check_world(engine)
         _record("runner", {"engine_dir": engine_dir, "rank": rank, "engine_files": engine.files, "legacy": True})
         return cls(engine, rank)
 
@@ -153,6 +174,7 @@ class _RunnerV1:
                  gather_generation_logits=False, use_variable_beam_width_search=False, mm_embedding_offloading=False):
         engine = _Engine(engine_dir)
         assert rank == _mpi_rank()
+        _check_world(engine)
         if not engine.inflight_batching:  # the executor's model, TrtGptModelInflightBatching, refuses it
             raise RuntimeError("[TensorRT-LLM][ERROR] Assertion failed: TrtGptModelInflightBatching requires GPT "
                                "attention/Mamba Conv 1d plugin with packed input and paged KV cache.")
@@ -198,6 +220,7 @@ class _PythonRunnerV1:
                  fail_fast_on_attention_window_too_large=False):
         engine = _Engine(engine_dir)
         assert rank == _mpi_rank()
+        _check_world(engine)
         if engine.kv_cache_type == "DISABLED":
             assert max_output_len == 1 or max_output_len is None, \
                 "Disabled KV cache is intended for context phase only now."

