@@ -106,6 +106,23 @@ def test_a_torch_or_triton_upgrade_changes_a_compiled_engine_key_only(monkeypatc
     assert keys(compiled)[1] != before[0][1] and keys()[1] == before[1][1]
 
 
+def test_a_trtllm_engine_for_another_gpu_or_tensorrt_is_another_folder(monkeypatch):
+    """The GPU architecture the jobs run on (gpu_arch, settled at start) and the TensorRT-LLM and TensorRT the
+    planner sees installed name a trtllm engine; a torch engine whose decode is named is not tied to them."""
+    from trtflow.formats import provenance
+
+    trtllm = setter("build", "backend", "trtllm")
+    eager = setter("build", "decode", "eager")
+    on = {arch: keys(lambda c, a=arch: (trtllm(c), c.update(gpu_arch=a)))[1] for arch in ("9.0", "8.0", "none")}
+    assert len(set(on.values())) == 3
+    assert keys(lambda c: (eager(c), c.update(gpu_arch="9.0"))) == keys(lambda c: (eager(c), c.update(gpu_arch="8.0")))
+    versions = {"tensorrt_llm": "1.2.0", "tensorrt": "10.13.0"}
+    monkeypatch.setattr(provenance, "package_version", versions.get)
+    installed = keys(trtllm)[1]
+    versions["tensorrt"] = "10.14.1"
+    assert len({installed, keys(trtllm)[1], keys()[1]}) == 3 and keys() == keys(lambda c: None)
+
+
 # The build keys the previous main (262a5cf) gave config/config.yaml with these older decode flags, compiler
 # versions set to "torch-X+triton-Y": each `decode` name and its older spelling must name the same engines.
 OLDER_KEYS = {  # decode: (cuda_graphs, torch_compile), (demo tp 1 key, gpt2 tp 2 key)

@@ -65,18 +65,19 @@ def test_build_py_command_lines(changes, tp, gpus, tail):
 TRTLLM_BUILD_CASES = [
     (dict(), 1, 1, ["--gpt_attention_plugin", "float16", "--gemm_plugin", "disable", "--remove_input_padding", "enable",
                     "--context_fmha", "disable", "--kv_cache_type", "continuous", "--max_batch_size", "8",
-                    "--max_input_len", "924", "--max_seq_len", "1024", "--output_timing_cache", "/work/model.cache",
-                    "--workers", "1"]),
+                    "--max_input_len", "924", "--max_seq_len", "1024", "--input_timing_cache", "/work/model.cache",
+                    "--output_timing_cache", "/work/model.cache", "--workers", "1"]),
     (dict(use_gpt_attention_plugin=None, remove_input_padding=False, paged_kv_cache=True, tokens_per_block=32,
           use_gemm_plugin="float16"), 2, 2,
      ["--gpt_attention_plugin", "disable", "--gemm_plugin", "float16", "--remove_input_padding", "disable",
       "--context_fmha", "disable", "--kv_cache_type", "paged", "--tokens_per_block", "32", "--max_batch_size", "8",
-      "--max_input_len", "924", "--max_seq_len", "1024", "--output_timing_cache", "/work/model.cache",
-      "--workers", "2"]),
+      "--max_input_len", "924", "--max_seq_len", "1024", "--input_timing_cache", "/work/model.cache",
+      "--output_timing_cache", "/work/model.cache", "--workers", "2"]),
     (dict(enable_context_fmha_fp32_acc=True, max_input_len=512, max_output_len=200), 4, 1,
      ["--gpt_attention_plugin", "float16", "--gemm_plugin", "disable", "--remove_input_padding", "enable",
       "--context_fmha", "enable", "--kv_cache_type", "continuous", "--max_batch_size", "8", "--max_input_len", "512",
-      "--max_seq_len", "712", "--output_timing_cache", "/work/model.cache", "--workers", "1"]),
+      "--max_seq_len", "712", "--input_timing_cache", "/work/model.cache", "--output_timing_cache",
+      "/work/model.cache", "--workers", "1"]),
 ]
 
 
@@ -501,6 +502,13 @@ def test_dag_runs_end_to_end_with_trtllm_doubles(flow, version, demo_workflow, t
     wf.write_config(config)
     proc = wf.run("results/demo/tp2/accuracy.ok", check=False)
     assert proc.returncode != 0 and "accuracy gate FAILED" in proc.stdout + proc.stderr
+
+    # the TensorRT timing cache is kept beside the engines and read by the next build like it
+    kept = sorted((wf.path / "results/demo/trtllm-timing-caches").glob("*.cache"))
+    assert len(kept) == 1 and not builds[0]["timing_cache_read"]
+    wf.run(str(tp2.relative_to(wf.path)), "--forcerun", "build_engine")
+    rebuilt = records(record, "build_py" if flow == "0.8" else "trtllm_build")
+    assert len(rebuilt) == 2 and sorted(b["timing_cache_read"] for b in rebuilt) == [False, True]
     assert "below the threshold 14" in proc.stdout + proc.stderr
 
 

@@ -187,9 +187,19 @@ def compiler_versions() -> str:
                     if package_version(package))
 
 
+def trtllm_identity(config: dict) -> str:
+    """What a TensorRT engine is tied to beyond its flags: the flow, the TensorRT-LLM and TensorRT installed where
+    the DAG is planned (package metadata; absent where the planner has none), and the jobs' GPU architecture
+    (`gpu_arch`, settled at start): an engine for another GPU or TensorRT is another folder."""
+    from .formats.provenance import package_version
+
+    installed = [f"{name}-{version}" for name in ("tensorrt_llm", "tensorrt") if (version := package_version(name))]
+    return "+".join([f"tensorrt_llm-{config['trtllm']['flow']}", *installed, f"sm-{config['gpu_arch']}"])
+
+
 def backend_version(config: dict, tp: int) -> str:
     if config["build"]["backend"] == "trtllm":
-        return f"tensorrt_llm-{config['trtllm']['flow']}"
+        return trtllm_identity(config)
     if DECODE_PATHS[decode_of(config, tp)][1]:
         return f"{TORCH_BACKEND_VERSION}+{compiler_versions()}"
     return TORCH_BACKEND_VERSION

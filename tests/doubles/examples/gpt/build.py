@@ -215,7 +215,8 @@ def main():
     check_network(args)
     folder = os.environ.get("TRTFLOW_DOUBLE_RECORD")
     if folder:
-        record = {"argv": sys.argv, "cwd": os.getcwd(), "plugin_config": plugin_config(args)}
+        record = {"argv": sys.argv, "cwd": os.getcwd(), "plugin_config": plugin_config(args),
+                  "timing_cache_read": Path(args.timing_cache).is_file()}  # read where it exists, else ignored
         Path(folder, f"build_py-{time.monotonic_ns()}.json").write_text(json.dumps(record))
     args.output_dir.mkdir(parents=True, exist_ok=True)
     for rank in range(args.world_size):

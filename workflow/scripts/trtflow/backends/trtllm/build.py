@@ -7,6 +7,7 @@ the wrong version for the configured flow.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -69,14 +70,44 @@ def command_for(flow: str, source: Path, out_dir: Path, work: Path, flags: Build
     return trtllm_build(program, source, out_dir, work / "model.cache", tp, flags, gpus)
 
 
+def kept_timing_cache(out_dir: Path, source: Path, flow: str, version: str, flags: BuildFlags) -> Path:
+    """Where the TensorRT timing cache of builds like this one is kept: beside the model's engines
+    (results/{model}/trtllm-timing-caches/), one per conversion, flags, TensorRT-LLM and GPU architecture (not
+    per tp: tactics are timed per layer shape, and each tp's build adds its own)."""
+    from ...flags import canonical
+    from ...formats.provenance import accelerator
+
+    identity = {"flow": flow, "tensorrt_llm": version, "sm": accelerator()["sm"], "build": flags.to_json(),
+                "convert": source.parent.name}
+    key = hashlib.sha256(canonical(identity).encode()).hexdigest()[:10]
+    return out_dir.resolve().parents[2] / "trtllm-timing-caches" / f"{key}.cache"
+
+
+def keep_timing_cache(work_cache: Path, kept: Path) -> None:
+    """The build's timing cache into `kept`, replaced whole, so that the next build like it starts from the
+    tactics this one measured instead of timing them again."""
+    if not work_cache.is_file():
+        return
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    partial = kept.with_name(f".{kept.name}.{os.getpid()}")
+    shutil.copyfile(work_cache, partial)
+    os.replace(partial, kept)
+
+
 def build(source_dir: str | Path, out_dir: str | Path, flags: BuildFlags, build_key: str, settings: dict,
           token_ids: dict[str, int]) -> Path:
+    """The engine folder `out_dir`, built by the flow's tool from the kept timing cache (kept_timing_cache), which
+    a build that succeeds updates."""
     flow = settings.get("flow", "0.8")
     version = installed_version()
     check_flow(version, flow)
     source, out_dir = Path(source_dir), Path(out_dir)
     meta = {"kind": "engine", "backend": "trtllm", "flow": flow, "build_key": build_key}
     with tempfile.TemporaryDirectory(prefix="trtflow-build-") as work, atomic_dir(out_dir, meta) as tmp:
+        kept = kept_timing_cache(out_dir, source, flow, version, flags)
+        if kept.is_file():
+            shutil.copyfile(kept, Path(work) / "model.cache")
+            print(f"timing cache: {kept}", flush=True)
         command = command_for(flow, source.resolve(), tmp.resolve(), Path(work), flags, settings)
         for note in command.notes:
             print(f"note: {note}", flush=True)
@@ -92,4 +123,5 @@ def build(source_dir: str | Path, out_dir: str | Path, flags: BuildFlags, build_
                              "build": flags.to_json(), "argv": command.argv, "notes": command.notes, "source": str(source),
                              **token_ids})
         (tmp / "PROVENANCE.json").write_text(json.dumps(record, indent=2) + "\n")
+        keep_timing_cache(Path(work) / "model.cache", kept)
     return out_dir

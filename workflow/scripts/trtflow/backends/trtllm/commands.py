@@ -86,7 +86,8 @@ def trtllm_build(program: str, checkpoint_dir: Path, out_dir: Path, timing_cache
         argv += ["--tokens_per_block", str(flags.tokens_per_block)]
     argv += ["--max_batch_size", str(flags.max_batch_size), "--max_input_len", str(flags.max_input_len),
              "--max_seq_len", str(flags.max_input_len + flags.max_output_len),
-             "--output_timing_cache", str(timing_cache), "--workers", str(max(1, min(tp, gpus_available)))]
+             "--input_timing_cache", str(timing_cache), "--output_timing_cache", str(timing_cache),
+             "--workers", str(max(1, min(tp, gpus_available)))]
     notes = ["engine dtype comes from the checkpoint (trtllm-build has no --dtype)"]
     if flags.enable_context_fmha_fp32_acc:
         notes.append("fp32 accumulation for context FMHA is a run-time flag in 1.x: run.py/summarize.py "
