@@ -149,7 +149,31 @@ FLAG_TABLE = [
      "ok"),
     ("weight-only int8", dict(SEED, use_weight_only=True), "float16", 2, "ok", "ok"),
     ("weight-only int4", dict(use_weight_only=True, weight_only_precision="int4"), "float16", 1, "ok", "ok"),
+    # accepted by both tools and ignored (FMHA lives in the attention plugin; tokens_per_block in a paged cache):
+    # accepted by trtflow too, with a note in the build log
+    ("FMHA, plugins off", dict(use_gpt_attention_plugin=None, remove_input_padding=False, enable_context_fmha=True),
+     "float16", 1, "ok", "ok"),
+    ("fp32-acc FMHA, plugins off", dict(use_gpt_attention_plugin=None, remove_input_padding=False,
+                                        enable_context_fmha_fp32_acc=True), "float16", 1, "ok", "ok"),
+    ("tokens_per_block 96, not paged", dict(tokens_per_block=96), "float16", 1, "ok", "ok"),
 ]
+
+
+# Where trtflow is stricter than the tools, on purpose: lengths past the model's positions (v0.8.0's build.py
+# builds it, 1.x warns; positions past n_positions have no embedding) are refused by check_model_fits.
+
+
+@pytest.mark.parametrize("flow", ["0.8", "1.2"])
+def test_a_flag_the_tools_ignore_is_accepted_with_a_note(flow, tmp_path):
+    from trtflow.backends.trtllm.commands import ignored_flag_notes
+
+    changes = dict(use_gpt_attention_plugin=None, remove_input_padding=False, enable_context_fmha=True)
+    assert command_through_double(flow, changes, "float16", 1, tmp_path).returncode == 0
+    build_flags = BuildFlags.from_config({**BASE["build"], "decode": "eager", **changes, "backend": "trtllm"},
+                                         "float16")
+    assert ignored_flag_notes(build_flags) == ["context FMHA runs inside the GPT attention plugin, which is off: the "
+                                               "engine has no context FMHA (the tool accepts the flag and ignores it)"]
+    assert ignored_flag_notes(flags(**SEED)) == []
 
 
 def run_double(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:

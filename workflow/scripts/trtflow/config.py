@@ -305,10 +305,9 @@ def _check_build(build: dict, runs_build_py: bool) -> None:
         _fail("build.enable_context_fmha_fp32_acc", True, "enable_context_fmha and "
               "enable_context_fmha_fp32_acc are mutually exclusive (build.py)",
               "turn one of them off (fp32_acc already enables FMHA with fp32 accumulation)")
+    # context FMHA without the attention plugin: both tools accept it and build no FMHA; so does trtflow, with a
+    # note in the build log (commands.py)
     fmha = build["enable_context_fmha"] or build["enable_context_fmha_fp32_acc"]
-    if fmha and not build["use_gpt_attention_plugin"] and not build["use_inflight_batching"]:
-        _fail("build.enable_context_fmha", True, "context FMHA runs inside the GPT attention plugin, "
-              "which is off", "set build.use_gpt_attention_plugin: float16 or turn context FMHA off")
     plugin = build["use_gpt_attention_plugin"] or build["use_inflight_batching"]  # IFB turns the plugin on
     # TensorRT-LLM refuses these while building, after minutes of work (v0.8.0 layers/attention.py asserts both);
     # the torch backend follows the same contract, so one config means one thing for both backends.
@@ -320,11 +319,12 @@ def _check_build(build: dict, runs_build_py: bool) -> None:
         _fail("build.paged_kv_cache", True, "a paged KV cache needs the GPT attention plugin, which is off "
               "(TensorRT-LLM asserts it in layers/attention.py)",
               "set build.use_gpt_attention_plugin: float16, or build.paged_kv_cache: false")
-    tpb = build["tokens_per_block"]
-    if runs_build_py and tpb & (tpb - 1):
+    # tokens_per_block is a paged cache's: without one it is never passed to a tool (a note says so)
+    tpb, paged = build["tokens_per_block"], build["paged_kv_cache"] or build["use_inflight_batching"]
+    if runs_build_py and paged and tpb & (tpb - 1):
         _fail("build.tokens_per_block", tpb, "must be a power of two (v0.8.0 build.py asserts it)",
               "use 32, 64, 128 …")
-    if runs_build_py and fmha and tpb < 128 and (build["paged_kv_cache"] or build["use_inflight_batching"]):
+    if runs_build_py and fmha and tpb < 128 and paged:
         _fail("build.tokens_per_block", tpb, "must be >= 128 with context FMHA (v0.8.0 build.py asserts it; "
               "1.x and the torch backend do not)", "use 128 or more, or trtllm.flow: '1.2'")
 
@@ -436,5 +436,6 @@ def check_model_fits(config: dict, model: str, hf_config: dict, where: str = "co
     total = build["max_input_len"] + build["max_output_len"]
     if total > hf_config["n_positions"]:
         _fail("build.max_input_len", build["max_input_len"], f"max_input_len + max_output_len = {total} "
-              f"exceeds model `{model}`'s n_positions {hf_config['n_positions']} ({where})",
+              f"exceeds model `{model}`'s n_positions {hf_config['n_positions']} ({where}): positions past it have "
+              "no embedding, so tokens there would be garbage (v0.8.0's build.py accepts it, 1.x only warns)",
               "lower build.max_input_len or build.max_output_len")

@@ -68,7 +68,18 @@ def build_py(python: str, examples_dir: Path, cmodel_dir: Path, out_dir: Path, t
         if getattr(flags, flag):
             notes.append(f"{flag} is a torch-backend setting; build.py has no equivalent (use gptSessionBenchmark "
                          "--enable_cuda_graph at run time)")
-    return BuildCommand(argv, engine_files_08(dtype, tp), notes)
+    return BuildCommand(argv, engine_files_08(dtype, tp), notes + ignored_flag_notes(flags))
+
+
+def ignored_flag_notes(flags: BuildFlags) -> list[str]:
+    """Flags both tools accept and act on in no way with these settings: said in the build log, not refused.
+    (tokens_per_block without a paged cache is dropped from the flags altogether: BuildFlags.from_config.)"""
+    notes = []
+    fmha = flags.enable_context_fmha or flags.enable_context_fmha_fp32_acc
+    if fmha and not (flags.use_gpt_attention_plugin or flags.use_inflight_batching):
+        notes.append("context FMHA runs inside the GPT attention plugin, which is off: the engine has no context "
+                     "FMHA (the tool accepts the flag and ignores it)")
+    return notes
 
 
 def trtllm_build(program: str, checkpoint_dir: Path, out_dir: Path, timing_cache: Path, tp: int, flags: BuildFlags,
@@ -97,4 +108,4 @@ def trtllm_build(program: str, checkpoint_dir: Path, out_dir: Path, timing_cache
     if flags.use_weight_only:
         notes.append(f"weight-only {flags.weight_only_precision} has no trtllm-build flag in 1.x: it is the "
                      "checkpoint's quantization block (convert step), and trtllm-build quantizes the linears on load")
-    return BuildCommand(argv, engine_files_12(tp), notes)
+    return BuildCommand(argv, engine_files_12(tp), notes + ignored_flag_notes(flags))
