@@ -202,3 +202,35 @@ def test_a_model_named_like_the_report_is_refused():
     config["models"]["report.html"] = {"source": "demo"}
     with pytest.raises(ConfigError, match="results/report.html is the workflow's own file"):
         validate(config)
+
+
+def test_a_known_error_is_one_line_and_its_traceback_only_when_asked(monkeypatch, capsys):
+    """README: a stage's known failure ends its log with `error: …`; TRTFLOW_TRACEBACK=1 adds the traceback."""
+    from trtflow.errors import KnownError, run_stage
+
+    def failing():
+        raise KnownError("the checkpoint is damaged; fix: fetch it again")
+
+    monkeypatch.delenv("TRTFLOW_TRACEBACK", raising=False)
+    with pytest.raises(SystemExit) as stopped:
+        run_stage(failing)
+    assert stopped.value.code == "error: the checkpoint is damaged; fix: fetch it again"
+    assert "Traceback" not in capsys.readouterr().err
+    monkeypatch.setenv("TRTFLOW_TRACEBACK", "1")
+    with pytest.raises(SystemExit):
+        run_stage(failing)
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
+
+
+def test_provenance_records_the_device_the_host_and_the_commit():
+    """README: every PROVENANCE.json says where and from what an artifact was made."""
+    import socket
+    import subprocess
+
+    from trtflow.formats.provenance import provenance
+
+    record = provenance({"kind": "engine"})
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    assert record["kind"] == "engine" and record["host"] == socket.gethostname()
+    assert record["git_commit"] == head and len(head) == 40
+    assert record["accelerator"]["device"] in ("cpu", "cuda") and record["versions"]["torch"]
