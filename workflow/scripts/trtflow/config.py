@@ -319,7 +319,7 @@ def _check_build(build: dict, runs_build_py: bool) -> None:
         _fail("build.paged_kv_cache", True, "a paged KV cache needs the GPT attention plugin, which is off "
               "(TensorRT-LLM asserts it in layers/attention.py)",
               "set build.use_gpt_attention_plugin: float16, or build.paged_kv_cache: false")
-    # tokens_per_block is a paged cache's: without one it is never passed to a tool (a note says so)
+    # tokens_per_block is a paged cache's: without one it is never passed to a tool (BuildFlags drops it)
     tpb, paged = build["tokens_per_block"], build["paged_kv_cache"] or build["use_inflight_batching"]
     if runs_build_py and paged and tpb & (tpb - 1):
         _fail("build.tokens_per_block", tpb, "must be a power of two (v0.8.0 build.py asserts it)",

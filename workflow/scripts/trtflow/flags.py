@@ -165,7 +165,8 @@ def canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
-def _digest(obj: Any) -> str:
+def digest(obj: Any) -> str:
+    """The 10 hex digits that name a keyed folder or file: sha256 of the canonical JSON."""
     return hashlib.sha256(canonical(obj).encode()).hexdigest()[:10]
 
 
@@ -227,7 +228,7 @@ def convert_key(config: dict, model: str) -> str:
                 "storage_type": config["convert"]["storage_type"]}
     if precision := checkpoint_quantization(config):
         identity["weight_only_precision"] = precision
-    return _digest(identity)
+    return digest(identity)
 
 
 # transformers' attention for the HF reference (hf_reference.HFGenerator): GPT-2's eager attention, what transformers
@@ -239,12 +240,12 @@ def hf_summary_key(config: dict, model: str) -> str:
     """Names the HF summary of `model`: what its texts depend on (the checkpoint, the dataset, the summarize
     settings that shape the run and the reference's attention), never an engine setting."""
     summarize = config["summarize"]
-    return _digest({"model": model_identity(config["models"][model]), "dataset": summarize["dataset"],
+    return digest({"model": model_identity(config["models"][model]), "dataset": summarize["dataset"],
                     **{k: summarize[k] for k in ("max_ite", "batch_size", "output_len", "max_input_length")},
                     "attention": HF_ATTENTION})
 
 
 def build_key(config: dict, model: str, tp: int) -> str:
     """Names the engine folder of `model` at `tp` for the current config."""
-    return _digest({"backend": config["build"]["backend"], "backend_version": backend_version(config, tp),
+    return digest({"backend": config["build"]["backend"], "backend_version": backend_version(config, tp),
                     "build": build_flags(config, tp).to_json(), "convert": convert_key(config, model), "tp": int(tp)})

@@ -117,8 +117,9 @@ class _Engine:
         return padded, lengths
 
 
-def _loaded(engine_dir, rank, **recorded):
-    """Both runtimes' load: the engine folder, the rank and world from MPI, the call recorded."""
+def _loaded(engine_dir, rank, recorded):
+    """Both runtimes' load: the engine folder, the rank and world from MPI, and the call's record (a dict beyond
+    the folder, rank and files) to write once the load has passed its checks."""
     engine = _Engine(engine_dir)
     assert rank == _mpi_rank()
     _check_world(engine)
@@ -141,7 +142,7 @@ class _RunnerV08:
     def from_dir(cls, engine_dir, lora_dir=None, rank=0, max_batch_size=None, max_input_len=None,
                  max_output_len=None, max_beam_width=None, max_attention_window_size=None, sink_token_length=None,
                  debug_mode=False, lora_ckpt_source="hf"):
-        engine, record = _loaded(engine_dir, rank, legacy=True)
+        engine, record = _loaded(engine_dir, rank, {"legacy": True})
         record()
         return cls(engine, rank)
 
@@ -179,8 +180,8 @@ class _RunnerV1:
                  multi_block_mode=True, enable_context_fmha_fp32_acc=None, cuda_graph_mode=None,
                  logits_processor_map=None, device_ids=None, is_orchestrator_mode=False, use_runtime_defaults=True,
                  gather_generation_logits=False, use_variable_beam_width_search=False, mm_embedding_offloading=False):
-        engine, record = _loaded(engine_dir, rank, legacy=False, runtime="ModelRunnerCpp",
-                                 enable_context_fmha_fp32_acc=enable_context_fmha_fp32_acc)
+        engine, record = _loaded(engine_dir, rank, {"legacy": False, "runtime": "ModelRunnerCpp",
+                                                    "enable_context_fmha_fp32_acc": enable_context_fmha_fp32_acc})
         if not engine.inflight_batching:  # the executor's model, TrtGptModelInflightBatching, refuses it
             raise RuntimeError("[TensorRT-LLM][ERROR] Assertion failed: TrtGptModelInflightBatching requires GPT "
                                "attention/Mamba Conv 1d plugin with packed input and paged KV cache.")
@@ -222,8 +223,8 @@ class _PythonRunnerV1:
                  lora_ckpt_source="hf", medusa_choices=None, stream=None, gpu_weights_percent=1,
                  enable_context_fmha_fp32_acc=None, multi_block_mode=None,
                  fail_fast_on_attention_window_too_large=False):
-        engine, record = _loaded(engine_dir, rank, legacy=False, runtime="ModelRunner",
-                                 enable_context_fmha_fp32_acc=enable_context_fmha_fp32_acc)
+        engine, record = _loaded(engine_dir, rank, {"legacy": False, "runtime": "ModelRunner",
+                                                    "enable_context_fmha_fp32_acc": enable_context_fmha_fp32_acc})
         if engine.kv_cache_type == "DISABLED":
             assert max_output_len == 1 or max_output_len is None, \
                 "Disabled KV cache is intended for context phase only now."

@@ -7,7 +7,6 @@ the wrong version for the configured flow.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -74,12 +73,11 @@ def kept_timing_cache(out_dir: Path, source: Path, flow: str, version: str, flag
     """Where the TensorRT timing cache of builds like this one is kept: beside the model's engines
     (results/{model}/trtllm-timing-caches/), one per conversion, flags, TensorRT-LLM and GPU architecture (not
     per tp: tactics are timed per layer shape, and each tp's build adds its own)."""
-    from ...flags import canonical
+    from ...flags import digest
     from ...formats.provenance import accelerator
 
-    identity = {"flow": flow, "tensorrt_llm": version, "sm": accelerator()["sm"], "build": flags.to_json(),
-                "convert": source.parent.name}
-    key = hashlib.sha256(canonical(identity).encode()).hexdigest()[:10]
+    key = digest({"flow": flow, "tensorrt_llm": version, "sm": accelerator()["sm"], "build": flags.to_json(),
+                  "convert": source.parent.name})
     return out_dir.resolve().parents[2] / "trtllm-timing-caches" / f"{key}.cache"
 
 
