@@ -90,8 +90,10 @@ def test_snakemake_refuses_a_bad_config_before_any_job(case, workflow_dir):
 def test_default_config_plans_the_whole_demo(workflow_dir):
     rules = [rule for rule, _ in workflow_dir.planned_jobs()]
     assert sorted(set(rules)) == ["accuracy_gate", "benchmark", "benchmark_plot", "build_engine", "convert_cmodel",
-                                  "demo_dataset", "demo_model", "generate", "hf_summarize", "report_html", "summarize"]
+                                  "demo_dataset", "demo_model", "generate", "hf_summarize", "report_html", "seed_table",
+                                  "summarize"]
     assert rules.count("summarize") == 2 and rules.count("hf_summarize") == 1  # HF once, for every tp
+    # the default benchmark grid holds the recipe's cases: the seed table reads benchmark.csv, runs no benchmark
 
 
 def test_head_count_of_a_fetched_checkpoint_is_checked(workflow_dir):

@@ -7,6 +7,7 @@ import copy
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -452,6 +453,130 @@ def test_an_engine_without_recorded_token_ids_is_refused(runner_engine, monkeypa
 # ------------------------------------------------------------------ the whole DAG with the doubles
 
 
+# ------------------------------------------------------------------ gptSessionBenchmark (flow 0.8)
+
+GSB = str(DOUBLES / "bin" / "gptSessionBenchmark")
+
+
+@pytest.fixture
+def built_08_engine(tmp_path):
+    """A flow-0.8 engine folder as trtflow's build leaves it (the build.py double's files, a manifest and the
+    provenance), by tp."""
+    import shutil
+
+    from trtflow.formats.artifact import atomic_dir, write_json
+
+    def make(tp: int, **changes) -> Path:
+        work = tmp_path / f"build-tp{tp}"
+        work.mkdir()
+        assert command_through_double("0.8", changes, "float16", tp, work).returncode == 0
+        engine = tmp_path / f"engine-tp{tp}"
+        with atomic_dir(engine, {"kind": "engine"}) as tmp:
+            for file in (work / "out").iterdir():
+                shutil.copy(file, tmp / file.name)
+            write_json(tmp / "PROVENANCE.json", {"tensorrt_llm": "0.8.0", "build_key": "0123456789", "end_id": 7,
+                                                 "pad_id": 5})
+        return engine
+
+    return make
+
+
+def gsb_env(record: Path) -> dict:
+    return {**os.environ, "TRTFLOW_DOUBLE_RECORD": str(record), "TRTFLOW_DOUBLE_TRTLLM_VERSION": "0.8.0",
+            "PYTHONPATH": os.pathsep.join([str(DOUBLES / "site"), str(ROOT / "workflow" / "scripts")]),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+@pytest.mark.parametrize("argv, code, message", [
+    (["--engine_dir", "E", "--no_such_flag"], 134, "Option ‘no_such_flag’ does not exist"),
+    (["--engine_dir", "E", "--duration", "0.5"], 134, "Argument ‘0.5’ failed to parse"),
+    (["--batch_size", "1"], 1, "Please specify engine directory."),
+    (["--engine_dir", "E", "--log_level", "debug"], 1, "Unexpected log level: debug"),
+])
+def test_the_gpt_session_benchmark_double_refuses_what_the_v080_options_refuse(argv, code, message, tmp_path):
+    proc = subprocess.run([sys.executable, GSB, *argv], capture_output=True, text=True, env=gsb_env(tmp_path))
+    assert proc.returncode == code and message in proc.stdout + proc.stderr
+
+
+def test_the_gpt_session_benchmark_double_refuses_what_the_v080_session_refuses(built_08_engine, tmp_path):
+    engine = built_08_engine(2)
+    config = json.loads((engine / "config.json").read_text())
+    config["builder_config"]["max_num_tokens"] = 100  # as build.py --max_num_tokens 100 writes it
+    (engine / "config.json").write_text(json.dumps(config))
+
+    def run(*argv: str, ranks: int = 1) -> subprocess.CompletedProcess:
+        env = {**gsb_env(tmp_path), "OMPI_COMM_WORLD_SIZE": str(ranks), "OMPI_COMM_WORLD_RANK": "0"}
+        return subprocess.run([sys.executable, GSB, "--engine_dir", str(engine), *argv], capture_output=True,
+                              text=True, env=env)
+
+    # the world comes from MPI: a tp-2 engine on one rank
+    assert "mpiSize == tp * pp" in run("--model", "gpt").stdout
+    # without --model gpt the engine file is looked for under the default name gpt_350m
+    assert "Error opening engine file" in run(ranks=2).stdout and "gpt_350m_float16_tp2_rank0.engine" in run(ranks=2).stdout
+    # packed input: the largest batch × input length against max_num_tokens, before any configuration runs
+    proc = run("--model", "gpt", "--batch_size", "1;2", "--input_output_len", "60,20", ranks=2)
+    assert proc.returncode == 1 and "max_num_tokens=100, while trying to benchmark on 120 tokens" in proc.stdout
+    assert "[BENCHMARK]" not in proc.stdout
+    proc = run("--model", "gpt", "--batch_size", "1", "--input_output_len", "60,20", "--num_runs", "3",
+               "--duration", "0", ranks=2)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Benchmarking done. Iteration: 3," in proc.stdout
+    assert re.search(r"\[BENCHMARK\] batch_size 1 input_length 60 output_length 20 latency\(ms\) [\d.]+ tokensPerSec "
+                     r"[\d.]+ gpu_peak_mem\(gb\) 0\.00", proc.stdout)
+
+
+def test_gpt_session_benchmark_lines_become_the_csv_columns():
+    """Its v0.8.0 printf formats: rank 0's [BENCHMARK] lines, N/A where it ran out of memory, every rank's done
+    lines (the iterations, where they agree)."""
+    from trtflow.backends.trtllm.bench import Case, parse_output
+
+    text = ("Benchmarking done. Iteration: 10, duration: 0.39 sec.\nLatencies: [3.95, 3.94]\n"
+            "Benchmarking done. Iteration: 10, duration: 0.40 sec.\n"
+            "[BENCHMARK] batch_size 1 input_length 60 output_length 20 latency(ms) 39.47 tokensPerSec 506.69 "
+            "gpu_peak_mem(gb) 23.06\n"
+            "[BENCHMARK] batch_size 64 input_length 60 output_length 20 latency(ms) N/A tokensPerSec N/A\n")
+    rows = parse_output(text)
+    assert rows[Case(1, 60, 20)] == {"status": "ok", "iterations": 10, "latency_ms": 39.47, "tokens_per_s": 506.69,
+                                     "peak_mem_mb": 23.06e9 / 2**20, "peak_mem_kind": "gpu_device_used"}
+    assert rows[Case(64, 60, 20)]["status"].startswith("not run: gptSessionBenchmark ran out of GPU memory")
+    assert parse_output(text.replace("Iteration: 10, duration: 0.40", "Iteration: 11, duration: 0.40"))[
+        Case(1, 60, 20)]["iterations"] is None
+
+
+@pytest.mark.parametrize("tp", [1, 2])
+def test_a_flow_08_engine_is_benchmarked_by_gpt_session_benchmark_on_its_ranks(tp, built_08_engine, tmp_path):
+    """The stage starts the tool on the engine's MPI ranks, one input/output pair a run, with only the cases the
+    engine takes; the rest get `not run` rows without the tool seeing them."""
+    import csv
+
+    engine = built_08_engine(tp, max_batch_size=4)
+    record = tmp_path / "record"
+    record.mkdir()
+    out = tmp_path / "benchmark.csv"
+    proc = subprocess.run([sys.executable, "-m", "trtflow.stages.benchmark", "--engine-dir", str(engine), "--model",
+                           "demo", "--batch-size", "1;8", "--input-output-len", "60,20;60,100", "--warm-up", "0",
+                           "--num-runs", "2", "--duration", "0", "--tool", "gptSessionBenchmark", "--trtllm",
+                           json.dumps({"flow": "0.8", "benchmark_tool": GSB}), "--build-key", "0123456789",
+                           "--out", str(out)], capture_output=True, text=True,
+                          env={**gsb_env(record), "PYTHONPATH": os.pathsep.join([str(DOUBLES / "site"),
+                                                                                  str(ROOT / "workflow" / "scripts")])})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["batch_size"], r["input_len"], r["output_len"], r["status"][:7]) for r in rows] == [
+        ("1", "60", "20", "ok"), ("1", "60", "100", "ok"), ("8", "60", "20", "not run"), ("8", "60", "100", "not run")]
+    assert "batch size 8 > the engine's max_batch_size 4" in rows[2]["status"]
+    assert {r["tool"] for r in rows} == {"gptSessionBenchmark"} and {r["tp"] for r in rows} == {str(tp)}
+    assert rows[0]["peak_mem_kind"] == "gpu_device_used" and rows[0]["iterations"] == "2"
+    calls = records(record, "gpt_session_benchmark")
+    assert sorted((c["rank"], c["world"]) for c in calls) == sorted((r, tp) for r in range(tp) for _ in range(2))
+    for call in calls:
+        argv = call["argv"][1:]
+        assert argv[:4] == ["--model", "gpt", "--engine_dir", str(engine)]
+        assert argv[argv.index("--batch_size") + 1] == "1"  # batch 8 never reached the tool
+        assert argv[argv.index("--input_output_len") + 1] in ("60,20", "60,100")
+    assert (tmp_path / "benchmark.csv.sha256").is_file()
+
+
 def records(folder: Path, kind: str) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(folder.glob(f"{kind}-*.json"))]
 
@@ -471,11 +596,12 @@ def test_dag_runs_end_to_end_with_trtllm_doubles(flow, version, demo_workflow, t
     config["summarize"].update({"max_ite": 2, "output_len": 4, "compare_hf": False, "rouge1_threshold": 0})
     config["benchmark"] = {"batch_sizes": [1, 16], "input_output_len": [[8, 4]], "warm_up": 0, "num_runs": 1,
                            "duration": 0}
+    config["tp"] = [2]
     wf = demo_workflow
     wf.write_config(config)
     targets = [f"results/demo/tp{tp}/{name}" for tp in (2,) for name in ("generate.json", "rouge.json",
                                                                           "accuracy.ok", "benchmark.csv")]
-    wf.run(*targets)
+    wf.run(*targets, "results/demo/seed_table.md")
 
     builds = records(record, "build_py" if flow == "0.8" else "trtllm_build")
     assert len(builds) == 1
@@ -508,7 +634,16 @@ def test_dag_runs_end_to_end_with_trtllm_doubles(flow, version, demo_workflow, t
     runtime = "ModelRunnerCpp" if flow == "0.8" else "ModelRunner"
     assert generate["runtime"] == runtime and {r.get("runtime", runtime) for r in runners} == {runtime}
     calls = records(record, "generate")
-    assert any(g.get("min_length") == 4 for g in calls)  # benchmark: exactly output_len tokens, SamplingConfig's name
+    table = (wf.path / "results/demo/seed_table.md").read_text()
+    if flow == "0.8":  # measured by the recipe's own tool, on the engine's two MPI ranks
+        tool_calls = records(record, "gpt_session_benchmark")
+        assert sorted((c["rank"], c["world"]) for c in tool_calls) == [(0, 2), (0, 2), (1, 2), (1, 2)]  # csv, seed
+        assert {r.split(",")[-1] for r in rows[1:]} == {"gptSessionBenchmark"}
+        assert "| 2 | 1 | 60 | 20 |" in table and "| 50.90 |" in table and table.count("gptSessionBenchmark |") == 1
+    else:  # exactly output_len tokens, under SamplingConfig's name
+        assert any(g.get("min_length") == 4 for g in calls)
+        assert "trtflow's Python loop |" in table
+    assert "backend: trtllm (flow " + flow + ")" in table
     ids = token_ids(wf.path / "resources/models/demo/hf")
     served = [g for g in calls if "end_id" in g]
     assert served and {(g["end_id"], g["pad_id"]) for g in served} == {(ids["end_id"], ids["pad_id"])}  # tokenizer's

@@ -112,8 +112,12 @@ def test_every_number_in_the_report_is_the_one_in_its_source_file(built):
     def f(value, digits=2):
         return f"{float(value):.{digits}f}" if value not in (None, "") else "–"
 
-    accuracy, *speed = html_tables(read(built, "results/report.html"))
+    accuracy, *speed, seed_accuracy, seed_speed = html_tables(read(built, "results/report.html"))
     assert len(accuracy) == 3 and len(speed) == 2  # header + tp 1 and 2; one speed table per run
+    table = read(built, "results/demo/seed_table.json")
+    assert [row[:2] for row in seed_accuracy[1:]] == [[str(r["tp"]), f(r["engine"]["rouge1"])] for r in table["accuracy"]]
+    assert [row[:5] for row in seed_speed[1:]] == [[str(r["tp"]), str(r["batch_size"]), str(r["input_len"]),
+                                                    str(r["output_len"]), f(r["latency_ms"])] for r in table["speed"]]
     for tp, row in zip((1, 2), accuracy[1:], strict=True):
         rouge, gate = read(built, f"results/demo/tp{tp}/rouge.json"), read(built, f"results/demo/tp{tp}/accuracy.ok")
         engine, hf = rouge["engine"], rouge["hf"]
@@ -128,6 +132,81 @@ def test_every_number_in_the_report_is_the_one_in_its_source_file(built):
         assert table[1:] == [[r["batch_size"], r["input_len"], r["output_len"], r["status"], f(r["latency_ms"]),
                               f(r["p50_ms"]), f(r["p90_ms"]), f(r["ttft_ms"]), f(r["tpot_ms"]),
                               f(r["tokens_per_s"], 1), f(r["peak_mem_mb"], 0), f(r["load_1m_start"])] for r in rows]
+
+
+def markdown_tables(text: str) -> list[list[list[str]]]:
+    """Every pipe table of a markdown text as rows of cells (header row first, the |---| row left out)."""
+    tables, current = [], None
+    for line in text.splitlines():
+        if line.startswith("|"):
+            if current is None:
+                current = []
+                tables.append(current)
+            if not set(line) <= set("|-"):
+                current.append([c.strip() for c in line.strip("|").split("|")])
+        else:
+            current = None
+    return tables
+
+
+def test_the_seed_table_sets_every_tp_beside_the_recipe_from_the_run_files(built):
+    """T: every number of seed_table.md is the one in rouge.json / the benchmark CSVs (or the recipe's)."""
+    from trtflow import seed_recipe
+    from trtflow.stages.accuracy_gate import evaluate_gate
+
+    def f(value):
+        return f"{float(value):,.2f}"
+
+    text = read(built, "results/demo/seed_table.md")
+    rouge_table, gate_table, speed_table = markdown_tables(text)
+    expected_rouge, expected_gate, expected_speed = [], [], []
+    for tp in (1, 2):
+        rouge = read(built, f"results/demo/tp{tp}/rouge.json")
+        for side, label, recipe in (("engine", "engine", 21.96), ("hf", "HF", 21.67)):
+            scores = rouge[side]
+            expected_rouge.append([str(tp), label, *(f(scores[k]) for k in ("rouge1", "rouge2", "rougeL", "rougeLsum")),
+                                   f(recipe), f"×{scores['rouge1'] / recipe:.2f}"])
+        gate = evaluate_gate(rouge, 14, 3)
+        assert gate == {k: v for k, v in read(built, f"results/demo/tp{tp}/accuracy.ok").items()}
+        expected_gate.append([str(tp), "passed", f"{gate['rouge1'] - 14:+.2f} (threshold 14)",
+                              f"{gate['mean_diff']:+.2f} ± {gate['se_diff']:.2f} ({gate['n']}; fails below −3 SE)"])
+        # the config's grid (16/8) holds none of the recipe's cases: each tp ran them in seed-benchmark.csv alone
+        rows = list(csv.DictReader((built.path / f"results/demo/tp{tp}/seed-benchmark.csv").open()))
+        assert [(r["batch_size"], r["input_len"], r["output_len"]) for r in rows] == [
+            (str(c.batch_size), str(c.input_len), str(c.output_len)) for c in seed_recipe.cases_at(tp)]
+        for row, case in zip(rows, seed_recipe.cases_at(tp), strict=True):
+            latency, tokens = float(row["latency_ms"]), float(row["tokens_per_s"])
+            expected_speed.append([
+                str(tp), row["batch_size"], row["input_len"], row["output_len"], f(latency), f(case.latency_ms),
+                f"×{latency / case.latency_ms:.2f}", f(tokens), f(case.tokens_per_s), f"×{tokens / case.tokens_per_s:.2f}",
+                f"{float(row['peak_mem_mb']) * 2**20 / 1e9:,.2f} (process_rss)",
+                f(case.peak_mem_gb) if case.peak_mem_gb else "–", "–", "trtflow's Python loop"])
+    assert rouge_table[1:] == expected_rouge
+    assert gate_table[1:] == expected_gate
+    assert speed_table[1:] == expected_speed
+    assert {"39.47", "195.73", "50.90", "21.96", "21.67"} <= {c for t in (rouge_table, speed_table) for r in t for c in r}
+    differences = text.split("## What differs from the recipe")[1]
+    hf = json.loads((built.path / "resources/models/demo/hf/config.json").read_text())
+    shape = f"{hf['n_layer']} layers, {hf['n_embd']} wide, {hf['n_head']} heads, vocabulary {hf['vocab_size']}"
+    for named in (f"model: the demo model (trained here) ({shape}), not gpt2-medium (24 layers, 1024 wide, 16 heads, "
+                  "vocabulary 50257)", "dataset: demo", "max_ite 8 (recipe 20)",
+                  "device: cpu", "process_rss",
+                  "backend: torch, decode eager at tp 1, eager at tp 2; benchmark measured by trtflow's Python loop"):
+        assert named in differences
+    assert (built.path / "results/demo/seed_table.json.sha256").is_file()
+
+
+def test_the_seed_table_runs_only_the_recipe_cases_the_grid_lacks(built, tmp_path):
+    """A grid holding (1, 60, 20) leaves tp 2 nothing to add and tp 1 only 60/100; nothing else reruns."""
+    wf = clone(built, tmp_path)
+    config = demo_config()
+    config["benchmark"]["input_output_len"] = [[16, 8], [60, 20]]
+    proc = wf.run("results/demo/seed_table.md", "-n", "-p", config=config)
+    jobs = wf.planned_jobs("results/demo/seed_table.md", config=config)
+    assert sorted(rules_by_tp(jobs)) == [("benchmark", "1"), ("benchmark", "2"), ("seed_benchmark", "1"),
+                                         ("seed_table", "")]
+    seed_command = next(line for line in proc.stdout.splitlines() if "seed-benchmark.csv" in line and "--out" in line)
+    assert "--batch-size '1' --input-output-len '60,100'" in seed_command
 
 
 def test_report_says_what_it_measured_and_renders_in_a_browser(built, tmp_path):
@@ -159,7 +238,7 @@ def test_report_says_what_it_measured_and_renders_in_a_browser(built, tmp_path):
     profile = ["--user-data-dir=" + str(tmp_path / "profile")]
     dom = subprocess.run([chromium, *CHROMIUM_FLAGS, *profile, "--dump-dom", page.as_uri()], capture_output=True,
                          text=True, timeout=120).stdout
-    assert dom.count("<table>") == 3 and dom.count("<img ") == 2 and "Reading this page" in dom
+    assert dom.count("<table>") == 5 and dom.count("<img ") == 2 and "Reading this page" in dom
     shot = tmp_path / "shot.png"
     subprocess.run([chromium, *CHROMIUM_FLAGS, *profile, f"--screenshot={shot}", "--window-size=1280,2400",
                     page.as_uri()], capture_output=True, timeout=120, check=True)
@@ -273,7 +352,9 @@ def _umask() -> int:
 
 # ------------------------------------------------------------------ B: change one thing, rebuild only what depends on it
 
-PER_TP_RERUN = {"build_engine", "generate", "summarize", "accuracy_gate", "benchmark", "benchmark_plot"}
+PER_TP_RERUN = {"build_engine", "generate", "summarize", "accuracy_gate", "benchmark", "benchmark_plot",
+                "seed_benchmark"}
+PER_MODEL_RERUN = {("seed_table", ""), ("report_html", "")}
 
 
 def test_nothing_changed_means_nothing_to_do(built):
@@ -286,7 +367,7 @@ def test_nothing_changed_means_nothing_to_do(built):
 
 def test_flag_change_reruns_engine_and_below_for_every_tp(built, tmp_path):
     jobs = clone(built, tmp_path).planned_jobs(config=demo_config(remove_input_padding=False))
-    assert rules_by_tp(jobs) == {(r, tp) for r in PER_TP_RERUN for tp in ("1", "2")} | {("report_html", "")}
+    assert rules_by_tp(jobs) == {(r, tp) for r in PER_TP_RERUN for tp in ("1", "2")} | PER_MODEL_RERUN
     new_keys = {w["build_key"] for r, w in jobs if r == "build_engine"}
     assert new_keys == {engine_key(demo_config(remove_input_padding=False), tp) for tp in (1, 2)}
 
@@ -297,7 +378,7 @@ def test_a_summarize_setting_remakes_the_hf_summary_once_for_every_tp(built, tmp
     config["summarize"]["output_len"] = 24
     jobs = clone(built, tmp_path).planned_jobs(config=config)
     assert rules_by_tp(jobs) == {("hf_summarize", "")} | {(r, tp) for r in ("summarize", "accuracy_gate")
-                                                           for tp in ("1", "2")} | {("report_html", "")}
+                                                           for tp in ("1", "2")} | PER_MODEL_RERUN
 
 
 def test_an_hf_summary_of_other_settings_is_refused(built, tmp_path):
@@ -318,15 +399,17 @@ def test_storage_type_change_reconverts_but_never_retrains(built, tmp_path):
     config = demo_config()
     config["convert"]["storage_type"] = "float32"
     jobs = clone(built, tmp_path).planned_jobs(config=config)
-    assert rules_by_tp(jobs) == {(r, tp) for r in PER_TP_RERUN | {"convert_cmodel"} for tp in ("1", "2")} | {
-        ("report_html", "")}  # exactly these: never the model or the dataset
+    assert rules_by_tp(jobs) == {(r, tp) for r in PER_TP_RERUN | {"convert_cmodel"} for tp in ("1", "2")} | \
+        PER_MODEL_RERUN  # exactly these: never the model or the dataset
 
 
 def test_adding_tp4_runs_only_the_tp4_chain(built, tmp_path):
     config = demo_config()
     config["tp"] = [1, 2, 4]
     jobs = clone(built, tmp_path).planned_jobs(config=config)
-    assert rules_by_tp(jobs) == {(r, "4") for r in PER_TP_RERUN | {"convert_cmodel"}} | {("report_html", "")}
+    # the recipe has no benchmark at tp 4: nothing is added for the seed table but its own remake
+    assert rules_by_tp(jobs) == {(r, "4") for r in PER_TP_RERUN - {"seed_benchmark"} | {"convert_cmodel"}} | \
+        PER_MODEL_RERUN
 
 
 def test_switching_back_reuses_the_earlier_engine(built, tmp_path):

@@ -12,7 +12,8 @@ rule benchmark:
     params:
         build_key=get_build_key,
         args=benchmark_args(config["benchmark"]),
-        launch=launcher(rank_count),
+        tool=get_benchmark_tool_args,
+        launch=launcher(benchmark_ranks),
     threads: BENCHMARK_THREADS
     resources:
         gpu=rank_count,
@@ -27,7 +28,7 @@ rule benchmark:
         "logs/benchmark/{model}/tp{tp}.log",
     shell:
         "{params.launch} trtflow.stages.benchmark --engine-dir {input.engine:q} --model {wildcards.model}"
-        " {params.args} --build-key {params.build_key} --out {output.csv:q} > {log:q} 2>&1"
+        " {params.args} {params.tool} --build-key {params.build_key} --out {output.csv:q} > {log:q} 2>&1"
 
 
 rule benchmark_plot:
@@ -62,3 +63,17 @@ use rule benchmark as benchmark_variant with:
         checksum=paths.checksum_of(paths.VARIANT_OUTPUTS["benchmark"]),
     log:
         "logs/benchmark/{model}/tp{tp}-variant-{variant}.log",
+
+
+# The recipe's benchmark cases the config's grid lacks (results/{model}/seed_table.md reads them), and only those.
+use rule benchmark as seed_benchmark with:
+    output:
+        csv=paths.SEED_BENCHMARK,
+        checksum=paths.checksum_of(paths.SEED_BENCHMARK),
+    params:
+        build_key=get_build_key,
+        args=get_seed_benchmark_args,
+        tool=get_benchmark_tool_args,
+        launch=launcher(benchmark_ranks),
+    log:
+        "logs/benchmark/{model}/tp{tp}-seed.log",

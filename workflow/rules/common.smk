@@ -1,5 +1,6 @@
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from trtflow import paths  # noqa: E402
 from trtflow.infra.machine import ARCH_ENV, local_gpu_count  # noqa: E402
 from trtflow.dag import (  # noqa: E402
     benchmark_args,
+    benchmark_tool,
     check_config,
     check_mpi_here,
     check_runs_here,
@@ -31,7 +33,12 @@ from trtflow.dag import (  # noqa: E402
     unwritable_folder,
     report_inputs,
     report_runs,
+    report_seed_tables,
     report_summary,
+    seed_benchmark_args,
+    seed_table_context,
+    seed_table_inputs,
+    seed_table_runs,
     summarize_args,
     variant_regex,
     variant_report_inputs,
@@ -196,6 +203,9 @@ ENGINE_ENV = f"../../envs/trtllm-{FLOW}.yaml" if TRTLLM else "../../envs/torch.y
 # The trtllm settings reach the build only for the trtllm backend, so editing them never touches
 # a torch engine.
 TRTLLM_SETTINGS = tff.canonical(config["trtllm"]) if TRTLLM else "{}"
+# ... and of them the build's alone, so that naming the benchmark tool never rebuilds an engine
+TRTLLM_BUILD_SETTINGS = (tff.canonical({k: config["trtllm"][k] for k in ("flow", "examples_dir")})
+                         if TRTLLM else "{}")
 
 
 # A benchmark measures the machine, so locally it takes every core: no other job runs beside it (its
@@ -238,6 +248,16 @@ def rank_count(wildcards):
     return int(wildcards.tp)
 
 
+def benchmark_ranks(wildcards):
+    """TensorRT-LLM's benchmark tool is one process that starts the engine's ranks itself; the loop runs on each."""
+    return int(wildcards.tp) if benchmark_tool(get_run_config(wildcards)) == "python-loop" else 1
+
+
+def get_benchmark_tool_args(wildcards):
+    tool = benchmark_tool(get_run_config(wildcards))
+    return f"--tool {tool}" + ("" if tool == "python-loop" else f" --trtllm {shlex.quote(TRTLLM_SETTINGS)}")
+
+
 def rank_tasks(wildcards):
     return int(wildcards.tp) if int(wildcards.tp) > 1 else None
 
@@ -256,6 +276,22 @@ def get_variant_report_inputs(wildcards):
 
 def get_variant_runs(wildcards):
     return tff.canonical(variant_runs(config, wildcards.model))
+
+
+def get_seed_benchmark_args(wildcards):
+    return seed_benchmark_args(config, int(wildcards.tp))
+
+
+def get_seed_table_inputs(wildcards):
+    return seed_table_inputs(config, wildcards.model)
+
+
+def get_seed_table_runs(wildcards):
+    return tff.canonical(seed_table_runs(config, wildcards.model))
+
+
+def get_seed_table_context(wildcards):
+    return tff.canonical(seed_table_context(config, wildcards.model))
 
 
 def get_final_output():

@@ -6,7 +6,7 @@ rule build_engine:
         directory(paths.ENGINE),
     params:
         flags=get_build_flags,
-        trtllm=TRTLLM_SETTINGS,
+        trtllm=TRTLLM_BUILD_SETTINGS,
         compile_batch_sizes=get_compile_batch_sizes,
         launch=launcher(one_rank),
     resources:

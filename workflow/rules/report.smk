@@ -6,13 +6,15 @@ rule report_html:
     params:
         runs=tff.canonical(report_runs(config)),
         summary=tff.canonical(report_summary(config)),
+        seed_tables=tff.canonical(report_seed_tables(config)),
     localrule: True
     conda:
         "../../envs/torch.yaml"
     log:
         "logs/report.log",
     shell:
-        "python -m trtflow.stages.report html --runs {params.runs:q} --summary {params.summary:q} --out {output:q} > {log:q} 2>&1"
+        "python -m trtflow.stages.report html --runs {params.runs:q} --summary {params.summary:q}"
+        " --seed-tables {params.seed_tables:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule variants_report:
@@ -32,3 +34,24 @@ rule variants_report:
     shell:
         "python -m trtflow.stages.variants_report --model {wildcards.model} --runs {params.runs:q}"
         " --threshold {params.threshold} --k {params.k} --out {output:q} > {log:q} 2>&1"
+
+
+rule seed_table:
+    input:
+        get_seed_table_inputs,
+        hf=get_hf_dir,
+    output:
+        md=report(paths.SEED_TABLE, caption="../report/seed_table.rst", category="Report"),
+        json=paths.SEED_TABLE_JSON,
+        checksum=paths.checksum_of(paths.SEED_TABLE_JSON),
+    params:
+        runs=get_seed_table_runs,
+        context=get_seed_table_context,
+    localrule: True
+    conda:
+        "../../envs/torch.yaml"
+    log:
+        "logs/seed-table/{model}.log",
+    shell:
+        "python -m trtflow.stages.seed_table --model {wildcards.model} --runs {params.runs:q} --context {params.context:q}"
+        " --hf-dir {input.hf:q} --out-json {output.json:q} --out-md {output.md:q} > {log:q} 2>&1"

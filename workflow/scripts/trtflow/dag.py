@@ -9,7 +9,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from . import paths
+from . import paths, seed_recipe
 from .config import BASE_VARIANT, ConfigError, check_model_fits, validate, variant_config
 from .demo_recipe import DemoRecipe
 from .flags import build_key, convert_key, decode_of
@@ -217,6 +217,62 @@ def benchmark_args(settings: dict) -> str:
             f"--num-runs {settings['num_runs']} --duration {settings['duration']}")
 
 
+def benchmark_tool(config: dict) -> str:
+    """What measures a run's engine: TensorRT-LLM's gptSessionBenchmark for a flow-0.8 engine, as the recipe did;
+    trtflow's Python loop (gptSessionBenchmark's method) for a torch engine and under flow 1.2."""
+    if config["build"]["backend"] == "trtllm" and config["trtllm"]["flow"] == "0.8":
+        return "gptSessionBenchmark"
+    return "python-loop"
+
+
+def seed_cases_missing(config: dict, tp: int) -> list[tuple[int, int, int]]:
+    """The recipe's benchmark cases at `tp` (batch, in, out) that the config's benchmark grid does not run."""
+    grid = {(b, i, o) for b in config["benchmark"]["batch_sizes"] for i, o in config["benchmark"]["input_output_len"]}
+    cases = [(c.batch_size, c.input_len, c.output_len) for c in seed_recipe.cases_at(tp)]
+    return [case for case in cases if case not in grid]
+
+
+def seed_benchmark_args(config: dict, tp: int) -> str:
+    """The benchmark's flags for just the missing recipe cases (the recipe's are all batch 1: one grid holds them)."""
+    missing = seed_cases_missing(config, tp)
+    return benchmark_args({**config["benchmark"], "batch_sizes": sorted({b for b, _, _ in missing}),
+                           "input_output_len": [[i, o] for _, i, o in missing]})
+
+
+def seed_table_runs(config: dict, model: str) -> list[dict]:
+    """Every tp of `model` with the files its row of the seed table reads: rouge.json, and the benchmark files that
+    hold the recipe's cases at that tp (the run's own benchmark.csv, the seed-only one, or both)."""
+    runs = []
+    for tp in config["tp"]:
+        files = paths.run_outputs(model, tp)
+        missing = seed_cases_missing(config, tp)
+        benchmarks = [files["benchmark"]] if len(missing) < len(seed_recipe.cases_at(tp)) else []
+        if missing:
+            benchmarks.append(paths.SEED_BENCHMARK.format(model=model, tp=tp))
+        runs.append({"tp": tp, "rouge": files["rouge"], "benchmarks": benchmarks})
+    return runs
+
+
+def seed_table_inputs(config: dict, model: str) -> list[str]:
+    files = [f for run in seed_table_runs(config, model) for f in (run["rouge"], *run["benchmarks"])]
+    return files + [paths.checksum_of(f) for f in files]
+
+
+def seed_table_context(config: dict, model: str) -> dict:
+    """What the table names as this run's side: the model's source, the dataset and summarize settings, the backend
+    and the gate's settings (the device and dtype come from the benchmark files)."""
+    spec = config["models"][model]
+    build = config["build"]
+    backend = (f"trtllm (flow {config['trtllm']['flow']})" if build["backend"] == "trtllm" else
+               "torch, decode " + ", ".join(f"{decode_of(config, tp)} at tp {tp}" for tp in config["tp"]))
+    source = {"demo": "the demo model (trained here)", "hf": spec.get("repo_id"), "local": spec.get("path")}
+    summarize = config["summarize"]
+    return {"model": model, "source": spec["source"], "source_name": source.get(spec["source"]) or model,
+            "backend": backend, "storage_type": config["convert"]["storage_type"], "dataset": summarize["dataset"],
+            "summarize": {key: summarize[key] for key in seed_recipe.SUMMARIZE},
+            "threshold": summarize["rouge1_threshold"], "k": summarize["max_se_below_hf"]}
+
+
 def compile_batch_sizes(config: dict) -> list[int]:
     """The batch sizes the engine's jobs run (generate, summarize, benchmark) that the engine allows: what a
     torch engine compiling its decode step at build compiles for."""
@@ -229,8 +285,9 @@ def final_outputs(config: dict) -> list[str]:
     """What `snakemake` with no target builds: every run file of every target model at every tp, and the report;
     with variants, each target model's side-by-side page (which needs every variant's runs) too."""
     variants = [paths.VARIANTS_REPORT.format(model=model) for model in config["targets"]] if config["variants"] else []
+    tables = [paths.SEED_TABLE.format(model=model) for model in config["targets"]]
     return [path for model in config["targets"] for tp in config["tp"]
-            for path in paths.run_outputs(model, tp).values()] + [paths.REPORT] + variants
+            for path in paths.run_outputs(model, tp).values()] + tables + [paths.REPORT] + variants
 
 
 def variant_runs(config: dict, model: str) -> list[dict]:
@@ -272,8 +329,13 @@ def report_summary(config: dict) -> dict:
             + (" (auto)" if build["decode"] == "auto" else "")}
 
 
+def report_seed_tables(config: dict) -> list[str]:
+    return [paths.SEED_TABLE_JSON.format(model=model) for model in config["targets"]]
+
+
 def report_inputs(config: dict) -> list[str]:
     files = [run[key] for run in report_runs(config) for key in ("generate", "rouge", "gate", "benchmark", "plot")]
+    files += report_seed_tables(config)
     return files + [paths.checksum_of(f) for f in files]
 
 

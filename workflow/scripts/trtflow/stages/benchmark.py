@@ -5,12 +5,16 @@ output_len generated tokens (end id ignored), `warm_up` untimed runs, then timed
 iterations < num_runs or elapsed < duration. tokens_per_s = batch × output_len / latency, as
 gptSessionBenchmark. A configuration the engine cannot take gets a row with status `not run: …`
 (gptSessionBenchmark prints N/A). Every rank runs; rank 0 writes the CSV.
+
+With `--tool gptSessionBenchmark` (a trtllm engine of flow 0.8) the tool itself measures, as the recipe did
+(backends/trtllm/bench.py); its rows carry what it prints: mean latency, tokens/s and the device's peak memory.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import resource
 import statistics
@@ -27,7 +31,11 @@ from ..infra.dist import broadcast, init_distributed, shutdown
 COLUMNS = ["system", "model", "backend", "build_key", "tp", "device", "dtype", "batch_size", "input_len",
            "output_len", "status", "iterations", "latency_ms", "p50_ms", "p90_ms", "p99_ms", "ttft_ms", "tpot_ms",
            "tokens_per_s", "peak_mem_mb", "peak_mem_kind", "cuda_graphs", "engine_dtype", "load_1m_start",
-           "load_1m_end", "cpus"]
+           "load_1m_end", "cpus", "tool"]
+
+
+PYTHON_LOOP = "trtflow's Python loop"
+PYTHON_LOOP_NAME = "python-loop"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -89,8 +97,80 @@ def write_csv(path: str, rows: list[dict]) -> None:
             writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
+def cases_of(args: argparse.Namespace) -> list[tuple[int, int, int]]:
+    """(batch, input, output) of every configuration, batch sizes outermost, as gptSessionBenchmark's flags."""
+    pairs = [tuple(int(x) for x in pair.split(",")) for pair in args.input_output_len.split(";")]
+    return [(int(b), i, o) for b in args.batch_size.split(";") for i, o in pairs]
+
+
+def print_line(row: dict) -> None:
+    shown = f"latency(ms) {row['latency_ms']:.2f} tokensPerSec {row['tokens_per_s']:.2f}" \
+        if row["status"] == "ok" else row["status"]
+    print(f"[BENCHMARK] batch_size {row['batch_size']} input_length {row['input_len']} output_length "
+          f"{row['output_len']} {shown}", flush=True)
+
+
+def python_loop(args: argparse.Namespace) -> None:
+    """Every rank runs the engine through trtflow's generator; rank 0 writes the CSV."""
+    from ..engines import open_engine
+
+    dist = init_distributed()
+    engine = open_engine(args.engine_dir, dist, args.build_key)
+    config = read_json(Path(args.engine_dir) / "config.json")
+    base = {
+        "system": "trtflow", "model": args.model, "backend": config.get("backend", "trtllm"),
+        "build_key": config.get("build_key", args.build_key), "tp": dist.world_size,
+        "device": torch.cuda.get_device_name(dist.device) if dist.device.type == "cuda" else "cpu",
+        "dtype": dtype_name(engine.compute_dtype),  # what the matmuls run in (float32 on a CPU)
+        "engine_dtype": config.get("dtype") or dtype_name(engine.compute_dtype),  # what the engine stores
+        "cuda_graphs": bool(config.get("build", {}).get("cuda_graphs", False)),
+        "tool": PYTHON_LOOP,
+    }
+    rows = []
+    for batch_size, input_len, output_len in cases_of(args):
+        measured = measure(engine, batch_size, input_len, output_len, args.warm_up, args.num_runs,
+                           args.duration, engine.vocab_size)
+        rows.append({**base, "batch_size": batch_size, "input_len": input_len, "output_len": output_len, **measured})
+        if dist.is_main:
+            print_line(rows[-1])
+    if dist.is_main:
+        write_csv(args.out, rows)
+    shutdown()
+
+
+def trtllm_tool(args: argparse.Namespace) -> None:
+    """One process runs TensorRT-LLM's benchmark tool on the engine's ranks and writes its lines as the CSV."""
+    from ..backends.trtllm import bench
+    from ..backends.trtllm.runner import check_provenance, engine_layout
+    from ..engines import check_engine_key, trtllm_version
+    from ..formats.artifact import verify_manifest
+
+    settings = json.loads(args.trtllm)
+    check_engine_key(args.engine_dir, args.build_key)
+    verify_manifest(args.engine_dir)
+    check_provenance(Path(args.engine_dir), trtllm_version())
+    program = bench.find_gpt_session_benchmark(settings.get("benchmark_tool"), settings.get("examples_dir"))
+    if not program:
+        raise bench.BenchmarkToolError(
+            f"gptSessionBenchmark not found (trtllm.benchmark_tool: {settings.get('benchmark_tool')}; not on PATH "
+            f"nor under trtllm.examples_dir's checkout at {bench.BUILT_AT}): build it with TensorRT-LLM v0.8.0's "
+            "`scripts/build_wheel.py --benchmarks` and set trtllm.benchmark_tool to its path")
+    config = read_json(Path(args.engine_dir) / "config.json")
+    layout = engine_layout(config)
+    cases = [bench.Case(*case) for case in cases_of(args)]
+    measured = bench.run_gpt_session_benchmark(program, args.engine_dir, cases, layout["world_size"], args.warm_up,
+                                               args.num_runs, args.duration)
+    base = {"system": "trtflow", "model": args.model, "backend": "trtllm", "build_key": args.build_key,
+            "tp": layout["world_size"], "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+            "dtype": layout["dtype"], "engine_dtype": layout["dtype"], "cuda_graphs": False,
+            "tool": bench.GPT_SESSION_BENCHMARK}
+    rows = [{**base, "batch_size": c.batch_size, "input_len": c.input_len, "output_len": c.output_len,
+             **measured[c]} for c in cases]
+    write_csv(args.out, rows)
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Benchmark an engine (gptSessionBenchmark equivalent).")
+    parser = argparse.ArgumentParser(description="Benchmark an engine (gptSessionBenchmark's method, or the tool).")
     parser.add_argument("--engine-dir", required=True)
     parser.add_argument("--model", default="")
     parser.add_argument("--batch-size", default="1;8", help="';'-separated, as gptSessionBenchmark")
@@ -99,38 +179,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-runs", type=int, default=10)
     parser.add_argument("--duration", type=float, default=0.0)
     parser.add_argument("--build-key", default=None, help="refuse an engine folder that holds another engine")
+    parser.add_argument("--tool", choices=[PYTHON_LOOP_NAME, "gptSessionBenchmark"], default=PYTHON_LOOP_NAME,
+                        help="what measures: trtflow's loop (every rank runs this stage) or TensorRT-LLM's tool "
+                             "(one process starts the tool's ranks)")
+    parser.add_argument("--trtllm", default="{}", help="trtllm settings as JSON (benchmark_tool, examples_dir)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-
-    from ..engines import open_engine
-
-    dist = init_distributed()
-    engine = open_engine(args.engine_dir, dist, args.build_key)
-    config = read_json(Path(args.engine_dir) / "config.json")
-    base = {
-        "system": "trtflow", "model": args.model, "backend": config.get("backend", "trtllm"),
-        "build_key": config.get("build_key"), "tp": dist.world_size,
-        "device": torch.cuda.get_device_name(dist.device) if dist.device.type == "cuda" else "cpu",
-        "dtype": dtype_name(engine.compute_dtype),  # what the matmuls run in (float32 on a CPU)
-        "engine_dtype": config.get("dtype") or dtype_name(engine.compute_dtype),  # what the engine stores
-        "cuda_graphs": bool(config.get("build", {}).get("cuda_graphs", False)),
-    }
-    rows = []
-    for batch_size in (int(b) for b in args.batch_size.split(";")):
-        for pair in args.input_output_len.split(";"):
-            input_len, output_len = (int(x) for x in pair.split(","))
-            measured = measure(engine, batch_size, input_len, output_len, args.warm_up, args.num_runs,
-                               args.duration, engine.vocab_size)
-            row = {**base, "batch_size": batch_size, "input_len": input_len, "output_len": output_len, **measured}
-            rows.append(row)
-            if dist.is_main:
-                shown = f"latency(ms) {row['latency_ms']:.2f} tokensPerSec {row['tokens_per_s']:.2f}" \
-                    if row["status"] == "ok" else row["status"]
-                print(f"[BENCHMARK] batch_size {batch_size} input_length {input_len} output_length {output_len} "
-                      f"{shown}", flush=True)
-    if dist.is_main:
-        write_csv(args.out, rows)
-    shutdown()
+    if args.tool == PYTHON_LOOP_NAME:
+        python_loop(args)
+    else:
+        trtllm_tool(args)
 
 
 if __name__ == "__main__":

@@ -98,8 +98,32 @@ def _notes(summary: dict, devices: set[str], tps: set[int]) -> list[str]:
     return notes
 
 
-def build_report(runs: list[dict], out: str | Path, summary: dict | None = None) -> None:
-    """runs: [{model, tp, rouge, gate, benchmark, plot}] with file paths; summary: the settings they were made with."""
+def seed_table_section(path: str | Path) -> str:
+    """One model's seed table (stages.seed_table's JSON): its speed cases beside the recipe's, and what differs."""
+    table = json.loads(verify_checksum(path).read_text())
+    rows = []
+    for row in table["speed"]:
+        recipe = row["recipe"]
+        measured = ([fmt(row["latency_ms"]), fmt(row["latency_ratio"]), fmt(row["tokens_per_s"]),
+                     fmt(row["tokens_per_s_ratio"])] if row["status"] == "ok" else [row["status"], "–", "–", "–"])
+        rows.append([row["tp"], row["batch_size"], row["input_len"], row["output_len"], measured[0],
+                     fmt(recipe["latency_ms"]), measured[1], measured[2], fmt(recipe["tokens_per_s"]), measured[3],
+                     row["tool"]])
+    accuracy = [[row["tp"], fmt(row["engine"]["rouge1"]), fmt(row["recipe"]["engine_rouge1"]),
+                 fmt((row.get("hf") or {}).get("rouge1")), fmt(row["recipe"]["hf_rouge1"]),
+                 "passed" if row["gate"]["passed"] else "FAILED"] for row in table["accuracy"]]
+    return "".join([
+        f"<h3>{html.escape(table['model'])} beside the recipe</h3>",
+        html_table(["tp", "R-1 engine", "R-1 recipe engine", "R-1 HF", "R-1 recipe HF", "gate"], accuracy),
+        html_table(["tp", "batch", "in", "out", "latency ms", "recipe ms", "ratio", "tokens/s", "recipe tokens/s",
+                    "ratio", "measured by"], rows),
+        "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in table["differences"]) + "</ul>"])
+
+
+def build_report(runs: list[dict], out: str | Path, summary: dict | None = None,
+                 seed_tables: list[str] | None = None) -> None:
+    """runs: [{model, tp, rouge, gate, benchmark, plot}] with file paths; summary: the settings they were made with;
+    seed_tables: each target model's seed_table.json."""
     summary = summary or {}
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>trtflow report</title>"
              f"<style>{STYLE}</style></head><body><h1>trtflow report</h1>", page_header(summary),
@@ -140,6 +164,10 @@ def build_report(runs: list[dict], out: str | Path, summary: dict | None = None)
             data = base64.b64encode(verify_checksum(run["plot"]).read_bytes()).decode()
             parts.append(f"<img alt='benchmark plot {html.escape(run['model'])} tp{run['tp']}' "
                          f"src='data:image/png;base64,{data}'>")
+    if seed_tables:
+        parts.append("<h2>The recipe's table</h2><p class='muted'>TensorRT-LLM v0.8.0's GPT example on gpt2-medium "
+                     "beside this run; ratios are this run / the recipe (seed_table.md has every column).</p>")
+        parts += [seed_table_section(path) for path in seed_tables]
     devices = {row["device"] for rows in benchmarks.values() for row in rows}
     notes = _notes(summary, devices, {int(run["tp"]) for run in runs})
     if notes:
@@ -158,12 +186,13 @@ def main(argv: list[str] | None = None) -> None:
     page = sub.add_parser("html")
     page.add_argument("--runs", required=True, help="JSON list of {model, tp, rouge, gate, benchmark, plot}")
     page.add_argument("--summary", default="{}", help="JSON object: the settings the runs were made with")
+    page.add_argument("--seed-tables", default="[]", help="JSON list of seed_table.json paths")
     page.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     if args.command == "plot":
         plot_benchmark(args.csv, args.out)
     else:
-        build_report(json.loads(args.runs), args.out, json.loads(args.summary))
+        build_report(json.loads(args.runs), args.out, json.loads(args.summary), json.loads(args.seed_tables))
 
 
 if __name__ == "__main__":
