@@ -257,3 +257,57 @@ def test_every_rank_runs_the_same_number_of_timed_runs(tmp_path):
                    check=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT / "workflow" / "scripts")})
     counts = [json.loads(Path(f"{out}.{rank}").read_text()) for rank in (0, 1)]
     assert counts[0] == counts[1] >= 10  # 0.5 s of 20 ms runs, on rank 0's clock
+
+
+# ------------------------------------------------------------------ the seed table's inputs
+
+
+def seed_inputs(tmp_path: Path, rouge1: float = 30.0) -> tuple[list[dict], dict]:
+    """A rouge.json and a benchmark.csv with the recipe's tp-1 cases, as the DAG writes them."""
+    side = {"rouge1": rouge1, "rouge2": 10.0, "rougeL": 20.0, "rougeLsum": 25.0,
+            "per_sample": [{"rouge1": rouge1 + d} for d in (-1.0, 0.0, 1.0)]}
+    write_json(tmp_path / "rouge.json", {"engine": side, "hf": side, "device": "cpu"}, checksum=True)
+    rows = [{"batch_size": 1, "input_len": 60, "output_len": out, "status": "ok", "latency_ms": 10.0 * out,
+             "tokens_per_s": 100.0, "peak_mem_mb": 1000.0, "peak_mem_kind": "gpu_device_used", "device": "X",
+             "dtype": "float16", "engine_dtype": "float16", "backend": "trtllm", "tool": "gptSessionBenchmark"}
+            for out in (20, 100)]
+    bench.write_csv(str(tmp_path / "benchmark.csv"), rows)
+    runs = [{"tp": 1, "rouge": str(tmp_path / "rouge.json"), "benchmarks": [str(tmp_path / "benchmark.csv")]}]
+    context = {"model": "m", "source": "hf", "source_name": "openai-community/gpt2-medium", "backend": "trtllm",
+               "storage_type": "float16", "dataset": "cnn_dailymail",
+               "summarize": {"max_ite": 20, "batch_size": 1, "output_len": 100, "max_input_length": 923},
+               "threshold": 14, "k": 3, "shape": {"n_layer": 24, "n_embd": 1024, "n_head": 16, "vocab_size": 50257}}
+    return runs, context
+
+
+def test_the_seed_table_of_a_recipe_like_run_names_only_what_differs(tmp_path):
+    """gpt2-medium, cnn_dailymail, the recipe's settings, gptSessionBenchmark: left to differ are the device and
+    the backend line; memory measured as the recipe does gets its ratio."""
+    from trtflow.stages.seed_table import build_table
+
+    runs, context = seed_inputs(tmp_path)
+    table = build_table("m", runs, context)
+    assert [line.split(":")[0] for line in table["differences"]] == ["device", "backend", "the recipe's tp 2 not in "
+                                                                                            "this run (config `tp`"]
+    row = table["speed"][0]
+    assert row["peak_mem_ratio"] == pytest.approx(1000 * 2**20 / 1e9 / 23.06)
+    assert row["latency_ratio"] == pytest.approx(200 / 39.47)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("drop a case", "tp 1: no benchmark row for batch 1, in 60 / out 100; remove the run's benchmark files and rerun"),
+    ("edit rouge.json", "rouge.json"),
+])
+def test_a_seed_table_input_that_is_not_what_the_dag_wrote_is_one_line(damage, message, tmp_path):
+    runs, context = seed_inputs(tmp_path)
+    if damage == "drop a case":
+        rows = list(csv.DictReader((tmp_path / "benchmark.csv").open()))
+        bench.write_csv(str(tmp_path / "benchmark.csv"), rows[:1])
+    else:
+        (tmp_path / "rouge.json").write_text((tmp_path / "rouge.json").read_text().replace("30.0", "99.0"))
+    proc = subprocess.run([sys.executable, "-m", "trtflow.stages.seed_table", "--model", "m", "--runs",
+                           json.dumps(runs), "--context", json.dumps(context), "--out-json", str(tmp_path / "t.json"),
+                           "--out-md", str(tmp_path / "t.md")], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "workflow" / "scripts")})
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and message in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "t.json").exists() and not (tmp_path / "t.md").exists()

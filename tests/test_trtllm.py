@@ -459,26 +459,29 @@ GSB = str(DOUBLES / "bin" / "gptSessionBenchmark")
 
 
 @pytest.fixture
-def built_08_engine(tmp_path):
-    """A flow-0.8 engine folder as trtflow's build leaves it (the build.py double's files, a manifest and the
-    provenance), by tp."""
+def built_engine(tmp_path):
+    """An engine folder of a flow as trtflow's build leaves it (the builder double's files, a manifest and the
+    provenance), by tp and build flags."""
     import shutil
 
     from trtflow.formats.artifact import atomic_dir, write_json
 
-    def make(tp: int, **changes) -> Path:
-        work = tmp_path / f"build-tp{tp}"
+    def make(tp: int, flow: str = "0.8", **changes) -> Path:
+        work = tmp_path / f"build-{flow}-tp{tp}"
         work.mkdir()
-        assert command_through_double("0.8", changes, "float16", tp, work).returncode == 0
-        engine = tmp_path / f"engine-tp{tp}"
+        assert command_through_double(flow, changes, "float16", tp, work).returncode == 0
+        engine = tmp_path / f"engine-{flow}-tp{tp}"
         with atomic_dir(engine, {"kind": "engine"}) as tmp:
             for file in (work / "out").iterdir():
                 shutil.copy(file, tmp / file.name)
-            write_json(tmp / "PROVENANCE.json", {"tensorrt_llm": "0.8.0", "build_key": "0123456789", "end_id": 7,
-                                                 "pad_id": 5})
+            write_json(tmp / "PROVENANCE.json", {"tensorrt_llm": VERSIONS[flow], "build_key": "0123456789",
+                                                 "end_id": 7, "pad_id": 5})
         return engine
 
     return make
+
+
+VERSIONS = {"0.8": "0.8.0", "1.2": "1.2.1"}
 
 
 def gsb_env(record: Path) -> dict:
@@ -498,8 +501,8 @@ def test_the_gpt_session_benchmark_double_refuses_what_the_v080_options_refuse(a
     assert proc.returncode == code and message in proc.stdout + proc.stderr
 
 
-def test_the_gpt_session_benchmark_double_refuses_what_the_v080_session_refuses(built_08_engine, tmp_path):
-    engine = built_08_engine(2)
+def test_the_gpt_session_benchmark_double_refuses_what_the_v080_session_refuses(built_engine, tmp_path):
+    engine = built_engine(2)
     config = json.loads((engine / "config.json").read_text())
     config["builder_config"]["max_num_tokens"] = 100  # as build.py --max_num_tokens 100 writes it
     (engine / "config.json").write_text(json.dumps(config))
@@ -544,12 +547,12 @@ def test_gpt_session_benchmark_lines_become_the_csv_columns():
 
 
 @pytest.mark.parametrize("tp", [1, 2])
-def test_a_flow_08_engine_is_benchmarked_by_gpt_session_benchmark_on_its_ranks(tp, built_08_engine, tmp_path):
+def test_a_flow_08_engine_is_benchmarked_by_gpt_session_benchmark_on_its_ranks(tp, built_engine, tmp_path):
     """The stage starts the tool on the engine's MPI ranks, one input/output pair a run, with only the cases the
     engine takes; the rest get `not run` rows without the tool seeing them."""
     import csv
 
-    engine = built_08_engine(tp, max_batch_size=4)
+    engine = built_engine(tp, max_batch_size=4)
     record = tmp_path / "record"
     record.mkdir()
     out = tmp_path / "benchmark.csv"
@@ -575,6 +578,123 @@ def test_a_flow_08_engine_is_benchmarked_by_gpt_session_benchmark_on_its_ranks(t
         assert argv[argv.index("--batch_size") + 1] == "1"  # batch 8 never reached the tool
         assert argv[argv.index("--input_output_len") + 1] in ("60,20", "60,100")
     assert (tmp_path / "benchmark.csv.sha256").is_file()
+
+
+@pytest.mark.parametrize("tool, settings, message", [
+    ("gptSessionBenchmark", {"flow": "0.8", "benchmark_tool": "/nowhere/gptSessionBenchmark"},
+     "gptSessionBenchmark not found (trtllm.benchmark_tool: /nowhere/gptSessionBenchmark"),
+    ("gptSessionBenchmark", {"flow": "0.8", "benchmark_tool": str(DOUBLES / "bin" / "trtllm-bench"),
+                             "examples_dir": None}, None),
+])
+def test_a_missing_or_failing_benchmark_tool_is_one_line_and_no_csv(tool, settings, message, built_engine, tmp_path):
+    """A tool that is not there names where it was looked for and how to build it; a tool that fails (here: given
+    the wrong program, which refuses gptSessionBenchmark's flags) leaves no benchmark.csv and points at its output."""
+    engine = built_engine(1)
+    out = tmp_path / "benchmark.csv"
+    proc = run_benchmark_stage(engine, tool, settings, tmp_path, out, tmp_path, "0.8.0")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert (message or "gptSessionBenchmark failed (exit 2) on input 60 / output 20; its output is above") in proc.stderr
+    assert not out.exists() and not Path(str(out) + ".sha256").exists()
+
+
+# ------------------------------------------------------------------ trtllm-bench (flow 1.2)
+
+BENCH = str(DOUBLES / "bin" / "trtllm-bench")
+
+
+def run_benchmark_stage(engine: Path, tool: str, settings: dict, record: Path, out: Path, hf_dir: Path,
+                        version: str) -> subprocess.CompletedProcess:
+    env = {**gsb_env(record), "TRTFLOW_DOUBLE_TRTLLM_VERSION": version}
+    return subprocess.run([sys.executable, "-m", "trtflow.stages.benchmark", "--engine-dir", str(engine), "--model",
+                           "demo", "--hf-dir", str(hf_dir), "--batch-size", "1;8", "--input-output-len",
+                           "60,20;60,100", "--warm-up", "1", "--num-runs", "3", "--duration", "0", "--tool", tool,
+                           "--trtllm", json.dumps(settings), "--build-key", "0123456789", "--out", str(out)],
+                          capture_output=True, text=True, env=env)
+
+
+@pytest.mark.parametrize("tp", [1, 2])
+def test_a_flow_12_inflight_engine_is_benchmarked_by_trtllm_bench_latency(tp, built_engine, demo_resources, tmp_path):
+    """One trtllm-bench process per batch-1 case over a dataset trtflow writes (exactly the lengths, num_runs
+    requests); batch 8 has no latency-mode equivalent and says so; the report's figures become the row."""
+    import csv
+
+    engine = built_engine(tp, "1.2", use_inflight_batching=True)
+    record, out = tmp_path / "record", tmp_path / "benchmark.csv"
+    record.mkdir()
+    hf = demo_resources / "models/demo/hf"
+    proc = run_benchmark_stage(engine, "trtllm-bench", {"flow": "1.2", "benchmark_tool": BENCH}, record, out, hf,
+                               "1.2.1")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["batch_size"], r["input_len"], r["output_len"], r["status"][:7], r["tool"]) for r in rows] == [
+        ("1", "60", "20", "ok", "trtllm-bench"), ("1", "60", "100", "ok", "trtllm-bench"),
+        ("8", "60", "20", "not run", "trtllm-bench"), ("8", "60", "100", "not run", "trtllm-bench")]
+    assert "runs one request at a time (max_batch_size 1)" in rows[2]["status"]
+    for row in rows[:2]:
+        assert row["iterations"] == "3" and row["p50_ms"] and row["ttft_ms"] and row["tp"] == str(tp)
+        assert float(row["tokens_per_s"]) == pytest.approx(int(row["output_len"]) / float(row["latency_ms"]) * 1000,
+                                                           rel=1e-3)
+    calls = records(record, "trtllm_bench")
+    assert len(calls) == 2 and {c["engine_world_size"] for c in calls} == {tp} and {c["requests"] for c in calls} == {3}
+    argv = calls[0]["argv"][1:]
+    assert argv[:7] == ["--model", "demo", "--model_path", str(hf), "--workspace", argv[5], "latency"]
+    assert argv[argv.index("--backend") + 1] == "tensorrt" and argv[argv.index("--engine_dir") + 1] == str(engine)
+    assert argv[argv.index("--warmup") + 1] == "1" and argv[argv.index("--num_requests") + 1] == "3"
+
+
+def test_the_trtllm_bench_double_refuses_what_the_1x_tool_refuses(built_engine, demo_resources, tmp_path):
+    engine = built_engine(1, "1.2")  # the default flags: no in-flight batching
+    hf = str(demo_resources / "models/demo/hf")
+    dataset = tmp_path / "d.jsonl"
+    dataset.write_text(json.dumps({"task_id": 0, "input_ids": [1] * 60, "output_tokens": 20}) + "\n")
+
+    def run(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, BENCH, *argv], capture_output=True, text=True, env=gsb_env(tmp_path))
+
+    latency = ["latency", "--backend", "tensorrt", "--engine_dir", str(engine), "--dataset", str(dataset)]
+    for argv, message in [
+        (["--model_path", hf, *latency], "Missing option '--model' / '-m'."),
+        (["--model", "demo", "--model_path", hf, "latency", "--engine", str(engine)], "No such option: --engine"),
+        (["--model", "demo", "--model_path", hf, "latency", "--dataset", str(tmp_path / "none.jsonl")],
+         "Path '" + str(tmp_path / "none.jsonl") + "' does not exist."),
+    ]:
+        proc = run(*argv)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    proc = run("--model", "demo", "--model_path", hf, *latency, "--max_seq_len", "100")
+    assert proc.returncode == 1 and "max_seq_len is not a runtime parameter for C++ backend" in proc.stderr
+    proc = run("--model", "demo", "--model_path", hf, *latency)  # the executor loads only in-flight batching
+    assert proc.returncode == 1 and "TrtGptModelInflightBatching requires GPT attention plugin" in proc.stderr
+    dataset.write_text(json.dumps({"task_id": 0, "input_ids": [1] * 1000, "output_tokens": 100}) + "\n")
+    proc = run("--model", "demo", "--model_path", hf, *latency)
+    assert proc.returncode == 1 and "Engine supports a max sequence of 1024" in proc.stderr
+
+
+@pytest.mark.parametrize("build, tool", [
+    ({}, "python-loop"), ({"use_inflight_batching": True}, "trtllm-bench"),
+    ({"paged_kv_cache": True}, "trtllm-bench"), ({"paged_kv_cache": True, "use_gpt_attention_plugin": None},
+                                                 "python-loop")])
+def test_flow_12_is_measured_by_trtllm_bench_where_its_executor_loads_the_engine(build, tool):
+    from trtflow.dag import benchmark_tool
+
+    config = copy.deepcopy(BASE)
+    config["build"].update(build, backend="trtllm")
+    config["trtllm"]["flow"] = "1.2"
+    assert benchmark_tool(config) == tool
+    config["trtllm"]["flow"] = "0.8"
+    assert benchmark_tool(config) == "gptSessionBenchmark"
+
+
+@pytest.mark.parametrize("flow, build, tool, ranks", [("0.8", {}, "gptSessionBenchmark", 1),
+                                                      ("1.2", {"use_inflight_batching": True}, "trtllm-bench", 1),
+                                                      ("1.2", {}, "python-loop", 2)])
+def test_the_benchmark_job_starts_one_process_for_a_tool_and_every_rank_for_the_loop(flow, build, tool, ranks,
+                                                                                      workflow_dir):
+    config = copy.deepcopy(BASE)
+    config["build"].update(build, backend="trtllm")
+    config["trtllm"] = {"flow": flow, "examples_dir": str(DOUBLES / "examples")}
+    proc = workflow_dir.run("results/demo/tp2/benchmark.csv", "-n", "-p", config=config)
+    command = next(line for line in proc.stdout.splitlines() if "trtflow.stages.benchmark" in line)
+    assert f"--gpus 2 --mpi -n {ranks} trtflow.stages.benchmark" in command and f"--tool {tool}" in command
 
 
 def records(folder: Path, kind: str) -> list[dict]:

@@ -1,6 +1,7 @@
 rule benchmark:
     input:
         engine=get_engine_dir,
+        hf=get_hf_dir,
     output:
         csv=report(
             paths.BENCHMARK,
@@ -28,7 +29,8 @@ rule benchmark:
         "logs/benchmark/{model}/tp{tp}.log",
     shell:
         "{params.launch} trtflow.stages.benchmark --engine-dir {input.engine:q} --model {wildcards.model}"
-        " {params.args} {params.tool} --build-key {params.build_key} --out {output.csv:q} > {log:q} 2>&1"
+        " --hf-dir {input.hf:q} {params.args} {params.tool} --build-key {params.build_key} --out {output.csv:q}"
+        " > {log:q} 2>&1"
 
 
 rule benchmark_plot:

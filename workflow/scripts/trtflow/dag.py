@@ -219,10 +219,16 @@ def benchmark_args(settings: dict) -> str:
 
 def benchmark_tool(config: dict) -> str:
     """What measures a run's engine: TensorRT-LLM's gptSessionBenchmark for a flow-0.8 engine, as the recipe did;
-    trtflow's Python loop (gptSessionBenchmark's method) for a torch engine and under flow 1.2."""
-    if config["build"]["backend"] == "trtllm" and config["trtllm"]["flow"] == "0.8":
+    trtllm-bench for a flow-1.2 engine with in-flight batching (the only engines its executor loads); trtflow's
+    Python loop (gptSessionBenchmark's method) for the others and for a torch engine."""
+    build = config["build"]
+    if build["backend"] != "trtllm":
+        return "python-loop"
+    if config["trtllm"]["flow"] == "0.8":
         return "gptSessionBenchmark"
-    return "python-loop"
+    inflight = build["use_inflight_batching"] or (bool(build["use_gpt_attention_plugin"])
+                                                  and build["remove_input_padding"] and build["paged_kv_cache"])
+    return "trtllm-bench" if inflight else "python-loop"
 
 
 def seed_cases_missing(config: dict, tp: int) -> list[tuple[int, int, int]]:

@@ -35,6 +35,16 @@ def trtllm_version() -> str:
     return installed_version()
 
 
+def benchmark_with_tool(tool: str, engine_dir: str, build_key: str, settings: dict, hf_dir: str | None, model: str,
+                        cases: list[tuple[int, int, int]], warm_up: int, num_runs: int, duration: float):
+    """A trtllm engine measured by TensorRT-LLM's own tool (gptSessionBenchmark or trtllm-bench): its layout, and
+    what was measured for each (batch, input, output) case (backends/trtllm/bench.py)."""
+    from .backends.trtllm.bench import measure
+
+    check_engine_key(engine_dir, build_key)
+    return measure(tool, engine_dir, settings, hf_dir, model, cases, warm_up, num_runs, duration)
+
+
 def engine_backend(engine_dir: str | Path) -> str:
     config_path = Path(engine_dir) / "config.json"
     if not config_path.is_file():

@@ -6,8 +6,9 @@ iterations < num_runs or elapsed < duration. tokens_per_s = batch × output_len 
 gptSessionBenchmark. A configuration the engine cannot take gets a row with status `not run: …`
 (gptSessionBenchmark prints N/A). Every rank runs; rank 0 writes the CSV.
 
-With `--tool gptSessionBenchmark` (a trtllm engine of flow 0.8) the tool itself measures, as the recipe did
-(backends/trtllm/bench.py); its rows carry what it prints: mean latency, tokens/s and the device's peak memory.
+With `--tool gptSessionBenchmark` (a trtllm engine of flow 0.8) the tool itself measures, as the recipe did, and
+its rows carry what it prints: mean latency, tokens/s and the device's peak memory; with `--tool trtllm-bench` (a
+flow-1.2 engine with in-flight batching) its latency mode measures the batch-1 cases (backends/trtllm/bench.py).
 """
 
 from __future__ import annotations
@@ -139,33 +140,19 @@ def python_loop(args: argparse.Namespace) -> None:
 
 
 def trtllm_tool(args: argparse.Namespace) -> None:
-    """One process runs TensorRT-LLM's benchmark tool on the engine's ranks and writes its lines as the CSV."""
-    from ..backends.trtllm import bench
-    from ..backends.trtllm.runner import check_provenance, engine_layout
-    from ..engines import check_engine_key, trtllm_version
-    from ..formats.artifact import verify_manifest
+    """One process runs TensorRT-LLM's benchmark tool (which starts the engine's ranks) and writes what it measured
+    as the CSV."""
+    from ..engines import benchmark_with_tool
 
-    settings = json.loads(args.trtllm)
-    check_engine_key(args.engine_dir, args.build_key)
-    verify_manifest(args.engine_dir)
-    check_provenance(Path(args.engine_dir), trtllm_version())
-    program = bench.find_gpt_session_benchmark(settings.get("benchmark_tool"), settings.get("examples_dir"))
-    if not program:
-        raise bench.BenchmarkToolError(
-            f"gptSessionBenchmark not found (trtllm.benchmark_tool: {settings.get('benchmark_tool')}; not on PATH "
-            f"nor under trtllm.examples_dir's checkout at {bench.BUILT_AT}): build it with TensorRT-LLM v0.8.0's "
-            "`scripts/build_wheel.py --benchmarks` and set trtllm.benchmark_tool to its path")
-    config = read_json(Path(args.engine_dir) / "config.json")
-    layout = engine_layout(config)
-    cases = [bench.Case(*case) for case in cases_of(args)]
-    measured = bench.run_gpt_session_benchmark(program, args.engine_dir, cases, layout["world_size"], args.warm_up,
-                                               args.num_runs, args.duration)
+    cases = cases_of(args)
+    layout, measured = benchmark_with_tool(args.tool, args.engine_dir, args.build_key, json.loads(args.trtllm),
+                                           args.hf_dir, args.model, cases, args.warm_up, args.num_runs, args.duration)
     base = {"system": "trtflow", "model": args.model, "backend": "trtllm", "build_key": args.build_key,
             "tp": layout["world_size"], "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-            "dtype": layout["dtype"], "engine_dtype": layout["dtype"], "cuda_graphs": False,
-            "tool": bench.GPT_SESSION_BENCHMARK}
-    rows = [{**base, "batch_size": c.batch_size, "input_len": c.input_len, "output_len": c.output_len,
-             **measured[c]} for c in cases]
+            "dtype": layout["dtype"], "engine_dtype": layout["dtype"], "cuda_graphs": False, "tool": args.tool}
+    rows = [{**base, "batch_size": b, "input_len": i, "output_len": o, **measured[(b, i, o)]} for b, i, o in cases]
+    for row in rows:
+        print_line(row)
     write_csv(args.out, rows)
 
 
@@ -179,10 +166,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-runs", type=int, default=10)
     parser.add_argument("--duration", type=float, default=0.0)
     parser.add_argument("--build-key", default=None, help="refuse an engine folder that holds another engine")
-    parser.add_argument("--tool", choices=[PYTHON_LOOP_NAME, "gptSessionBenchmark"], default=PYTHON_LOOP_NAME,
+    parser.add_argument("--tool", choices=[PYTHON_LOOP_NAME, "gptSessionBenchmark", "trtllm-bench"],
+                        default=PYTHON_LOOP_NAME,
                         help="what measures: trtflow's loop (every rank runs this stage) or TensorRT-LLM's tool "
                              "(one process starts the tool's ranks)")
     parser.add_argument("--trtllm", default="{}", help="trtllm settings as JSON (benchmark_tool, examples_dir)")
+    parser.add_argument("--hf-dir", default=None, help="the model's checkpoint folder (trtllm-bench's tokenizer)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     if args.tool == PYTHON_LOOP_NAME:

@@ -1,4 +1,4 @@
-"""TensorRT-LLM's own benchmark tool for a trtllm engine, and its output as benchmark.csv rows.
+"""TensorRT-LLM's own benchmark tools for a trtllm engine, and their output as benchmark.csv rows.
 
 Flow 0.8 measures with `gptSessionBenchmark` (benchmarks/cpp/gptSessionBenchmark.cpp at v0.8.0), as the recipe
 did: `mpirun -n tp gptSessionBenchmark --model gpt --engine_dir E --batch_size "1;8" --input_output_len "60,20"`.
@@ -14,10 +14,12 @@ the tool starts and gets a `not run` row, as the Python loop's rows do.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,3 +143,114 @@ def run_gpt_session_benchmark(program: str, engine_dir: str, cases: list[Case], 
             results[case] = measured.get(case) or {
                 "status": "not run: gptSessionBenchmark printed no [BENCHMARK] line for it (its output is in the log)"}
     return results
+
+
+# Flow 1.2: `trtllm-bench --model M --model_path HF latency --backend tensorrt --engine_dir E --dataset D.jsonl`
+# runs a dataset of requests one at a time through the executor (max_batch_size 1, streaming) and writes its
+# report with --report_json. It loads only engines with in-flight batching, as the executor does.
+TRTLLM_BENCH = "trtllm-bench"
+ONE_AT_A_TIME = ("trtllm-bench's latency mode runs one request at a time (max_batch_size 1): a static batch of "
+                 "{batch} has no equivalent there (its throughput mode batches in flight)")
+
+
+def trtllm_bench_dataset(path: Path, case: Case, requests: int, vocab_size: int, seed: int = 0) -> None:
+    """`requests` lines of exactly case.input_len random ids and case.output_len output tokens (EOS is ignored in
+    latency mode), in trtllm-bench's dataset format."""
+    import random
+
+    rng = random.Random(seed)
+    with open(path, "w", encoding="utf-8") as handle:
+        for task in range(requests):
+            ids = [rng.randrange(vocab_size) for _ in range(case.input_len)]
+            handle.write(json.dumps({"task_id": task, "input_ids": ids, "output_tokens": case.output_len}) + "\n")
+
+
+def trtllm_bench_argv(program: str, model: str, hf_dir: str, workspace: Path, engine_dir: str, dataset: Path,
+                      requests: int, warm_up: int, report: Path) -> list[str]:
+    return [program, "--model", model, "--model_path", hf_dir, "--workspace", str(workspace), "latency",
+            "--backend", "tensorrt", "--engine_dir", engine_dir, "--dataset", str(dataset), "--num_requests",
+            str(requests), "--warmup", str(warm_up), "--report_json", str(report)]
+
+
+def parse_report(report: dict, case: Case) -> dict:
+    """The report's per-request figures as benchmark.csv's columns; tokens/s as gptSessionBenchmark defines it."""
+    performance, streaming = report["performance"], report.get("streaming_metrics") or {}
+    latency = performance["avg_request_latency_ms"]
+    spread = performance["request_latency_percentiles_ms"]
+    return {"status": "ok", "iterations": report["request_info"]["num_requests"], "latency_ms": latency,
+            "p50_ms": spread["p50"], "p90_ms": spread["p90"], "p99_ms": spread["p99"],
+            "ttft_ms": streaming.get("avg_ttft_ms"), "tpot_ms": streaming.get("avg_tpot_ms"),
+            "tokens_per_s": case.batch_size * case.output_len / (latency / 1000)}
+
+
+def run_trtllm_bench(program: str, engine_dir: str, hf_dir: str, model: str, cases: list[Case], warm_up: int,
+                     num_runs: int) -> dict[Case, dict]:
+    """Each batch-1 case the engine takes as one trtllm-bench latency run of `num_runs` requests (one process: the
+    executor starts the engine's ranks); the measured columns, or a `not run` status, for each case."""
+    import subprocess
+    import tempfile
+
+    from ...formats.artifact import read_json
+    from .runner import engine_layout
+
+    layout = engine_layout(read_json(Path(engine_dir) / "config.json"))
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="trtflow-bench-") as work:
+        for case in cases:
+            why = beyond_limits(case, layout, None) or (
+                ONE_AT_A_TIME.format(batch=case.batch_size) if case.batch_size > 1 else None)
+            if why:
+                results[case] = {"status": f"not run: {why}"}
+                continue
+            dataset, report = Path(work) / f"{case.input_len}-{case.output_len}.jsonl", Path(work) / "report.json"
+            trtllm_bench_dataset(dataset, case, num_runs, layout["vocab_size"])
+            argv = trtllm_bench_argv(program, model, hf_dir, Path(work), engine_dir, dataset, num_runs, warm_up,
+                                     report)
+            print("benchmark:", " ".join(argv), flush=True)
+            proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            print(proc.stdout, end="", flush=True)
+            if proc.returncode != 0 or not report.is_file():
+                raise BenchmarkToolError(f"trtllm-bench failed (exit {proc.returncode}) on input {case.input_len} / "
+                                         f"output {case.output_len}; its output is above in this log")
+            results[case] = parse_report(json.loads(report.read_text()), case)
+            report.unlink()
+    return results
+
+
+def find_trtllm_bench(configured: str | None) -> str | None:
+    """trtllm.benchmark_tool, else trtllm-bench beside this Python or on PATH."""
+    if configured:
+        return configured if os.access(configured, os.X_OK) else None
+    return shutil.which(TRTLLM_BENCH, path=os.pathsep.join([str(Path(sys.executable).parent),
+                                                           os.environ.get("PATH", "")]))
+
+
+def measure(tool: str, engine_dir: str, settings: dict, hf_dir: str | None, model: str,
+            cases: list[tuple[int, int, int]], warm_up: int, num_runs: int, duration: float
+            ) -> tuple[dict, dict[tuple[int, int, int], dict]]:
+    """The engine's layout and, for each (batch, input, output), what `tool` measured or why it did not run; the
+    engine checked first as the runner checks it (its manifest, TensorRT-LLM version and GPU)."""
+    from ...formats.artifact import read_json, verify_manifest
+    from .build import installed_version
+    from .runner import check_provenance, engine_layout
+
+    verify_manifest(engine_dir)
+    check_provenance(Path(engine_dir), installed_version())
+    layout = engine_layout(read_json(Path(engine_dir) / "config.json"))
+    if tool == GPT_SESSION_BENCHMARK:
+        program = find_gpt_session_benchmark(settings.get("benchmark_tool"), settings.get("examples_dir"))
+        where = f"not on PATH nor under trtllm.examples_dir's checkout at {BUILT_AT}"
+        fix = "build it with TensorRT-LLM v0.8.0's `scripts/build_wheel.py --benchmarks` and set trtllm.benchmark_tool"
+    else:
+        program = find_trtllm_bench(settings.get("benchmark_tool"))
+        where, fix = "not on PATH", "install tensorrt_llm 1.2 in this environment (its console scripts include it)"
+    if not program:
+        raise BenchmarkToolError(f"{tool} not found (trtllm.benchmark_tool: {settings.get('benchmark_tool')}; "
+                                 f"{where}): {fix}")
+    typed = [Case(*case) for case in cases]
+    if tool == GPT_SESSION_BENCHMARK:
+        measured = run_gpt_session_benchmark(program, engine_dir, typed, layout["world_size"], warm_up, num_runs,
+                                             duration)
+    else:
+        measured = run_trtllm_bench(program, engine_dir, hf_dir, model, typed, warm_up, num_runs)
+    return layout, {(c.batch_size, c.input_len, c.output_len): measured[c] for c in typed}
