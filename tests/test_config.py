@@ -188,3 +188,16 @@ def test_the_engine_rule_holds_gpus_only_when_it_compiles(workflow_dir):
     builds = {w["tp"]: r.get("gpu") for rule, w, r in workflow_dir.planned_job_details(config=config)
               if rule == "build_engine"}
     assert builds == {"1": "1", "2": "0"}
+
+
+@pytest.mark.parametrize("target, message", [
+    ("results/nope/tp1/rouge.json", "this config has no model `nope` (models: demo, gpt2); add it under `models:`"),
+    ("results/demo/tp0/rouge.json", "`tp0` is no tensor-parallel degree; a run folder is tp1, tp2"),
+    ("results/demo/tp01/benchmark.csv", "`tp01` is no tensor-parallel degree"),
+])
+def test_a_target_no_rule_makes_is_refused_with_the_fix_before_any_job(target, message, workflow_dir):
+    """V: an unknown model or a tp0 target was Snakemake's MissingRuleException, which names no fix."""
+    proc = workflow_dir.run(target, "-n", check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and message in output and "MissingRuleException" not in output, output[-2000:]
+    assert "Job stats" not in output

@@ -307,3 +307,29 @@ def test_a_hub_failure_is_one_line_that_names_the_fix(workflow_dir, monkeypatch,
     assert proc.returncode != 0
     assert "error: cannot download openai-community/gpt2-medium@main" in output and "HF_ENDPOINT" in output
     assert "Traceback" not in output and not (workflow_dir.path / "resources/models/gpt2/hf").exists()
+
+
+def test_no_free_disk_for_the_engine_is_refused_before_writing(tiny_gpt2, tmp_path, monkeypatch):
+    """V: convert checked free space, the build did not (disk full during the engine build)."""
+    import trtflow.formats.artifact as artifact
+    from trtflow.backends.torch.build import build
+    from trtflow.flags import BuildFlags
+
+    source = cmodel.convert(tiny_gpt2, tmp_path / "c", 1, "float16", progress=False)
+    base = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["build"]
+    flags = BuildFlags.from_config({**base, "decode": "eager"}, "float16")
+    monkeypatch.setattr(artifact.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 1000))
+    with pytest.raises(ArtifactError, match=r"not enough free disk for .*/engine: it needs about \d+ MiB"):
+        build(source, tmp_path / "engine", flags, "0123456789", {"end_id": 0, "pad_id": 0})
+    assert not (tmp_path / "engine").exists() and temps(tmp_path) == []
+
+
+def test_cnn_dailymail_offline_is_one_line_that_names_the_fix(tmp_path):
+    """V: `summarize.dataset: cnn_dailymail` without the hub (or without `datasets`) ended in a traceback."""
+    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf-home"),
+           "PYTHONPATH": str(ROOT / "workflow" / "scripts")}
+    proc = subprocess.run([sys.executable, "-m", "trtflow.stages.cnn_dailymail_dataset", "--out",
+                           str(tmp_path / "test.jsonl")], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.startswith("error: ") and "use summarize.dataset: demo" in proc.stderr
+    assert not (tmp_path / "test.jsonl").exists()

@@ -132,3 +132,17 @@ def test_re_saving_a_local_checkpoint_imports_it_again(tiny_gpt2, workflow_dir, 
     data = json.loads((source / "config.json").read_text())
     (source / "config.json").write_text(json.dumps(data, indent=4))  # re-saved: same model, new file
     assert [rule for rule, _ in workflow_dir.planned_jobs("resources/models/mine/hf")] == ["download_model"]
+
+
+def test_hf_side_of_an_absurd_n_embd_is_one_line_not_a_petabyte_allocation(tiny_gpt2, tmp_path):
+    """V: config.json claiming n_embd 2**24 over small weights made transformers allocate 1.6 PB for HF's side."""
+    import torch
+    from trtflow.formats.hf_config import CheckpointError
+    from trtflow.hf_reference import HFGenerator
+
+    hf = shutil.copytree(tiny_gpt2, tmp_path / "hf")
+    config = json.loads((hf / "config.json").read_text())
+    config.update(n_embd=2**24, n_head=4)
+    (hf / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="the weights and config.json disagree"):  # before any allocation
+        HFGenerator(hf, torch.device("cpu"), {"end_id": 0, "pad_id": 0})

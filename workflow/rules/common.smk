@@ -39,6 +39,8 @@ from trtflow.dag import (  # noqa: E402
     seed_table_context,
     seed_table_inputs,
     seed_table_runs,
+    unknown_target_message,
+    unknown_target_regex,
     summarize_args,
     variant_regex,
     variant_report_inputs,
@@ -292,6 +294,10 @@ def get_seed_table_runs(wildcards):
 
 def get_seed_table_context(wildcards):
     return tff.canonical(seed_table_context(config, wildcards.model))
+
+
+def refuse_unknown_target(wildcards):
+    raise WorkflowError(unknown_target_message(config["models"], wildcards.unknown_target))
 
 
 def get_final_output():

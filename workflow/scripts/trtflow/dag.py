@@ -20,6 +20,23 @@ def model_regex(models: dict) -> str:
     return "|".join(re.escape(name) for name in models)
 
 
+def unknown_target_regex(models: dict) -> str:
+    """What under results/ no rule makes: a first folder that is no model of the config, or a `tp` folder whose
+    degree is not a whole number from 1. Disjoint from every real rule's outputs, so the rule that refuses these
+    is never ambiguous with them."""
+    known = model_regex(models)
+    return rf"(?!(?:{known})/)[^/]+/.+|(?:{known})/tp(?![1-9]\d*/)[^/]*/.+"
+
+
+def unknown_target_message(models: dict, path: str) -> str:
+    model, _, rest = path.partition("/")
+    if model not in models:
+        return (f"results/{path}: this config has no model `{model}` (models: {', '.join(models)}); add it under "
+                "`models:` (config/README.md) or name a model it has")
+    return (f"results/{path}: `{rest.split('/', 1)[0]}` is no tensor-parallel degree; a run folder is tp1, tp2, … "
+            "(results/<model>/tp<N>/…)")
+
+
 def names_with_source(models: dict, sources: tuple[str, ...]) -> str:
     names = [re.escape(n) for n, spec in models.items() if spec["source"] in sources]
     return "|".join(names) if names else "(?!)"

@@ -24,6 +24,9 @@ class HFGenerator:
         against eager's 1.0 s (0.9 s once every cache length had been met once; benchmarks/hf_attention.py)."""
         from transformers import AutoModelForCausalLM
 
+        from .formats.hf import check_checkpoint
+
+        check_checkpoint(hf_dir)
         if dtype == "auto":
             dtype = "float16" if device.type == "cuda" else "float32"
         self.device = device

@@ -203,6 +203,18 @@ def check_shapes(reader, config: dict, where: str) -> None:
                                  "not belong to this config.json")
 
 
+def check_checkpoint(hf_dir: str | Path) -> None:
+    """check_shapes on a checkpoint folder, for a reader that allocates what config.json says before it reads a
+    tensor (transformers' from_pretrained: an absurd n_embd is petabytes there, one line here)."""
+    from .hf_config import read_hf_config
+
+    reader = open_checkpoint(hf_dir)
+    try:
+        check_shapes(reader, read_hf_config(Path(hf_dir)), str(hf_dir))
+    finally:
+        reader.close()
+
+
 def _check_tensors(reader, names: set[str], wanted: dict[str, list[int]], where: str, missing: str, disagree) -> None:
     """Each tensor of `wanted` present with its shape; else one line: `missing`, or `disagree(shape)`."""
     for name, shape in wanted.items():

@@ -9,12 +9,21 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import run_stage
+from ..errors import KnownError, run_stage
 from .demo_dataset import write_jsonl
 
 
+class DatasetUnavailable(KnownError, RuntimeError):
+    pass
+
+
 def load_cnn_dailymail(cache_dir: str | None = None) -> list[dict]:
-    import datasets
+    try:
+        import datasets
+    except ImportError:
+        raise DatasetUnavailable("summarize.dataset: cnn_dailymail needs the `datasets` package, which is not installed "
+                                 "here: `pip install -e '.[hub]'` in this environment, or use summarize.dataset: demo"
+                                 ) from None
 
     errors = []
     for repo in ("ccdv/cnn_dailymail", "abisee/cnn_dailymail"):
@@ -24,8 +33,8 @@ def load_cnn_dailymail(cache_dir: str | None = None) -> list[dict]:
                     for row in dataset]
         except Exception as err:  # datasets raises many types for network/offline/script problems
             errors.append(f"{repo}: {type(err).__name__}: {err}")
-    raise RuntimeError("cannot load cnn_dailymail 3.0.0 (" + " | ".join(errors) + "). Without the hub, pre-fill "
-                       "the datasets cache and set HF_DATASETS_OFFLINE=1, or use summarize.dataset: demo")
+    raise DatasetUnavailable("cannot load cnn_dailymail 3.0.0 (" + " | ".join(errors) + "). Without the hub, pre-fill "
+                             "the datasets cache and set HF_DATASETS_OFFLINE=1, or use summarize.dataset: demo")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 
 from ... import tp as tensor_parallel
 from ...flags import TORCH_BACKEND_VERSION, BuildFlags
-from ...formats.artifact import atomic_dir
+from ...formats.artifact import atomic_dir, size_on_disk
 from ...formats.cmodel import load_cmodel
 from ...formats.provenance import provenance
 from ...infra.dist import init_distributed
@@ -137,7 +137,8 @@ def build(cmodel_dir: str | Path, out_dir: str | Path, flags: BuildFlags, build_
         "source": str(cmodel_dir),
     }
     meta = {"kind": "engine", "backend": "torch", "build_key": build_key, "tp": cmodel.tp}
-    with atomic_dir(out_dir, meta) as tmp:
+    # the engine holds the c-model's tensors again, in its dtype or smaller (weight-only): refused up front without room
+    with atomic_dir(out_dir, meta, needed_bytes=size_on_disk(Path(cmodel_dir))) as tmp:
         for rank, shards in cmodel.ranks.items():
             save_file(runtime_layout(shards, cmodel.dtype, flags.weight_only_precision),
                       tmp / f"rank{rank}.safetensors")

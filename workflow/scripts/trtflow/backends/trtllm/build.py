@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ...errors import KnownError
 from ...flags import BuildFlags
-from ...formats.artifact import atomic_dir
+from ...formats.artifact import atomic_dir, size_on_disk
 from ...formats.cmodel import read_settings
 from ...formats.provenance import provenance
 from ...infra.gpus import gpu_pool
@@ -101,7 +101,8 @@ def build(source_dir: str | Path, out_dir: str | Path, flags: BuildFlags, build_
     check_flow(version, flow)
     source, out_dir = Path(source_dir), Path(out_dir)
     meta = {"kind": "engine", "backend": "trtllm", "flow": flow, "build_key": build_key}
-    with tempfile.TemporaryDirectory(prefix="trtflow-build-") as work, atomic_dir(out_dir, meta) as tmp:
+    with tempfile.TemporaryDirectory(prefix="trtflow-build-") as work, \
+            atomic_dir(out_dir, meta, needed_bytes=size_on_disk(source)) as tmp:
         kept = kept_timing_cache(out_dir, source, flow, version, flags)
         if kept.is_file():
             shutil.copyfile(kept, Path(work) / "model.cache")
