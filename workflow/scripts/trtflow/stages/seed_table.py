@@ -9,7 +9,6 @@ shows in the table. Ratios are this run / the recipe.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from ..errors import run_stage
 from ..formats.artifact import ArtifactError, atomic_file, read_json, verify_checksum, verify_manifest, write_json
 from ..formats.hf_config import read_hf_config
 from .accuracy_gate import evaluate_gate
+from .report import read_rows
 
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 # gptSessionBenchmark's gpu_peak_mem(gb): the device's total − free memory, in units of 1e9 bytes
@@ -45,9 +45,8 @@ def accuracy_row(tp: int, rouge_path: str, threshold: float, k: float) -> dict:
 def read_benchmark_rows(paths: list[str]) -> dict[tuple[int, int, int], dict]:
     rows = {}
     for path in paths:
-        with open(verify_checksum(path), encoding="utf-8", newline="") as handle:
-            for row in csv.DictReader(handle):
-                rows.setdefault((int(row["batch_size"]), int(row["input_len"]), int(row["output_len"])), row)
+        for row in read_rows(path):
+            rows.setdefault((int(row["batch_size"]), int(row["input_len"]), int(row["output_len"])), row)
     return rows
 
 

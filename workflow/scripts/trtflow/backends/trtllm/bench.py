@@ -19,7 +19,6 @@ import math
 import os
 import re
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,18 +108,17 @@ def parse_output(text: str) -> dict[Case, dict]:
     return rows
 
 
-def run_gpt_session_benchmark(program: str, engine_dir: str, cases: list[Case], ranks: int, warm_up: int,
+def run_gpt_session_benchmark(program: str, engine_dir: str, config: dict, cases: list[Case], warm_up: int,
                               num_runs: int, duration: float) -> dict[Case, dict]:
-    """Every case the engine takes, through the tool on `ranks` MPI ranks (its output goes on to this job's log);
-    the measured columns, or a `not run` status, for each case."""
+    """Every case the engine (of config.json `config`) takes, through the tool on the engine's MPI ranks (its output
+    goes on to this job's log); the measured columns, or a `not run` status, for each case."""
     import subprocess
 
-    from ...formats.artifact import read_json
     from ...infra.launch import ranks_command
     from .runner import engine_layout
 
-    config = read_json(Path(engine_dir) / "config.json")
     layout, max_tokens = engine_layout(config), max_num_tokens_of(config)
+    ranks = layout["world_size"]
     results = {case: {"status": f"not run: {why}"} for case in cases
                if (why := beyond_limits(case, layout, max_tokens))}
     pairs = sorted({(c.input_len, c.output_len) for c in cases if c not in results})
@@ -183,17 +181,17 @@ def parse_report(report: dict, case: Case) -> dict:
             "tokens_per_s": case.batch_size * case.output_len / (latency / 1000)}
 
 
-def run_trtllm_bench(program: str, engine_dir: str, hf_dir: str, model: str, cases: list[Case], warm_up: int,
-                     num_runs: int) -> dict[Case, dict]:
-    """Each batch-1 case the engine takes as one trtllm-bench latency run of `num_runs` requests (one process: the
-    executor starts the engine's ranks); the measured columns, or a `not run` status, for each case."""
+def run_trtllm_bench(program: str, engine_dir: str, config: dict, hf_dir: str, model: str, cases: list[Case],
+                     warm_up: int, num_runs: int) -> dict[Case, dict]:
+    """Each batch-1 case the engine (of config.json `config`) takes as one trtllm-bench latency run of `num_runs`
+    requests (one process: the executor starts the engine's ranks); the measured columns, or a `not run` status, for
+    each case."""
     import subprocess
     import tempfile
 
-    from ...formats.artifact import read_json
     from .runner import engine_layout
 
-    layout = engine_layout(read_json(Path(engine_dir) / "config.json"))
+    layout = engine_layout(config)
     results = {}
     with tempfile.TemporaryDirectory(prefix="trtflow-bench-") as work:
         for case in cases:
@@ -218,11 +216,12 @@ def run_trtllm_bench(program: str, engine_dir: str, hf_dir: str, model: str, cas
 
 
 def find_trtllm_bench(configured: str | None) -> str | None:
-    """trtllm.benchmark_tool, else trtllm-bench beside this Python or on PATH."""
+    """trtllm.benchmark_tool, else trtllm-bench beside this Python or on PATH (the wheel's console script)."""
+    from ...infra.launch import find_program
+
     if configured:
         return configured if os.access(configured, os.X_OK) else None
-    return shutil.which(TRTLLM_BENCH, path=os.pathsep.join([str(Path(sys.executable).parent),
-                                                           os.environ.get("PATH", "")]))
+    return find_program(TRTLLM_BENCH)
 
 
 def measure(tool: str, engine_dir: str, settings: dict, hf_dir: str | None, model: str,
@@ -236,7 +235,8 @@ def measure(tool: str, engine_dir: str, settings: dict, hf_dir: str | None, mode
 
     verify_manifest(engine_dir)
     check_provenance(Path(engine_dir), installed_version())
-    layout = engine_layout(read_json(Path(engine_dir) / "config.json"))
+    config = read_json(Path(engine_dir) / "config.json")
+    layout = engine_layout(config)
     if tool == GPT_SESSION_BENCHMARK:
         program = find_gpt_session_benchmark(settings.get("benchmark_tool"), settings.get("examples_dir"))
         where = f"not on PATH nor under trtllm.examples_dir's checkout at {BUILT_AT}"
@@ -249,8 +249,7 @@ def measure(tool: str, engine_dir: str, settings: dict, hf_dir: str | None, mode
                                  f"{where}): {fix}")
     typed = [Case(*case) for case in cases]
     if tool == GPT_SESSION_BENCHMARK:
-        measured = run_gpt_session_benchmark(program, engine_dir, typed, layout["world_size"], warm_up, num_runs,
-                                             duration)
+        measured = run_gpt_session_benchmark(program, engine_dir, config, typed, warm_up, num_runs, duration)
     else:
-        measured = run_trtllm_bench(program, engine_dir, hf_dir, model, typed, warm_up, num_runs)
+        measured = run_trtllm_bench(program, engine_dir, config, hf_dir, model, typed, warm_up, num_runs)
     return layout, {(c.batch_size, c.input_len, c.output_len): measured[c] for c in typed}

@@ -21,6 +21,7 @@ from ...formats.artifact import atomic_dir, size_on_disk
 from ...formats.cmodel import read_settings
 from ...formats.provenance import provenance
 from ...infra.gpus import gpu_pool
+from ...infra.launch import find_program
 from .commands import BuildCommand, build_py, trtllm_build
 
 PROVISION = ("Provision TensorRT-LLM first: flow 0.8 runs in the NGC container "
@@ -61,8 +62,7 @@ def command_for(flow: str, source: Path, out_dir: Path, work: Path, flags: Build
         settings = read_settings(source)
         return build_py(sys.executable, examples, source, out_dir, work / "model.cache",
                         int(settings["tensor_parallelism"]), settings.get("storage_dtype", "float32"), flags, gpus)
-    program = shutil.which("trtllm-build", path=os.pathsep.join([str(Path(sys.executable).parent),
-                                                                 os.environ.get("PATH", "")]))
+    program = find_program("trtllm-build")
     if not program:
         raise TrtllmUnavailable(f"trtllm-build is not on PATH. {PROVISION}")
     tp = json.loads((source / "config.json").read_text())["mapping"]["tp_size"]
