@@ -5,15 +5,21 @@ to a float16 c-model at tp 1, builds torch engines in three variants (eager; CUD
 torch.compile), and runs trtflow's benchmark measurement (bench.measure, gptSessionBenchmark semantics)
 and the same measurement of Hugging Face `generate` (fp16) for three cases. Also checks greedy tokens
 of the engines against HF fp16 for 20 steps, one prompt at a time and (engines of at least WIDE_ROWS rows)
-the same prompts repeated in one batch of WIDE_ROWS. Writes one CSV (A5 columns + `system`) and a JSON summary.
+the same prompts repeated in one batch of WIDE_ROWS. `--hf static` adds transformers' fast path (static cache,
+its decode step compiled by transformers). On a GPU it also measures the floor: the time to read the weights once
+(one matrix-vector product over as many bytes) and, at larger batches, the KV cache at that bandwidth.
+Writes one CSV (the benchmark's columns + `system`), a JSON summary and, with `--current`, the rows in
+docs/benchmarks/current.csv's columns (benchmarks/current.py merges them).
 
-    PYTHONPATH=workflow/scripts python3 benchmarks/gpu_speed.py --out $OUT
+    PYTHONPATH=workflow/scripts python3 benchmarks/gpu_speed.py --out $OUT --hf dynamic static \
+        --current $OUT/current.csv --commit "$(git rev-parse --short HEAD)"
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import datetime
 import json
 import sys
 import time
@@ -25,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import current  # noqa: E402
 from convert import CHECKPOINT_TOKEN_IDS, SHAPE, make_checkpoint  # noqa: E402
 from trtflow.backends.torch.build import build  # noqa: E402
 from trtflow.backends.torch.generator import TorchEngineGenerator  # noqa: E402
@@ -54,6 +61,42 @@ VARIANTS = {"trtflow-eager": {}, "trtflow-cudagraph": {"decode": "cuda-graph"},
             "trtflow-cudagraph-gemv-int8wo": {"decode": "compile-gemv", "use_weight_only": True},
             "trtflow-cudagraph-autotune-int8wo": {"decode": "compile-max-autotune",
                                                   "use_weight_only": True}}
+HF_SYSTEMS = {"dynamic": "hf-transformers-generate", "static": "hf-transformers-static-compiled"}
+FLOOR = "floor (weights and KV cache read once a step)"
+
+
+def weight_bytes(shape: dict, int8: bool) -> int:
+    """What one decode step reads of the weights: every layer's four linears (int8 or fp16) and the fp16 lm_head."""
+    width = shape["n_embd"]
+    linears = shape["n_layer"] * 12 * width * width
+    return linears * (1 if int8 else 2) + shape["vocab_size"] * width * 2
+
+
+def read_bandwidth(nbytes: int, runs: int = 20) -> float:
+    """Bytes per second of one fp16 matrix-vector product over nbytes of matrix (min of `runs`, CUDA events)."""
+    matrix = torch.randn(nbytes // 2 // 1024, 1024, dtype=torch.float16, device="cuda")
+    vector = torch.randn(1024, dtype=torch.float16, device="cuda")
+    times = []
+    for _ in range(runs + 2):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        torch.mv(matrix, vector)
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1000)
+    return matrix.numel() * 2 / min(times[2:])
+
+
+def floor_row(shape: dict, int8: bool, bandwidth: float, batch: int, input_len: int, output_len: int) -> dict:
+    """Each step reads the weights and the KV cache written so far, at the measured bandwidth; the context is
+    counted as one weights read."""
+    weights = weight_bytes(shape, int8) / bandwidth
+    kv_per_position = 2 * shape["n_layer"] * batch * shape["n_embd"] * 2 / bandwidth
+    steps = [weights + kv_per_position * (input_len + i) for i in range(output_len)]
+    latency = sum(steps)
+    return {"latency_ms": latency * 1000, "ttft_ms": steps[0] * 1000,
+            "tpot_ms": (latency - steps[0]) / max(output_len - 1, 1) * 1000,
+            "tokens_per_s": batch * output_len / latency}
 
 
 def weights_mib(engine) -> float:
@@ -68,6 +111,10 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/trtflow-gpu")
     parser.add_argument("--num-runs", type=int, default=10)
     parser.add_argument("--hf-num-runs", type=int, default=5)
+    parser.add_argument("--hf", nargs="+", default=["dynamic"], choices=list(HF_SYSTEMS),
+                        help="transformers' generate with its dynamic cache, and/or static (compiled)")
+    parser.add_argument("--current", type=Path, help="also write the rows in current.csv's columns here")
+    parser.add_argument("--commit", default="", help="the commit measured, for --current's rows")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--cases", nargs="+", default=None, metavar="BATCH,IN,OUT",
                         help="the cases to measure (default: " + " ".join(",".join(map(str, c)) for c in CASES) + ")")
@@ -94,10 +141,20 @@ def main() -> None:
     writer = csv.DictWriter(handle, fieldnames=bench.COLUMNS, extrasaction="ignore")
     writer.writeheader()
 
-    def record(system: str, generator, batch: int, input_len: int, output_len: int, num_runs: int, extra: dict):
+    current_rows = []
+    model = "2-layer smoke model" if args.smoke else "gpt2-medium shape (random weights)"
+
+    def keep_current(row: dict, weights: str) -> None:
+        current_rows.append({**row, "model": model, "weights": weights, "date": datetime.date.today().isoformat(),
+                             "commit": args.commit, "measured_by": "benchmarks/gpu_speed.py"})
+
+    def record(system: str, generator, batch: int, input_len: int, output_len: int, num_runs: int, extra: dict,
+               weights: str = "float16"):
         row = {"system": system, "model": "gpt2-medium-shape (random)", "tp": 1, "device": device_name,
                "dtype": "float16", "batch_size": batch, "input_len": input_len, "output_len": output_len, **extra,
                **bench.measure(generator, batch, input_len, output_len, 2, num_runs, 0.0, 50257)}
+        if row["status"] == "ok":
+            keep_current(row, weights)
         writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
         handle.flush()
         print(f"{system:28s} bs {batch:3d} in {input_len:4d} out {output_len:4d}: "
@@ -139,7 +196,8 @@ def main() -> None:
             print(f"{name}: {same}/{20 * WIDE_ROWS} greedy tokens equal to HF fp16 in a batch of {WIDE_ROWS}", flush=True)
         for case in cases:
             summary["rows"].append(record(name, engine, *case, args.num_runs,
-                                          {"backend": "torch", "cuda_graphs": flags.cuda_graphs}))
+                                          {"backend": "torch", "cuda_graphs": flags.cuda_graphs},
+                                          "int8 weight-only" if flags.use_weight_only else "float16"))
         # the same after the runs (the folded layer norms are made when the engine opens)
         after_mb = weights_mib(engine)
         summary.setdefault("weights_mb_after_cases", {})[name] = after_mb
@@ -147,10 +205,27 @@ def main() -> None:
         del engine
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    for case in cases:
-        summary["rows"].append(record("hf-transformers-generate", hf, *case, args.hf_num_runs,
-                                      {"backend": "transformers", "cuda_graphs": False}))
+    for cache in args.hf:
+        hf.cache = None if cache == "dynamic" else cache
+        for case in cases:
+            summary["rows"].append(record(HF_SYSTEMS[cache], hf, *case, args.hf_num_runs,
+                                          {"backend": "transformers", "cuda_graphs": False}))
     handle.close()
+    if "static" in args.hf:  # transformers compiles its step itself: how many graphs dynamo made says it did
+        summary["dynamo_unique_graphs"] = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    if torch.cuda.is_available():
+        bandwidth = read_bandwidth(weight_bytes(shape, int8=False))
+        summary["read_bandwidth_gb_s"] = bandwidth / 1e9
+        print(f"floor: {weight_bytes(shape, False) / 1e6:.0f} MB of fp16 weights read at {bandwidth / 1e9:.0f} GB/s",
+              flush=True)
+        for int8 in (False, True):
+            for batch, input_len, output_len in cases:
+                keep_current({"system": FLOOR, "device": device_name, "tp": 1, "batch_size": batch,
+                              "input_len": input_len, "output_len": output_len,
+                              **floor_row(shape, int8, bandwidth, batch, input_len, output_len)},
+                             "int8 weight-only" if int8 else "float16")
+    if args.current:
+        current.write(args.current, current_rows)
     summary["wall_s"] = time.perf_counter() - started
     (out / "gpu_speed.json").write_text(json.dumps(summary, indent=2, default=str))
     print(f"wrote {csv_path} in {summary['wall_s']:.0f} s")

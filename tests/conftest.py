@@ -53,9 +53,11 @@ def make_gpt2(folder: Path, n_head: int = 4, n_embd: int = 64, n_layer: int = 2,
     config = GPT2Config(vocab_size=vocab, n_positions=positions, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
                         initializer_range=0.2, tie_word_embeddings=tied)
     model = GPT2LMHeadModel(config).eval()
-    with torch.no_grad():  # non-trivial layer norms and biases, so a wrong split cannot hide
+    with torch.no_grad():  # layer-norm gains 1 + 0.5·N and non-trivial biases, so a wrong split or fold cannot hide
         for name, param in model.named_parameters():
-            if "ln" in name or "bias" in name:
+            if "ln" in name:
+                param.add_(torch.randn_like(param) * 0.5)
+            elif "bias" in name:
                 param.add_(torch.randn_like(param) * 0.1)
     model.save_pretrained(folder, safe_serialization=safetensors)
     return folder

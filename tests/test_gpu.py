@@ -144,8 +144,21 @@ def test_a_weight_only_engine_decodes_the_same_captured_and_compiled(engines):
     eager, compiled = generator(engines["int8"]), generator(engines["int8-gemv"])
     assert compiled.model.weights.layers[0].qkv.weight.dtype == torch.int8
     for batch in ([PROMPTS[0]], PROMPTS):
-        assert compiled.generate(batch, 16, ignore_eos=True).output_ids == eager.generate(batch, 16,
-                                                                                          ignore_eos=True).output_ids
+        assert_same_or_near_tie(eager, compiled, batch, 16)
+
+
+def assert_same_or_near_tie(eager, other, batch: list[list[int]], steps: int, tolerance: float = 1e-2) -> None:
+    """`other`'s greedy tokens equal eager's, or first differ where eager's logits hold both tokens within
+    `tolerance` of its largest logit: a near tie that another order of summation may flip, not a fault."""
+    want = eager.generate(batch, steps, ignore_eos=True).output_ids
+    got = other.generate(batch, steps, ignore_eos=True).output_ids
+    for prompt, mine, theirs in zip(batch, want, got, strict=True):
+        if mine == theirs:
+            continue
+        at = next(i for i, (a, b) in enumerate(zip(mine, theirs, strict=True)) if a != b)
+        logits = eager.forward_logits(prompt + mine[:at])[-1]
+        gap = abs((logits[mine[at]] - logits[theirs[at]]).item())
+        assert gap <= tolerance * logits.abs().max().item(), (at, gap, logits.abs().max().item())
 
 
 def test_the_engine_rule_compiles_the_decode_step_into_the_folder_for_this_gpu(engines, tmp_path):

@@ -17,11 +17,13 @@ class HFGenerator:
     """The Hugging Face reference: transformers `generate`, behind the same interface."""
 
     def __init__(self, hf_dir: str | Path, device: torch.device, token_ids: dict[str, int], dtype: str = "auto",
-                 attention: str = HF_ATTENTION):
+                 attention: str = HF_ATTENTION, cache: str | None = None):
         """`token_ids` ({"end_id", "pad_id"}) come from the tokenizer (`evaluation.tokenizer.token_ids`), as the
         engines' do. `attention`: transformers' attn_implementation, by default v0.8.0's (flags.HF_ATTENTION). Newer
         transformers default to "sdpa", which on the H200 took 7.6 s for the demo's 20 summaries in a fresh process
-        against eager's 1.0 s (0.9 s once every cache length had been met once; benchmarks/hf_attention.py)."""
+        against eager's 1.0 s (0.9 s once every cache length had been met once; benchmarks/hf_attention.py). `cache`:
+        transformers' cache_implementation, None for its dynamic cache; "static" makes transformers compile its decode
+        step on a GPU (its fast path, measured beside trtflow by benchmarks/gpu_speed.py)."""
         from transformers import AutoModelForCausalLM
 
         from .formats.hf import check_checkpoint
@@ -36,6 +38,7 @@ class HFGenerator:
         self.end_id, self.pad_id = token_ids["end_id"], token_ids["pad_id"]
         self.compute_dtype = dtype
         self.attention = attention
+        self.cache = cache
         self.vocab_size = config["vocab_size"]
         self.n_positions = config.get("n_positions", 1024)
 
@@ -62,6 +65,8 @@ class HFGenerator:
                       eos_token_id=None if ignore_eos else end_id)
         if ignore_eos:
             kwargs["min_new_tokens"] = max_new_tokens
+        if self.cache:
+            kwargs["cache_implementation"] = self.cache
         if sampling.greedy:
             kwargs.update(do_sample=False)
         else:
