@@ -50,8 +50,11 @@ triton-interpreter: install $(TRITON_DIR)/triton
 test: install hub-mirror triton-interpreter
 	$(BIN)/python -m pytest -x -q -n 2 --dist worksteal --durations=15 $(PYTEST_ARGS)
 
+# ruff for the Python, snakefmt (settings in pyproject.toml) and Snakemake's own linter for the workflow, as the
+# Snakemake workflow catalog checks them
 lint: install
 	$(BIN)/ruff check workflow/scripts tests benchmarks
+	$(BIN)/snakefmt --check workflow/Snakefile workflow/rules/
 	$(BIN)/snakemake --lint
 
 clean:

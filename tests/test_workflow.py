@@ -108,6 +108,17 @@ def html_tables(text: str) -> list[list[list[str]]]:
     return parser.tables
 
 
+def test_snakemakes_own_report_of_the_run_holds_the_workflow_description_and_results(built, tmp_path):
+    """`snakemake --report` (the Snakemake workflow catalog's report check) on the finished demo run: the report
+    holds workflow/report/workflow.rst and the files the rules mark for it."""
+    out = tmp_path / "snakemake-report.html"
+    built.run("--report", str(out))
+    page = out.read_text()
+    assert "as a DAG of files" in page  # workflow/report/workflow.rst
+    for name in ("report.html", "seed_table.md", "rouge.json", "benchmark.csv"):
+        assert name in page, name
+
+
 def test_every_number_in_the_report_is_the_one_in_its_source_file(built):
     def f(value, digits=2):
         return f"{float(value):.{digits}f}" if value not in (None, "") else "–"

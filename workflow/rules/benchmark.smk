@@ -10,23 +10,23 @@ rule benchmark:
             labels={"model": "{model}", "tp": "{tp}", "kind": "table"},
         ),
         checksum=paths.checksum_of(paths.BENCHMARK),
-    params:
-        build_key=get_build_key,
-        args=benchmark_args(config["benchmark"]),
-        tool=get_benchmark_tool_args,
-        launch=launcher(benchmark_ranks),
+    log:
+        "logs/benchmark/{model}/tp{tp}.log",
+    conda:
+        ENGINE_ENV
+    container:
+        TRTLLM_CONTAINER
     threads: BENCHMARK_THREADS
     resources:
         gpu=rank_count,
         tasks=rank_tasks,
         tasks_per_gpu=tasks_per_gpu,
         mpi=mpi_launcher,
-    container:
-        TRTLLM_CONTAINER
-    conda:
-        ENGINE_ENV
-    log:
-        "logs/benchmark/{model}/tp{tp}.log",
+    params:
+        build_key=get_build_key,
+        args=benchmark_args(config["benchmark"]),
+        tool=get_benchmark_tool_args,
+        launch=launcher(benchmark_ranks),
     shell:
         "{params.launch} trtflow.stages.benchmark --engine-dir {input.engine:q} --model {wildcards.model}"
         " --hf-dir {input.hf:q} {params.args} {params.tool} --build-key {params.build_key} --out {output.csv:q}"
@@ -45,11 +45,11 @@ rule benchmark_plot:
             labels={"model": "{model}", "tp": "{tp}", "kind": "plot"},
         ),
         checksum=paths.checksum_of(paths.BENCHMARK_PLOT),
-    localrule: True
-    conda:
-        "../../envs/torch.yaml"
     log:
         "logs/benchmark/{model}/tp{tp}-plot.log",
+    localrule: True
+    conda:
+        "../envs/torch.yaml"
     shell:
         "python -m trtflow.stages.report plot --csv {input.csv:q} --out {output.png:q} > {log:q} 2>&1"
 
@@ -72,10 +72,10 @@ use rule benchmark as seed_benchmark with:
     output:
         csv=paths.SEED_BENCHMARK,
         checksum=paths.checksum_of(paths.SEED_BENCHMARK),
+    log:
+        "logs/benchmark/{model}/tp{tp}-seed.log",
     params:
         build_key=get_build_key,
         args=get_seed_benchmark_args,
         tool=get_benchmark_tool_args,
         launch=launcher(benchmark_ranks),
-    log:
-        "logs/benchmark/{model}/tp{tp}-seed.log",

@@ -4,7 +4,7 @@ import shlex
 import sys
 from pathlib import Path
 
-SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
+SCRIPTS = Path(workflow.basedir) / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
 from trtflow import config as tfc  # noqa: E402
@@ -46,6 +46,7 @@ from trtflow.dag import (  # noqa: E402
     variant_report_inputs,
     variant_runs,
 )
+
 
 def _local_gpus():
     """The GPUs jobs may hold on this machine (None: no pool, or jobs sent to a cluster: every tp is planned)."""
@@ -97,7 +98,6 @@ def launcher(ranks):
         return f"python -m trtflow.infra.launch --gpus {resources.gpu}{mpi} -n {ranks(wildcards)}"
 
     return command
-
 
 
 def get_generate_args(wildcards):
@@ -193,21 +193,16 @@ def get_checkpoint_quantization(wildcards):
 
 # trtllm rules run in NVIDIA's TensorRT-LLM v0.8.0 image under `--sdm apptainer --apptainer-args "--nv"`;
 # the torch backend needs no container.
-TRTLLM_CONTAINER = (
-    "docker://nvcr.io/nvidia/tritonserver:24.02-trtllm-python-py3"
-    if TRTLLM and FLOW == "0.8"
-    else None
-)
+TRTLLM_CONTAINER = "docker://nvcr.io/nvidia/tritonserver:24.02-trtllm-python-py3" if TRTLLM and FLOW == "0.8" else None
 
 # The software stack of the rules that run an engine: the torch env, or the TensorRT-LLM flow's.
-ENGINE_ENV = f"../../envs/trtllm-{FLOW}.yaml" if TRTLLM else "../../envs/torch.yaml"
+ENGINE_ENV = f"../envs/trtllm-{FLOW}.yaml" if TRTLLM else "../envs/torch.yaml"
 
 # The trtllm settings reach the build only for the trtllm backend, so editing them never touches
 # a torch engine.
 TRTLLM_SETTINGS = tff.canonical(config["trtllm"]) if TRTLLM else "{}"
 # ... and of them the build's alone, so that naming the benchmark tool never rebuilds an engine
-TRTLLM_BUILD_SETTINGS = (tff.canonical({k: config["trtllm"][k] for k in ("flow", "examples_dir")})
-                         if TRTLLM else "{}")
+TRTLLM_BUILD_SETTINGS = tff.canonical({k: config["trtllm"][k] for k in ("flow", "examples_dir")}) if TRTLLM else "{}"
 
 
 # A benchmark measures the machine, so locally it takes every core: no other job runs beside it (its

@@ -4,21 +4,21 @@ rule build_engine:
         tokenizer=get_hf_dir,
     output:
         directory(paths.ENGINE),
+    log:
+        "logs/engine/{model}/tp{tp}-{build_key}.log",
+    benchmark:
+        "logs/benchmarks/engine/{model}/tp{tp}-{build_key}.tsv"
+    conda:
+        ENGINE_ENV
+    container:
+        TRTLLM_CONTAINER
+    resources:
+        gpu=get_build_gpus,
     params:
         flags=get_build_flags,
         trtllm=TRTLLM_BUILD_SETTINGS,
         compile_batch_sizes=get_compile_batch_sizes,
         launch=launcher(one_rank),
-    resources:
-        gpu=get_build_gpus,
-    container:
-        TRTLLM_CONTAINER
-    conda:
-        ENGINE_ENV
-    log:
-        "logs/engine/{model}/tp{tp}-{build_key}.log",
-    benchmark:
-        "logs/benchmarks/engine/{model}/tp{tp}-{build_key}.tsv"
     shell:
         "{params.launch} trtflow.stages.build_engine --source-dir {input.source:q} --out-dir {output:q}"
         " --tokenizer-dir {input.tokenizer:q}"

@@ -5,21 +5,21 @@ rule generate:
     output:
         generate=paths.GENERATE,
         checksum=paths.checksum_of(paths.GENERATE),
-    params:
-        build_key=get_build_key,
-        args=get_generate_args,
-        launch=launcher(rank_count),
+    log:
+        "logs/generate/{model}/tp{tp}.log",
+    conda:
+        ENGINE_ENV
+    container:
+        TRTLLM_CONTAINER
     resources:
         gpu=rank_count,
         tasks=rank_tasks,
         tasks_per_gpu=tasks_per_gpu,
         mpi=mpi_launcher,
-    container:
-        TRTLLM_CONTAINER
-    conda:
-        ENGINE_ENV
-    log:
-        "logs/generate/{model}/tp{tp}.log",
+    params:
+        build_key=get_build_key,
+        args=get_generate_args,
+        launch=launcher(rank_count),
     shell:
         "{params.launch} trtflow.stages.generate --engine-dir {input.engine:q} --tokenizer-dir {input.hf:q}"
         " {params.args} --build-key {params.build_key} --out {output.generate:q} > {log:q} 2>&1"
@@ -33,17 +33,17 @@ rule hf_summarize:
     output:
         summary=paths.HF_SUMMARY,
         checksum=paths.checksum_of(paths.HF_SUMMARY),
-    params:
-        args=get_hf_summary_args,
-        launch=launcher(one_rank),
-    resources:
-        gpu=1,
-    conda:
-        "../../envs/torch.yaml"
     log:
         "logs/hf-summaries/{model}/{hf_key}.log",
     benchmark:
         "logs/benchmarks/hf-summaries/{model}/{hf_key}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    resources:
+        gpu=1,
+    params:
+        args=get_hf_summary_args,
+        launch=launcher(one_rank),
     shell:
         "{params.launch} trtflow.stages.hf_summarize --hf-model-dir {input.hf:q} --dataset-file {input.dataset:q}"
         " {params.args} --out {output.summary:q} > {log:q} 2>&1"
@@ -64,24 +64,24 @@ rule summarize:
             labels={"model": "{model}", "tp": "{tp}"},
         ),
         checksum=paths.checksum_of(paths.ROUGE),
-    params:
-        build_key=get_build_key,
-        args=summarize_args(config["summarize"]),
-        hf=hf_summary_arg,
-        launch=launcher(rank_count),
+    log:
+        "logs/summarize/{model}/tp{tp}.log",
+    benchmark:
+        "logs/benchmarks/summarize/{model}/tp{tp}.tsv"
+    conda:
+        ENGINE_ENV
+    container:
+        TRTLLM_CONTAINER
     resources:
         gpu=rank_count,
         tasks=rank_tasks,
         tasks_per_gpu=tasks_per_gpu,
         mpi=mpi_launcher,
-    container:
-        TRTLLM_CONTAINER
-    conda:
-        ENGINE_ENV
-    log:
-        "logs/summarize/{model}/tp{tp}.log",
-    benchmark:
-        "logs/benchmarks/summarize/{model}/tp{tp}.tsv"
+    params:
+        build_key=get_build_key,
+        args=summarize_args(config["summarize"]),
+        hf=hf_summary_arg,
+        launch=launcher(rank_count),
     shell:
         "{params.launch} trtflow.stages.summarize --engine-dir {input.engine:q} --hf-model-dir {input.hf:q}"
         " --dataset-file {input.dataset:q} {params.args} {params.hf} --build-key {params.build_key}"
@@ -95,14 +95,14 @@ rule accuracy_gate:
     output:
         gate=paths.GATE,
         checksum=paths.checksum_of(paths.GATE),
+    log:
+        "logs/gate/{model}/tp{tp}.log",
+    localrule: True
+    conda:
+        "../envs/torch.yaml"
     params:
         threshold=config["summarize"]["rouge1_threshold"],
         k=config["summarize"]["max_se_below_hf"],
-    localrule: True
-    conda:
-        "../../envs/torch.yaml"
-    log:
-        "logs/gate/{model}/tp{tp}.log",
     shell:
         "python -m trtflow.stages.accuracy_gate --rouge {input.rouge:q} --threshold {params.threshold}"
         " --k {params.k} --out {output.gate:q} > {log:q} 2>&1"

@@ -5,12 +5,12 @@ rule refuse_unknown_target:
         refuse_unknown_target,
     output:
         "results/{unknown_target}",
+    log:
+        "logs/unknown-target/{unknown_target}.log",
     wildcard_constraints:
         unknown_target=unknown_target_regex(config["models"]),
     localrule: True
     conda:
-        "../../envs/torch.yaml"
-    log:
-        "logs/unknown-target/{unknown_target}.log",
+        "../envs/torch.yaml"
     shell:
         "false > {log:q} 2>&1"

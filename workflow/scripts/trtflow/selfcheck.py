@@ -46,7 +46,7 @@ def run_workflow(work: Path, config: dict, name: str, tps: list[int], cores: str
     config_file = work / f"config-{name}.yaml"
     config_file.write_text(yaml.safe_dump(config))
     targets = [f"results/demo/tp{tp}/{f}" for tp in tps for f in ("generate.json", "rouge.json")]
-    command = [str(Path(sys.executable).with_name("snakemake")), "--snakefile", str(REPO / "Snakefile"),
+    command = [str(Path(sys.executable).with_name("snakemake")), "--snakefile", str(REPO / "workflow" / "Snakefile"),
                "--directory", str(work), "--configfile", str(config_file), "--cores", cores, *targets]
     print("$", " ".join(command), flush=True)
     if subprocess.run(command, cwd=REPO).returncode != 0:
