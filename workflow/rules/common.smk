@@ -71,7 +71,7 @@ os.environ[ARCH_ENV] = config["gpu_arch"]
 if _unwritable := unwritable_folder(Path.cwd()):
     raise WorkflowError(_unwritable)
 
-# Jobs run `python -m trtflow.<stage>`: the Python (and mpirun) beside the one running Snakemake come
+# Jobs run `python -m trtflow.stages.<stage>`: the Python (and mpirun) beside the one running Snakemake come
 # first on PATH, and the package is importable without installing it.
 prepare_job_environment(SCRIPTS)
 

@@ -363,7 +363,7 @@ def report_inputs(config: dict) -> list[str]:
 
 
 def prepare_job_environment(scripts_dir: Path) -> None:
-    """Jobs run `python -m trtflow.<stage>`: the Python (and mpirun) beside the one running Snakemake
+    """Jobs run `python -m trtflow.stages.<stage>`: the Python (and mpirun) beside the one running Snakemake
     come first on PATH, and the package is importable without installing it."""
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(scripts_dir), os.environ.get("PYTHONPATH")) if p)

@@ -64,7 +64,7 @@ def init_distributed(expected_world_size: int | None = None, device: str = "auto
     if expected_world_size is not None and world != expected_world_size:
         raise RuntimeError(
             f"the engine was built for {expected_world_size} rank(s) but {world} were launched; run with "
-            f"`python -m trtflow.launch -n {expected_world_size} …` (or mpirun -n {expected_world_size})"
+            f"`python -m trtflow.infra.launch -n {expected_world_size} …` (or mpirun -n {expected_world_size})"
         )
     use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
     if use_cuda:

@@ -109,7 +109,7 @@ def acquire(count: int, pool: list[str], folder: Path, timeout: float = 3600.0,
             raise GpuPoolError(f"no {count} free GPU(s) in pool {','.join(pool)} after {timeout:.0f} s "
                                f"(lock files in {folder}; {holders(pool, folder)}); is another workflow holding them?")
         if now >= next_report:
-            print(f"trtflow.gpus: waiting {now - started:.0f} s for {count} free GPU(s) of pool {','.join(pool)}: "
+            print(f"trtflow.infra.gpus: waiting {now - started:.0f} s for {count} free GPU(s) of pool {','.join(pool)}: "
                   f"{holders(pool, folder)}", file=sys.stderr, flush=True)
             next_report = now + report_every
         time.sleep(random.uniform(0.05, 0.25))
@@ -125,7 +125,7 @@ def hold(count: int, timeout: float = 3600.0) -> None:
     for fd in fds:
         os.set_inheritable(fd, True)
     os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(ids)
-    print(f"trtflow.gpus: CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']}", file=sys.stderr, flush=True)
+    print(f"trtflow.infra.gpus: CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         hold(args.gpus, args.timeout)
     except GpuPoolError as err:
-        sys.exit(f"trtflow.gpus: {err}")
+        sys.exit(f"trtflow.infra.gpus: {err}")
     os.execvp(command[0], command)
 
 

@@ -111,12 +111,12 @@ def main(argv: list[str] | None = None) -> None:
         cmd = launch_command(opts.ranks, opts.module, opts.args, opts.launcher, mpi=opts.mpi)
         hold(opts.gpus)
     except (LauncherError, GpuPoolError) as err:
-        sys.exit(f"trtflow.launch: {err}")
+        sys.exit(f"trtflow.infra.launch: {err}")
     print("launch:", shlex.join(cmd), file=sys.stderr, flush=True)
     try:
         os.execv(cmd[0], cmd)
     except OSError as err:
-        sys.exit(f"trtflow.launch: cannot start {cmd[0]} ({err.strerror})")
+        sys.exit(f"trtflow.infra.launch: cannot start {cmd[0]} ({err.strerror})")
 
 
 if __name__ == "__main__":

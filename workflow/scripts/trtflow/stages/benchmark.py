@@ -22,6 +22,7 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy
 import torch
 
 from ..errors import run_stage
@@ -37,13 +38,6 @@ COLUMNS = ["system", "model", "backend", "build_key", "tp", "device", "dtype", "
 
 PYTHON_LOOP = "trtflow's Python loop"
 PYTHON_LOOP_NAME = "python-loop"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = (len(ordered) - 1) * q / 100
-    lo, hi = int(index), min(int(index) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (index - lo)
 
 
 def peak_memory_mb(device: torch.device) -> tuple[float, str]:
@@ -81,9 +75,10 @@ def measure(generator, batch_size: int, input_len: int, output_len: int, warm_up
     latency = statistics.fmean(latencies)
     ttft = statistics.fmean(contexts)
     peak, kind = peak_memory_mb(generator.device)
+    p50, p90, p99 = numpy.percentile(latencies, [50, 90, 99]).tolist()
     return {
         "status": "ok", "iterations": len(latencies), "latency_ms": latency,
-        "p50_ms": percentile(latencies, 50), "p90_ms": percentile(latencies, 90), "p99_ms": percentile(latencies, 99),
+        "p50_ms": p50, "p90_ms": p90, "p99_ms": p99,
         "ttft_ms": ttft, "tpot_ms": (latency - ttft) / (output_len - 1) if output_len > 1 else 0.0,
         "tokens_per_s": batch_size * output_len / (latency / 1000), "peak_mem_mb": peak, "peak_mem_kind": kind,
         "load_1m_start": load_start, "load_1m_end": load_end, "cpus": os.cpu_count(),

@@ -1,7 +1,7 @@
 """Model sources → resources/models/{model}/hf/ with config.json, weights, tokenizer and MANIFEST.json.
 
-`hf`: huggingface_hub.snapshot_download (honours HF_ENDPOINT, HF_HOME, HF_HUB_OFFLINE; partial
-downloads resume from the cache), then copied into the artifact folder. `local`: an existing
+`hf`: huggingface_hub.snapshot_download (honours HF_ENDPOINT, HF_HOME, HF_HUB_OFFLINE; files
+already in the cache are not fetched again), then copied into the artifact folder. `local`: an existing
 checkpoint folder, copied (a reflink where the filesystem offers one; never a hard link, so neither side
 can change the other). `demo`: see demo_model.py.
 """

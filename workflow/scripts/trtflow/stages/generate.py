@@ -1,6 +1,6 @@
 """run.py as a file: prompts in, generated texts and token ids out (results/{model}/tp{tp}/generate.json).
 
-Run on every rank (`python -m trtflow.launch -n TP trtflow.generate …`); rank 0 writes the JSON.
+Run on every rank (`python -m trtflow.infra.launch -n TP trtflow.stages.generate …`); rank 0 writes the JSON.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Run TensorRT-LLM engines behind trtflow's generator interface (tensorrt_llm.runtime.ModelRunnerCpp, or under
 1.x ModelRunner for an engine without in-flight batching, as TensorRT-LLM's examples/run.py chooses).
 
-Every rank (started by `trtflow.launch -n <world size>`, mpirun as TensorRT-LLM expects) loads its own
+Every rank (started by `trtflow.infra.launch -n <world size>`, mpirun as TensorRT-LLM expects) loads its own
 engine file through the runner's from_dir(engine_dir, rank); generate/summarize/benchmark then call
 `generate` exactly as they do for the torch backend, so ROUGE and timings are computed the same way.
 The engine's PROVENANCE.json is checked first: an engine built by another TensorRT-LLM version or for
