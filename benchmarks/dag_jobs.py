@@ -4,7 +4,7 @@ Runs Snakemake in a checkout (`--tree`), then reads each job's start and end fro
 resolution: each job's shell command, from process start to its output written) and appends one row per
 job to `--out` (CSV: variant, stage, model, tp, wall_s, device), plus a row `stage=dag_total` with the whole
 run's wall time. `--resources` copies an existing resources/ folder in first, so the demo model is trained
-once and not timed. Used for docs/benchmarks/h100_dag_jobs.csv (issue K).
+once and not timed. Used for docs/benchmarks/data/2026-11-25-h100-start-up-demo-dag/h100_dag_jobs.csv.
 """
 
 from __future__ import annotations

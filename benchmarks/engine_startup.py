@@ -1,4 +1,4 @@
-"""Build time and job start-up of gpt2-medium-shape engines, per build variant (issue K):
+"""Build time and job start-up of gpt2-medium-shape engines, per build variant:
 
     PYTHONPATH=workflow/scripts python3 benchmarks/engine_startup.py --tokenizer-dir resources/models/demo/hf --out DIR
 

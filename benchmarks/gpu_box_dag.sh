@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole demo DAG at tp 1 on a GPU box, once per config, each in a fresh copy of this checkout (issue K):
+# The whole demo DAG at tp 1 on a GPU box, once per config, each in a fresh copy of this checkout:
 #   bash benchmarks/gpu_box_dag.sh OUT NAME=CONFIG [NAME=CONFIG ...]
 # Needs .whl/ (../shared/tools/gpu-box-wheels.sh) and a trained resources/ (the demo model and data, copied in
 # untimed). Appends per-job wall times to OUT/dag_jobs.csv (benchmarks/dag_jobs.py) and keeps each run's logs.

@@ -1,4 +1,4 @@
-"""Speed of the torch backend on a GPU, side by side with Hugging Face, in one process (issue E).
+"""Speed of the torch backend on a GPU, side by side with Hugging Face, in one process.
 
 Builds a random gpt2-medium-shape checkpoint (24 layers, 1024 wide, 16 heads, vocab 50257), converts it
 to a float16 c-model at tp 1, builds torch engines in three variants (eager; CUDA graph; CUDA graph +

@@ -1,4 +1,4 @@
-"""The HF reference's time on summarize's workload, per transformers attention implementation (issue K):
+"""The HF reference's time on summarize's workload, per transformers attention implementation:
 
     PYTHONPATH=workflow/scripts python3 benchmarks/hf_attention.py --hf-model-dir resources/models/demo/hf \
         --dataset-file resources/datasets/demo/test.jsonl --out DIR

@@ -1,6 +1,6 @@
 """The GPU suite: the paths CPU tests only run eagerly (CUDA-graph capture, torch.compile, NCCL) and the GPU
 architecture refusal with the real accelerator probe. CI has no GPU and skips it, saying so; it runs on the lent
-H100/H200 with `python -m pytest -m gpu tests/test_gpu.py` (last result: docs/benchmarks/README.md, "GPU suite")."""
+H100/H200 with `python -m pytest -m gpu tests/test_gpu.py` (last results: docs/benchmarks/data/*-gpu-suite/)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Bad input answered before any job runs, naming the key and the fix (issue N, points 6 and 7, and more)."""
+"""Bad input answered before any job runs, naming the key and the fix."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ CASES = {
                            "`summarize.rouge1_threshold` = -1", "use a value >= 0"),
     "duplicate targets": (lambda c: c.update(targets=["demo", "demo"]), "model `demo` is listed twice",
                           "list each model once"),
-    # flag sets TensorRT-LLM refuses only while building (issue H, point 5)
+    # flag sets TensorRT-LLM refuses only while building
     "packed input without the attention plugin": (lambda c: c["build"].update(use_gpt_attention_plugin=None),
                                                    "`build.remove_input_padding` = True: packed input",
                                                    "or build.remove_input_padding: false"),

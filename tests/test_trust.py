@@ -1,4 +1,4 @@
-"""Bad input, faults and hostile input of the third round (issue V): nothing of the user's lost, nothing silently
+"""Bad input, faults and hostile input: nothing of the user's lost, nothing silently
 wrong, one line with the fix where a known mistake would have given a traceback."""
 
 from __future__ import annotations

@@ -603,7 +603,7 @@ def greedy_agreement(engine_ids: list[list[int]], hf_ids: list[list[int]]) -> tu
 
 
 def test_a_weight_only_variant_runs_only_its_chain_passes_the_gate_and_sits_beside_the_base(built, tmp_path):
-    """Issue L on the CPU: the demo model's int8 weight-only engine at tp 1 and 2 passes the accuracy gate, agrees
+    """On the CPU, the demo model's int8 weight-only engine at tp 1 and 2 passes the accuracy gate, agrees
     with HF fp32 on >= 95% of greedy positions, and the side-by-side page shows exactly its files' numbers."""
     from trtflow import paths
     from trtflow.backends.torch.generator import TorchEngineGenerator
