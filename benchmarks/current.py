@@ -2,11 +2,14 @@
 
 Benchmark scripts write rows in these columns (`gpu_speed.py --current FILE`); `merge` puts a run's rows in place
 of the rows with the same key and keeps the rest; `recipe` writes the published figures of TensorRT-LLM v0.8.0's
-GPT example; `seed-table` writes the ROUGE-1 of a run's engine and of Hugging Face from a seed_table.json.
+GPT example; `seed-table` writes the ROUGE-1 of a run's engine and of Hugging Face from a seed_table.json;
+`tables` writes the tables README.md and docs/benchmarks/README.md show between `<!-- current.csv: NAME -->` and
+`<!-- end -->` (`--check`: fail where they differ from the CSV).
 
     python3 benchmarks/current.py merge OUT/current.csv
     python3 benchmarks/current.py recipe
     python3 benchmarks/current.py seed-table OUT/demo/seed_table.json --device "NVIDIA H200" --commit HASH
+    python3 benchmarks/current.py tables
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import csv
 import datetime
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -70,7 +74,8 @@ def recipe_rows() -> list[dict]:
             for case in seed_recipe.CASES]
     summarize = seed_recipe.SUMMARIZE
     accuracy = {**base, "tp": 1, "batch_size": summarize["batch_size"], "input_len": summarize["max_input_length"],
-                "output_len": summarize["output_len"], "measured_by": "the GPT example's README (summarize.py)"}
+                "output_len": summarize["output_len"], "model": f"{seed_recipe.MODEL}, {seed_recipe.DATASET}",
+                "measured_by": "the GPT example's README (summarize.py)"}
     rows += [{**accuracy, "rouge1": seed_recipe.ROUGE.engine_rouge1},
              {**accuracy, "system": "Hugging Face (published)", "rouge1": seed_recipe.ROUGE.hf_rouge1}]
     return rows
@@ -81,17 +86,118 @@ def seed_table_rows(path: Path, device: str, commit: str, date: str) -> list[dic
     table = json.loads(path.read_text())
     context = table["context"]
     summarize = context["summarize"]
-    base = {"device": device, "model": f"{table['model']} ({context['source_name']})",
+    base = {"device": device, "model": f"{context['source_name']}, {context['dataset']} dataset",
             "weights": context["storage_type"], "batch_size": summarize["batch_size"],
             "input_len": summarize["max_input_length"], "output_len": summarize["output_len"], "date": date,
-            "commit": commit, "measured_by": "benchmarks/seed_table_gpu.sh (results/{model}/seed_table.json)"}
+            "commit": commit, "measured_by": "results/{model}/seed_table.json of a default run"}
     rows = []
     for entry in table["accuracy"]:
-        rows.append({**base, "system": f"trtflow {context['backend']}", "tp": entry["tp"],
+        rows.append({**base, "system": f"trtflow, {context['backend'].split(',')[0]} backend", "tp": entry["tp"],
                      "rouge1": entry["engine"]["rouge1"]})
         if entry.get("hf"):
             rows.append({**base, "system": "Hugging Face generate", "tp": entry["tp"], "rouge1": entry["hf"]["rouge1"]})
     return rows
+
+
+# The first screen's comparison: (column title, system, device) for gpt2-medium's shape; the recipe's own figures
+# come from another GPU and are marked so.
+SPEED_COLUMNS = [("trtflow", "trtflow-cudagraph-triton", "NVIDIA H200"),
+                 ("HF `generate`", "hf-transformers-generate", "NVIDIA H200"),
+                 ("HF static cache, compiled", "hf-transformers-static-compiled", "NVIDIA H200"),
+                 ("memory-bandwidth floor", "floor (weights and KV cache read once a step)", "NVIDIA H200"),
+                 ("TensorRT-LLM v0.8.0, published (another GPU)", RECIPE_SYSTEM, None)]
+SPEED_CASES = [(1, 60, 20), (1, 60, 100), (8, 60, 100), (64, 128, 100)]
+DOCS = [ROOT / "README.md", ROOT / "docs" / "benchmarks" / "README.md"]
+
+
+def number(value: str, unit: str) -> str:
+    figure = float(value)
+    if unit == "tok/s":
+        return f"{figure:,.0f}"
+    return f"{figure:,.1f}" if figure >= 100 else f"{figure:.2f}"
+
+
+def case_cell(rows: list[dict], system: str, device: str | None, weights: str, case: tuple[int, int, int]) -> str:
+    batch, input_len, output_len = case
+    unit, column = ("ms", "latency_ms") if batch == 1 else ("tok/s", "tokens_per_s")
+    for row in rows:
+        if (row["system"], row["weights"], row["tp"], row["batch_size"], row["input_len"], row["output_len"]) == (
+                system, weights, "1", str(batch), str(input_len), str(output_len)) and \
+                (device is None or row["device"] == device) and row[column]:
+            return number(row[column], unit)
+    return "–"
+
+
+def speed_table(rows: list[dict]) -> list[str]:
+    """trtflow against HF, HF's fast path, the floor and the recipe, per case; fp16 and then int8 weight-only."""
+    lines = ["| gpt2-medium shape, tp 1 | " + " | ".join(title for title, _, _ in SPEED_COLUMNS) + " |",
+             "|---" * (len(SPEED_COLUMNS) + 1) + "|"]
+    for case in SPEED_CASES:
+        batch, input_len, output_len = case
+        unit = "ms" if batch == 1 else "tokens/s"
+        label = f"fp16, batch {batch}, in {input_len} / out {output_len} ({unit})"
+        lines.append(f"| {label} | " + " | ".join(case_cell(rows, system, device, "float16", case)
+                                                  for _, system, device in SPEED_COLUMNS) + " |")
+    int8 = [("trtflow-cudagraph-triton-int8wo", "NVIDIA H200"), (None, None), (None, None),
+            ("floor (weights and KV cache read once a step)", "NVIDIA H200"), (None, None)]
+    for case in SPEED_CASES[1:2] + SPEED_CASES[3:]:
+        batch, input_len, output_len = case
+        unit = "ms" if batch == 1 else "tokens/s"
+        label = f"int8 weight-only, batch {batch}, in {input_len} / out {output_len} ({unit})"
+        lines.append(f"| {label} | " + " | ".join(case_cell(rows, system, device, "int8 weight-only", case)
+                                                  if system else "–" for system, device in int8) + " |")
+    return lines
+
+
+def rouge_table(rows: list[dict]) -> list[str]:
+    """ROUGE-1 of each engine beside Hugging Face's on the same model, data and device."""
+    sides: dict[tuple, dict] = {}
+    for row in filter(lambda row: row["rouge1"], rows):
+        side = "hf" if row["system"].startswith("Hugging Face") else "engine"
+        sides.setdefault((row["model"], row["device"], row["tp"]), {})[side] = row
+    lines = ["| engine | tp | model and data | device | ROUGE-1 of the engine | of Hugging Face |",
+             "|---|---|---|---|---|---|"]
+    for (model, device, tp), pair in sides.items():
+        cells = [f"{float(pair[side]['rouge1']):.2f}" if side in pair else "–" for side in ("engine", "hf")]
+        name = pair["engine"]["system"] if "engine" in pair else "–"
+        lines.append(f"| {name} | {tp} | {model} | {device} | {cells[0]} | {cells[1]} |")
+    return lines
+
+
+FIGURES = ("latency_ms", "tokens_per_s", "ttft_ms", "tpot_ms", "peak_mem_mb", "rouge1")
+ALL_COLUMNS = ["system", "device", "weights", "tp", "batch_size", "input_len", "output_len", *FIGURES, "date", "commit"]
+
+
+def all_rows_table(rows: list[dict]) -> list[str]:
+    """Every row of current.csv, its figures to two decimals."""
+    lines = ["| " + " | ".join(ALL_COLUMNS) + " |", "|---" * len(ALL_COLUMNS) + "|"]
+    for row in rows:
+        cells = [f"{float(row[c]):,.2f}" if c in FIGURES and row[c] else row[c] for c in ALL_COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+TABLES = {"speed": speed_table, "rouge": rouge_table, "all": all_rows_table}
+BLOCK = re.compile(r"(<!-- current.csv: (\w+) -->\n)(.*?)(<!-- end -->)", re.S)
+
+
+def render(text: str, rows: list[dict]) -> str:
+    return BLOCK.sub(lambda m: m.group(1) + "\n".join(TABLES[m.group(2)](rows)) + "\n" + m.group(4), text)
+
+
+def tables(check: bool) -> int:
+    """Write (or with check, compare) every current.csv block of the docs; 1 where a doc differs."""
+    rows, stale = read(CURRENT), []
+    for doc in DOCS:
+        text = doc.read_text()
+        fresh = render(text, rows)
+        if fresh != text:
+            stale.append(doc)
+            if not check:
+                doc.write_text(fresh)
+    if check and stale:
+        print(f"{', '.join(map(str, stale))}: tables differ from {CURRENT}; run python3 benchmarks/current.py tables")
+    return int(check and bool(stale))
 
 
 def main() -> None:
@@ -105,13 +211,17 @@ def main() -> None:
     seed.add_argument("--device", required=True)
     seed.add_argument("--commit", required=True)
     seed.add_argument("--date", default=datetime.date.today().isoformat())
+    shown_tables = commands.add_parser("tables", help="the docs' tables from current.csv")
+    shown_tables.add_argument("--check", action="store_true", help="only say whether they are current")
     args = parser.parse_args()
     if args.command == "merge":
         merge(read(args.csv))
     elif args.command == "recipe":
         merge(recipe_rows())
-    else:
+    elif args.command == "seed-table":
         merge(seed_table_rows(args.json, args.device, args.commit, args.date))
+    else:
+        sys.exit(tables(args.check))
 
 
 if __name__ == "__main__":
