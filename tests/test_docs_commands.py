@@ -1,5 +1,6 @@
-"""Every snakemake command line that README.md and config/README.md print runs as written (a dry run in a copy of the
-workflow): a target after `--config` is swallowed as a config item, and such a line once stopped with a traceback."""
+"""Every snakemake command line that README.md, config/README.md, CONTRIBUTING.md and docs/ print runs as written
+(a dry run in a copy of the workflow): a target after `--config` is swallowed as a config item, and such a line
+once stopped with a traceback."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from conftest import ROOT, SNAKEMAKE, copy_workflow
 
 def documented_commands() -> list[tuple[str, str]]:
     commands = []
-    for doc in ("README.md", "config/README.md"):
+    docs = ["README.md", "config/README.md", "CONTRIBUTING.md",
+            *sorted(str(path.relative_to(ROOT)) for path in (ROOT / "docs").glob("*.md"))]
+    for doc in docs:
         lines = (ROOT / doc).read_text().splitlines()
         index = 0
         while index < len(lines):
