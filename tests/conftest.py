@@ -59,7 +59,13 @@ def make_gpt2(folder: Path, n_head: int = 4, n_embd: int = 64, n_layer: int = 2,
                 param.add_(torch.randn_like(param) * 0.5)
             elif "bias" in name:
                 param.add_(torch.randn_like(param) * 0.1)
-    model.save_pretrained(folder, safe_serialization=safetensors)
+    model.save_pretrained(folder)
+    if not safetensors:  # transformers 5 writes safetensors whatever it is asked: the older format by hand, as 4.x did
+        weights = model.state_dict()
+        if tied:
+            weights.pop("lm_head.weight")
+        torch.save(weights, folder / "pytorch_model.bin")
+        (folder / "model.safetensors").unlink()
     return folder
 
 

@@ -109,6 +109,8 @@ def test_three_way_split_of_a_six_head_model(six_head_gpt2, tmp_path):
 
 
 def test_safetensors_and_bin_inputs_give_identical_bytes(tiny_gpt2, tiny_gpt2_bin, tmp_path):
+    assert sorted(p.name for p in tiny_gpt2_bin.glob("*.bin")) == ["pytorch_model.bin"]
+    assert not list(tiny_gpt2_bin.glob("*.safetensors"))
     a = cmodel.convert(tiny_gpt2, tmp_path / "a", 2, "float16", progress=False)
     b = cmodel.convert(tiny_gpt2_bin, tmp_path / "b", 2, "float16", progress=False)
     names = sorted(p.name for p in a.iterdir() if p.suffix == ".bin")
