@@ -10,6 +10,7 @@ sys.path.insert(0, str(SCRIPTS))
 from trtflow import config as tfc  # noqa: E402
 from trtflow import flags as tff  # noqa: E402
 from trtflow import paths  # noqa: E402
+from trtflow.infra.gpus import GpuPoolError  # noqa: E402
 from trtflow.infra.machine import ARCH_ENV, local_gpu_count  # noqa: E402
 from trtflow.dag import (  # noqa: E402
     benchmark_args,
@@ -53,7 +54,10 @@ def _local_gpus():
     if not workflow.local_exec or workflow.remote_exec:
         return None
     gpu = workflow.global_resources.get("gpu")
-    return local_gpu_count(resources_gpu=gpu.value if gpu is not None and isinstance(gpu.value, int) else None)
+    try:
+        return local_gpu_count(resources_gpu=gpu.value if gpu is not None and isinstance(gpu.value, int) else None)
+    except GpuPoolError as err:
+        raise WorkflowError(str(err)) from None
 
 
 LOCAL_GPUS = _local_gpus()

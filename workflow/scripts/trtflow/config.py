@@ -8,6 +8,7 @@ naming the key, the bad value and the fix.
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -203,6 +204,7 @@ def _check_source_keys(raw_models: dict) -> None:
                   f"`{spec['source']}`", f"remove {key}, or set source: {other}")
 
 
+BYTE_LEVEL_TOKENS = 257  # the demo tokenizer's alphabet: every byte, and its end token
 DEMO_TRAINING_BYTES_PER_PARAM = 16  # fp32 weights, gradients and AdamW's two moments
 DEMO_TRAINING_LIMIT = 4 * 2**30  # the demo model is a minute's training on a laptop, not a project
 
@@ -232,6 +234,13 @@ def _check_recipe(name: str, recipe: dict) -> None:
                   f"write a number such as {getattr(DemoRecipe, key)}")
         if value <= 0 and key != "seed":
             _fail(f"models.{name}.recipe.{key}", value, "must be positive", f"use e.g. {getattr(DemoRecipe, key)}")
+    if not -(2**63) <= recipe.get("seed", 0) < 2**64:
+        _fail(f"models.{name}.recipe.seed", recipe["seed"], "torch's generators take seeds from -2**63 to 2**64 - 1",
+              "use a seed in that range, e.g. 0")
+    if recipe.get("vocab_size", DemoRecipe.vocab_size) < BYTE_LEVEL_TOKENS:
+        _fail(f"models.{name}.recipe.vocab_size", recipe["vocab_size"], f"the byte-level tokenizer holds at least "
+              f"{BYTE_LEVEL_TOKENS} tokens (256 bytes and the end token), so a model of this vocabulary would get "
+              "another size than asked", f"use at least {BYTE_LEVEL_TOKENS}, e.g. {DemoRecipe.vocab_size}")
     recipe = {**{k: getattr(DemoRecipe, k) for k in types}, **recipe}
     if recipe["n_embd"] % recipe["n_head"]:
         _fail(f"models.{name}.recipe.n_head", recipe["n_head"], f"n_embd {recipe['n_embd']} is not a multiple of "
@@ -414,6 +423,8 @@ def validate(config: dict, schema_path: str | Path = SCHEMA) -> dict:
     for where, build in builds:
         if isinstance(build, dict) and (note := decode_from_older_keys(build, where)):
             print(note, file=sys.stderr)
+    _check_scalars(config)
+    _versions_as_text(config)
     check_schema(config, schema_path)
     _check_source_keys(raw_models)
     _check_models(config)
@@ -422,6 +433,28 @@ def validate(config: dict, schema_path: str | Path = SCHEMA) -> dict:
     if config["variants"]:
         _check_variants(config, schema_path)
     return config
+
+
+def _versions_as_text(config: dict) -> None:
+    """`flow: 1.2` and `gpu_arch: 9.0` unquoted are YAML numbers; they mean the version they spell."""
+    for parent, key in ((config.get("trtllm"), "flow"), (config, "gpu_arch")):
+        if isinstance(parent, dict) and isinstance(parent.get(key), float):
+            parent[key] = repr(parent[key])
+
+
+def _check_scalars(node: Any, key: str = "") -> None:
+    """Values no later check could hold: YAML's .nan and .inf pass a schema's minimum and maximum (then a NaN gate
+    never fails and an infinite benchmark never ends), and a NUL character fits in no path or command line."""
+    if isinstance(node, dict):
+        for name, value in node.items():
+            _check_scalars(value, f"{key}.{name}" if key else str(name))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _check_scalars(value, f"{key}.{index}")
+    elif isinstance(node, float) and not math.isfinite(node):
+        _fail(key, node, "not a finite number", "write a number")
+    elif isinstance(node, str) and "\x00" in node:
+        _fail(key, node, "holds a NUL character, which no file name or command line can carry", "remove it")
 
 
 def check_model_fits(config: dict, model: str, hf_config: dict, where: str = "config.json") -> None:

@@ -47,17 +47,19 @@ def demo_recipe(spec: dict) -> DemoRecipe:
 
 
 def known_model_config(config: dict, model: str) -> tuple[dict, str] | None:
-    """The checkpoint dimensions when they are known before any job runs (demo recipe or fetched config)."""
-    path = Path(paths.HF_DIR.format(model=model)) / "config.json"
-    if path.is_file():
-        return _read_config(path.parent), str(path)
+    """The checkpoint dimensions when they are known before any job runs. What the config names wins over an
+    earlier import: the demo recipe (an edited one retrains the model), a local folder (re-saved, it is imported
+    again); only a hub model is known from its fetched config.json alone."""
     spec = config["models"][model]
-    if spec["source"] == "local":  # read up front, so the import changes nothing about what is accepted
-        source = Path(spec["path"]).expanduser()
-        return _read_config(source), str(source / "config.json")
     if spec["source"] == "demo":
         recipe = asdict(demo_recipe(spec))
         return {k: recipe[k] for k in ("n_head", "n_positions")}, f"demo recipe of model `{model}`"
+    if spec["source"] == "local":  # read up front, so the import changes nothing about what is accepted
+        source = Path(spec["path"]).expanduser()
+        return _read_config(source), str(source / "config.json")
+    path = Path(paths.HF_DIR.format(model=model)) / "config.json"
+    if path.is_file():
+        return _read_config(path.parent), str(path)
     return None
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import itertools
 import os
 import random
 import subprocess
@@ -31,18 +32,39 @@ class GpuPoolError(KnownError, RuntimeError):
     pass
 
 
+def is_gpu_id(text: str) -> bool:
+    """An index or a UUID, as CUDA_VISIBLE_DEVICES takes them."""
+    return text.isdigit() or text.startswith(("GPU-", "MIG-"))
+
+
 def visible_devices(env: dict) -> list[str]:
-    """The GPUs CUDA_VISIBLE_DEVICES names (indices or UUIDs); empty where it is unset or empty."""
-    return [g.strip() for g in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+    """The GPUs CUDA_VISIBLE_DEVICES names (indices or UUIDs), read as CUDA reads it: up to the first entry that
+    names no GPU (`-1` hides them all); empty where it is unset or empty."""
+    names = [g.strip() for g in env.get("CUDA_VISIBLE_DEVICES", "").split(",")]
+    return list(itertools.takewhile(is_gpu_id, names))
+
+
+def configured_pool(text: str) -> list[str]:
+    """TRTFLOW_GPU_POOL: a count or a list of GPU ids, each once (a GPU listed twice would be locked twice by one
+    job, which then waits for itself)."""
+    if text.strip().isdigit():
+        return [str(i) for i in range(int(text))]
+    ids = [g.strip() for g in text.split(",") if g.strip()]
+    fix = "set it to a count (TRTFLOW_GPU_POOL=4) or to GPU indices or UUIDs, each once (TRTFLOW_GPU_POOL=0,1,2,3)"
+    if bad := next((g for g in ids if not is_gpu_id(g)), None):
+        raise GpuPoolError(f"TRTFLOW_GPU_POOL={text!r} names {bad!r}, which is no GPU index or UUID; {fix}")
+    if twice := next((g for g in ids if ids.count(g) > 1), None):
+        raise GpuPoolError(f"TRTFLOW_GPU_POOL={text!r} names GPU {twice} twice; {fix}")
+    return ids
 
 
 def gpu_pool(env: dict | None = None) -> list[str]:
     env = os.environ if env is None else env
-    if visible := visible_devices(env):
-        return visible
+    if "CUDA_VISIBLE_DEVICES" in env and env["CUDA_VISIBLE_DEVICES"].strip():
+        return visible_devices(env)  # set, even to -1 (no GPU): CUDA sees only these
     configured = env.get("TRTFLOW_GPU_POOL")
     if configured:
-        return [str(i) for i in range(int(configured))] if configured.isdigit() else configured.split(",")
+        return configured_pool(configured)
     try:
         listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20,
                                 env=dict(env)).stdout
@@ -54,7 +76,14 @@ def gpu_pool(env: dict | None = None) -> list[str]:
 def lock_dir(env: dict | None = None) -> Path:
     env = os.environ if env is None else env
     folder = Path(env.get("TRTFLOW_GPU_LOCK_DIR") or Path(tempfile.gettempdir()) / f"trtflow-gpu-locks-{os.getuid()}")
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise GpuPoolError(f"cannot make the GPU lock folder {folder} ({err.strerror}); set TRTFLOW_GPU_LOCK_DIR to a "
+                           "folder every job of this machine can write") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise GpuPoolError(f"cannot write in the GPU lock folder {folder}; set TRTFLOW_GPU_LOCK_DIR to a folder every "
+                           "job of this machine can write")
     return folder
 
 
