@@ -269,10 +269,42 @@ def test_the_trtllm_build_double_refuses_a_quantization_block_1x_cannot_read(qua
     assert proc.returncode != 0 and message in proc.stderr
 
 
+def write_1x_checkpoint_config(folder: Path) -> None:
+    from trtflow.formats.trtllm_ckpt import pretrained_config
+
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(pretrained_config(
+        {"n_embd": 64, "n_head": 4, "n_layer": 2, "n_positions": 128, "vocab_size": 1000}, 1, "float16")))
+
+
+@pytest.mark.parametrize("argv, outcome", [
+    (["--paged_kv_cache", "enable", "--kv_cache_type", "continuous"], "AssertionError"),
+    (["--paged_kv_cache", "maybe"], "Input should be a valid boolean"),
+    (["--streamingllm", "enable"], "StreamingLLM is no longer supported"),
+    (["--paged_kv_cache", "disable"], "CONTINUOUS"),
+    (["--paged_kv_cache", "true", "--kv_cache_type", "paged"], "PAGED"),
+    ([], "PAGED"),
+])
+def test_the_trtllm_build_double_settles_the_kv_cache_as_buildconfig_does(argv, outcome, tmp_path):
+    """The deprecated --paged_kv_cache is read by the pydantic PluginConfig and must agree with --kv_cache_type."""
+    write_1x_checkpoint_config(tmp_path / "c")
+    proc = run_double([str(DOUBLES / "bin" / "trtllm-build"), "--checkpoint_dir", "c", "--output_dir", "o", *argv],
+                      tmp_path)
+    if outcome in ("PAGED", "CONTINUOUS"):
+        assert proc.returncode == 0, proc.stderr
+        build = json.loads((tmp_path / "o" / "config.json").read_text())["build_config"]
+        assert build["kv_cache_type"] == outcome and build["plugin_config"]["paged_kv_cache"] == (outcome == "PAGED")
+        assert "auto_parallel_config" not in build
+    else:
+        assert proc.returncode == 1 and outcome in proc.stderr, proc.stderr
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--checkpoint_dir", "c", "--max_output_len", "100"], "unrecognized arguments: --max_output_len"),
     (["--checkpoint_dir", "c", "--remove_input_padding"], "expected one argument"),
-    (["--checkpoint_dir", "c", "--kv_cache_type", "contiguous"], "Invalid value 'contiguous'"),
+    (["--checkpoint_dir", "c", "--kv_cache_type", "contiguous"], "invalid parse_enum value: 'contiguous'"),
+    (["--checkpoint_dir", "c", "--auto_parallel", "2"], "unrecognized arguments: --auto_parallel 2"),
+    (["--checkpoint_dir", "c", "--gpus_per_node", "4"], "unrecognized arguments: --gpus_per_node 4"),
     (["--checkpoint_dir", "c", "--gpt_attention_plugin", "fp16"], "invalid choice: 'fp16'"),
     (["--checkpoint_dir", "c", "--context_fmha", "true"], "invalid choice: 'true'"),
 ])
