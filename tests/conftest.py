@@ -87,6 +87,15 @@ def six_head_gpt2(tmp_path_factory) -> Path:
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 
 
+def changed(edit) -> dict:
+    """The workflow's own config/config.yaml with `edit` applied to a copy of it."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    edit(config)
+    return config
+
+
 def validated(config: dict) -> dict:
     from trtflow.config import validate
 

@@ -4,7 +4,6 @@ as other tools keep them, and a link planted where the workflow writes."""
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil
@@ -12,22 +11,14 @@ import subprocess
 
 import pytest
 import torch
-import yaml
-from conftest import ROOT, SCHEMA, SNAKEMAKE, make_gpt2
+from conftest import SCHEMA, SNAKEMAKE, changed, make_gpt2
 from trtflow.config import ConfigError, validate
 from trtflow.dag import check_config
 from trtflow.formats.hf import open_checkpoint
 from trtflow.infra.gpus import GpuPoolError, gpu_pool, lock_dir
 from trtflow.stages.download_model import copy_local
 
-BASE = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 NAN, INF = float("nan"), float("inf")
-
-
-def changed(edit) -> dict:
-    config = copy.deepcopy(BASE)
-    edit(config)
-    return config
 
 
 REFUSED = {

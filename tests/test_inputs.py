@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import shlex
 import shutil
 
 import pytest
-import yaml
-from conftest import ROOT, fit_tiny_model
+from conftest import changed, fit_tiny_model
 from trtflow.config import ConfigError, validate
 from trtflow.dag import generate_args, known_model_config
-
-BASE = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-
-
-def changed(edit) -> dict:
-    config = copy.deepcopy(BASE)
-    edit(config)
-    return config
 
 
 def local_model(path) -> callable:
