@@ -107,24 +107,26 @@ SPEED_COLUMNS = [("trtflow", "trtflow-cudagraph-triton", "NVIDIA H200"),
                  ("memory-bandwidth floor", "floor (weights and KV cache read once a step)", "NVIDIA H200"),
                  ("TensorRT-LLM v0.8.0, published (another GPU)", RECIPE_SYSTEM, None)]
 SPEED_CASES = [(1, 60, 20), (1, 60, 100), (8, 60, 100), (64, 128, 100)]
+# The int8 weight-only rows: the cases shown and each column's system for them (a column without one shows "–").
+INT8_CASES = [(1, 60, 100), (64, 128, 100)]
+INT8_SYSTEMS = {"trtflow-cudagraph-triton": "trtflow-cudagraph-triton-int8wo",
+                "floor (weights and KV cache read once a step)": "floor (weights and KV cache read once a step)"}
 DOCS = [ROOT / "README.md", ROOT / "docs" / "benchmarks" / "README.md"]
 
 
-def number(value: str, unit: str) -> str:
-    figure = float(value)
-    if unit == "tok/s":
-        return f"{figure:,.0f}"
-    return f"{figure:,.1f}" if figure >= 100 else f"{figure:.2f}"
-
-
-def case_cell(rows: list[dict], system: str, device: str | None, weights: str, case: tuple[int, int, int]) -> str:
+def case_cell(rows: list[dict], system: str | None, device: str | None, weights: str,
+              case: tuple[int, int, int]) -> str:
+    """Batch 1: the latency in ms; larger batches: tokens/s; "–" where no row holds it."""
     batch, input_len, output_len = case
-    unit, column = ("ms", "latency_ms") if batch == 1 else ("tok/s", "tokens_per_s")
+    column = "latency_ms" if batch == 1 else "tokens_per_s"
     for row in rows:
         if (row["system"], row["weights"], row["tp"], row["batch_size"], row["input_len"], row["output_len"]) == (
                 system, weights, "1", str(batch), str(input_len), str(output_len)) and \
                 (device is None or row["device"] == device) and row[column]:
-            return number(row[column], unit)
+            figure = float(row[column])
+            if batch > 1:
+                return f"{figure:,.0f}"
+            return f"{figure:,.1f}" if figure >= 100 else f"{figure:.2f}"
     return "–"
 
 
@@ -132,20 +134,13 @@ def speed_table(rows: list[dict]) -> list[str]:
     """trtflow against HF, HF's fast path, the floor and the recipe, per case; fp16 and then int8 weight-only."""
     lines = ["| gpt2-medium shape, tp 1 | " + " | ".join(title for title, _, _ in SPEED_COLUMNS) + " |",
              "|---" * (len(SPEED_COLUMNS) + 1) + "|"]
-    for case in SPEED_CASES:
-        batch, input_len, output_len = case
-        unit = "ms" if batch == 1 else "tokens/s"
-        label = f"fp16, batch {batch}, in {input_len} / out {output_len} ({unit})"
-        lines.append(f"| {label} | " + " | ".join(case_cell(rows, system, device, "float16", case)
-                                                  for _, system, device in SPEED_COLUMNS) + " |")
-    int8 = [("trtflow-cudagraph-triton-int8wo", "NVIDIA H200"), (None, None), (None, None),
-            ("floor (weights and KV cache read once a step)", "NVIDIA H200"), (None, None)]
-    for case in SPEED_CASES[1:2] + SPEED_CASES[3:]:
-        batch, input_len, output_len = case
-        unit = "ms" if batch == 1 else "tokens/s"
-        label = f"int8 weight-only, batch {batch}, in {input_len} / out {output_len} ({unit})"
-        lines.append(f"| {label} | " + " | ".join(case_cell(rows, system, device, "int8 weight-only", case)
-                                                  if system else "–" for system, device in int8) + " |")
+    for name, weights, cases, system_of in (("fp16", "float16", SPEED_CASES, lambda system: system),
+                                            ("int8 weight-only", "int8 weight-only", INT8_CASES, INT8_SYSTEMS.get)):
+        for batch, input_len, output_len in cases:
+            label = f"{name}, batch {batch}, in {input_len} / out {output_len} ({'ms' if batch == 1 else 'tokens/s'})"
+            cells = [case_cell(rows, system_of(system), device, weights, (batch, input_len, output_len))
+                     for _, system, device in SPEED_COLUMNS]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
 
