@@ -60,7 +60,7 @@ def configured_pool(text: str) -> list[str]:
 
 def gpu_pool(env: dict | None = None) -> list[str]:
     env = os.environ if env is None else env
-    if "CUDA_VISIBLE_DEVICES" in env and env["CUDA_VISIBLE_DEVICES"].strip():
+    if env.get("CUDA_VISIBLE_DEVICES", "").strip():
         return visible_devices(env)  # set, even to -1 (no GPU): CUDA sees only these
     configured = env.get("TRTFLOW_GPU_POOL")
     if configured:
