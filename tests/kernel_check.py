@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scrip
 from test_runtime import TINY_TOKEN_IDS, engine_flags  # noqa: E402  (tests/ is this script's folder)
 from trtflow.backends.torch import kernels  # noqa: E402
 from trtflow.backends.torch.build import build  # noqa: E402
+from trtflow.backends.torch.kernels import row as row_kernels  # noqa: E402
 from trtflow.backends.torch.kernels import tuning  # noqa: E402
 from trtflow.backends.torch.kernels.linear import Epilogue, Norm, linear, lm_head_argmax, qkv_into_cache  # noqa: E402
 from trtflow.backends.torch.kvcache import ContiguousKV  # noqa: E402
@@ -107,11 +108,8 @@ def qkv_cache_writes() -> dict[str, float]:
     return errors
 
 
-def decode_steps(hf_dir: Path, work: Path, batch: int, weight_only: bool, steps: int = 4, device: str = "cpu") -> dict:
-    """KernelStep.decode on an fp16 engine (weight-only int8 or not) against model.decode of the same stored weights
-    computing in fp32, both fed the reference's greedy tokens from `batch` different ones (so that a near tie cannot
-    make every later token differ). `ties`: where the two argmaxes differ, the reference's logit gap between them
-    and the step's largest logit difference."""
+def engine_models(hf_dir: Path, work: Path, batch: int, weight_only: bool, device: str = "cpu"):
+    """(dims, the fp16 engine's model, the same stored weights computing in fp32) of a decode: kernels engine."""
     flags = engine_flags(max_batch_size=batch, max_input_len=8, max_output_len=8, decode="kernels",
                          use_weight_only=weight_only)
     name = f"b{batch}{'-int8' if weight_only else ''}"
@@ -123,7 +121,44 @@ def decode_steps(hf_dir: Path, work: Path, batch: int, weight_only: bool, steps:
     half = {k: v.to(device) for k, v in load_file(engine / "rank0.safetensors").items()}
     fast = ParallelGPT2(dims, dims.heads, 1, GPT2Weights.from_engine(half, dims.eps))
     widened = {k: v if v.dtype == torch.int8 else v.float() for k, v in half.items()}
-    reference = ParallelGPT2(dims, dims.heads, 1, GPT2Weights.from_engine(widened, dims.eps))
+    return dims, fast, ParallelGPT2(dims, dims.heads, 1, GPT2Weights.from_engine(widened, dims.eps))
+
+
+def row_steps(hf_dir: Path, work: Path, weight_only: bool, steps: int = 10) -> dict:
+    """One row through row.py's three kernels a layer against step.py's five and the fp32 reference, from position 0
+    past the interpreter's 8-slot attention blocks: logits and greedy tokens each step, and how many steps ran the
+    row kernels."""
+    dims, fast, reference = engine_models(hf_dir, work, 1, weight_only)
+    step = kernels.KernelStep(fast, TABLE, 1, steps)
+    caches = [ContiguousKV(dims.layers, 1, dims.heads, steps, dims.head_dim, dtype, torch.device("cpu"))
+              for dtype in (torch.float16, torch.float16, torch.float32)]
+    calls, launch = [], row_kernels.row_layers
+    row_kernels.row_layers = lambda *args: calls.append(1) or launch(*args)
+    token, tokens, errors = torch.tensor([7]), {"row": [], "five": [], "reference": []}, {"five": 0.0, "reference": 0.0}
+    try:
+        for index in range(steps):
+            position = torch.tensor([index])
+            got = step.decode(token, position, caches[0].kv)
+            row_kernels.ENABLED = False
+            five = step.decode(token, position, caches[1].kv)
+            row_kernels.ENABLED = True
+            want = reference.decode(token, position, caches[2], steps)
+            for name, other in (("five", five), ("reference", want)):
+                errors[name] = max(errors[name], ((got - other).abs().max() / other.abs().max()).item())
+            for name, logits in (("row", got), ("five", five), ("reference", want)):
+                tokens[name].append(logits.argmax(-1).item())
+            token = want.argmax(-1)
+    finally:
+        row_kernels.row_layers, row_kernels.ENABLED = launch, True
+    return {"row steps": len(calls), "relative error": errors, **tokens}
+
+
+def decode_steps(hf_dir: Path, work: Path, batch: int, weight_only: bool, steps: int = 4, device: str = "cpu") -> dict:
+    """KernelStep.decode on an fp16 engine (weight-only int8 or not) against model.decode of the same stored weights
+    computing in fp32, both fed the reference's greedy tokens from `batch` different ones (so that a near tie cannot
+    make every later token differ). `ties`: where the two argmaxes differ, the reference's logit gap between them
+    and the step's largest logit difference."""
+    dims, fast, reference = engine_models(hf_dir, work, batch, weight_only, device)
     capacity = max(16, steps + batch)
     step = kernels.KernelStep(fast, TABLE, batch, capacity)
     caches = [ContiguousKV(dims.layers, batch, dims.heads, capacity, dims.head_dim, dtype, torch.device(device))
@@ -306,7 +341,8 @@ if __name__ == "__main__":
     hf, work = Path(sys.argv[1]), Path(sys.argv[2])
     decodes = {f"batch {b}{' int8' if wo else ''}": decode_steps(hf, work, b, wo)
                for b, wo in ((1, False), (3, False), (1, True), (3, True), (20, False), (20, True))}
-    print(json.dumps({"linear": linear_errors(), "qkv": qkv_cache_writes(), "decode": decodes,
+    rows = {"fp16": row_steps(hf, work / "row", False), "int8": row_steps(hf, work / "row-int8", True)}
+    print(json.dumps({"linear": linear_errors(), "qkv": qkv_cache_writes(), "decode": decodes, "row": rows,
                       "attention": attention_errors(), "greedy": greedy_argmax(), "refused": refused(),
                       "tuning_round_trip": tuning_round_trip(), "autotuner_hooks": autotuner_hooks(),
                       "context_linears": context_linears(),

@@ -57,6 +57,16 @@ def test_the_decode_step_follows_the_reference_model_at_batch_1_3_and_20_fp16_an
         assert decode["kernels"] == decode["reference"], case
 
 
+def test_one_row_runs_three_kernels_a_layer_as_the_five_kernel_step_and_the_reference_do(checked):
+    """kernels/row.py: dense's and proj's partial products summed by atomic adds in fp32, from position 0 past the
+    interpreter's 8-slot attention blocks, on random layer-norm gains and biases (conftest's tiny model)."""
+    for case, run in checked["row"].items():
+        assert run["row steps"] == 10, case  # every step at one row ran the row kernels
+        assert run["relative error"]["five"] < 2e-3, case  # fp16 roundings of a different summation order
+        assert run["relative error"]["reference"] < 5e-3, case
+        assert run["row"] == run["five"] == run["reference"], case
+
+
 def test_what_the_launches_cannot_take_is_refused_with_the_reason(checked):
     refused = checked["refused"]
     assert "for two or more rows" in refused["one row"]

@@ -3,6 +3,7 @@
     linear.py     the fused linear (layer norm, bias, GELU, residual, cache write or argmax in one kernel)
     attention.py  decode attention over each row's filled cache slots
     fold.py       a layer norm folded into the linear after it
+    row.py        one row's layer in three kernels (dense on attention's, proj on fc's, summed by atomic adds)
     step.py       GPT-2's decode step over the typed layers, and the step's bookkeeping kernel
     tuning.py     block-size candidates, timing them in a CUDA graph, the engine's tuning table
     launch.py     what every launch shares (row tiles, PDL, the CPU interpreter)

@@ -11,7 +11,7 @@ from .launch import INTERPRETED, pdl_options
 
 
 @triton.jit
-def _attend_slots(t0, length, q, keys, values, running_max, total, acc, HEAD_DIM: tl.constexpr, BLOCK_T: tl.constexpr):
+def attend_slots(t0, length, q, keys, values, running_max, total, acc, HEAD_DIM: tl.constexpr, BLOCK_T: tl.constexpr):
     """Online softmax over BLOCK_T cache slots from t0: the running max, the sum of weights and the weighted values."""
     dims = tl.arange(0, HEAD_DIM)
     slots = t0 + tl.arange(0, BLOCK_T)
@@ -48,11 +48,11 @@ def _attention_kernel(qkv_ptr, kv_ptr, pos_ptr, out_ptr, heads, scale, CAPACITY:
     acc = tl.zeros([HEAD_DIM], dtype=tl.float32)
     if WHOLE_CACHE:
         for t0 in range(0, CAPACITY, BLOCK_T):
-            running_max, total, acc = _attend_slots(t0, length, q, keys, values, running_max, total, acc,
+            running_max, total, acc = attend_slots(t0, length, q, keys, values, running_max, total, acc,
                                                     HEAD_DIM, BLOCK_T)
     else:
         for t0 in range(0, length, BLOCK_T):
-            running_max, total, acc = _attend_slots(t0, length, q, keys, values, running_max, total, acc,
+            running_max, total, acc = attend_slots(t0, length, q, keys, values, running_max, total, acc,
                                                     HEAD_DIM, BLOCK_T)
     tl.store(out_ptr + row * hidden + head * HEAD_DIM + dims, (acc / total).to(out_ptr.dtype.element_ty))
 

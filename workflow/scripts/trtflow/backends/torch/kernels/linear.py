@@ -39,7 +39,7 @@ LN_APART_ROWS = 32
 # ---------------------------------------------------------------------------------------------- the kernels' pieces
 
 @triton.jit
-def _gelu_tanh(x):
+def gelu_tanh(x):
     inner = 0.7978845608028654 * (x + 0.044715 * x * x * x)
     return 0.5 * x * (1.0 + (2.0 / (1.0 + tl.exp(-2.0 * inner)) - 1.0))
 
@@ -177,7 +177,7 @@ def _linear_kernel(x_ptr, w_ptr, y_ptr, bias_ptr, scale_ptr, res_ptr, sums_out_p
     acc, rows, row_ok, batch, batch_ok = _product(x_ptr, w_ptr, ln_ptr, stats_ptr, sums_ptr, scale_ptr, bias_ptr, M,
                                                   N, eps, K, PDL, BLOCK_M, BLOCK_N, BLOCK_K, K_PAD)
     if GELU:
-        acc = _gelu_tanh(acc)
+        acc = gelu_tanh(acc)
     out = batch[:, None] * N + rows[None, :]
     out_ok = batch_ok[:, None] & row_ok[None, :]
     if res_ptr is not None:

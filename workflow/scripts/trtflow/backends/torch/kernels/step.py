@@ -1,4 +1,5 @@
-"""GPT-2's decode step as trtflow's kernels run it: one rank, up to MAX_BATCH rows, 5 kernels a layer.
+"""GPT-2's decode step as trtflow's kernels run it: one rank, up to MAX_BATCH rows, 5 kernels a layer (one row:
+3, row.py).
 
     ln_1 → QKV (+bias) → K, V into the cache   linear.qkv_into_cache
     attention over each row's filled slots     attention.attention
@@ -29,6 +30,7 @@ from ....gpt2 import ModelDims
 from ..model import TANH_GELUS, ParallelGPT2
 from ..state import DecodeState
 from ..weights import Linear
+from . import row
 from .attention import attention
 from .fold import FoldedLinear, fold
 from .launch import MAX_BATCH, pdl_options, row_tile
@@ -67,6 +69,11 @@ def norm_way(batch: int, quantized: bool) -> NormWay:
     if tile >= FOLD_ROWS and not quantized:
         return NormWay.FOLDED
     return NormWay.STATISTICS if tile < LN_APART_ROWS else NormWay.APART
+
+
+def _one_row(batch: int) -> bool:
+    """Whether a step of `batch` rows runs row.py's three kernels a layer (its linears take no tuned blocks)."""
+    return batch == 1 and row.ENABLED
 
 
 def applies(dims: ModelDims, world_size: int, dtype: torch.dtype, batch: int) -> bool:
@@ -145,8 +152,10 @@ class KernelStep:
         """h [B, H] before ln_f, and (2-16 rows) its rows' statistics for ln_f. The two kernels that add into the
         residual stream (dense, proj) leave its rows' partial sums for the layer norm after them, each in a buffer
         of its own (ln_2's; the next ln_1's or ln_f's)."""
+        batch = tokens.shape[0]
+        if _one_row(batch):
+            return row.row_layers(self.weights, tokens, positions, caches, self.model.local_heads), None
         h = self.model.embed(tokens, positions)  # [B, H]
-        batch = h.shape[0]
         way = norm_way(batch, self.weights.quantized)
         after_attention, after_mlp = (row_stats(batch, h.shape[1], h.device, 2) if way.passes_statistics
                                       else (None, None))
@@ -173,9 +182,10 @@ class KernelStep:
         finish_step(state)
 
     def linears(self, batch: int, way: NormWay | None = None) -> dict[str, tuple]:
-        """Each linear of the step at `batch` rows as tuning.tune times it: (the weight, the input, launches over all
-        layers' own weights, the lm_head's four times), fused as the step fuses it, over random activations.
-        `way`: the layer norms done another way than the step's, to compare."""
+        """Each linear of the step at `batch` rows (one row: the lm_head alone, row.py runs the layers) as
+        tuning.tune times it: (the weight, the input, launches over all layers' own weights, the lm_head's four
+        times), fused as the step fuses it, over random activations. `way`: the layer norms done another way than
+        the step's, to compare."""
         weights, dims = self.weights, self.model.dims
         device, dtype = weights.lm_head.device, weights.lm_head.dtype
         way = way or norm_way(batch, weights.quantized)
@@ -196,6 +206,11 @@ class KernelStep:
         # the first layer's QKV is never folded (no statistics before it): time the folded ones alone
         folded_qkv = range(1, len(indices)) if folded and len(indices) > 1 else indices
         first = weights.layers[0]
+        stats = read if way is NormWay.STATISTICS else None
+        lm_head = (weights.lm_head, h, [
+            lambda: lm_head_argmax(h, weights.lm_head, Norm(weights.ln_f, stats), best, tuning=self.tuning)] * 4)
+        if _one_row(batch):
+            return {"lm_head": lm_head}
         return {
             "qkv": (first.qkv.weight, h, [lambda i=i: step._normed("qkv", i, h, read, way, cache=cache,
                                                                    positions=positions) for i in folded_qkv]),
@@ -206,7 +221,5 @@ class KernelStep:
             "proj": (first.proj.weight, inner, [
                 lambda i=i: linear(inner, weights.layers[i].proj, epilogue=Epilogue(residual=h, row_sums_into=into),
                                    tuning=self.tuning) for i in indices]),
-            "lm_head": (weights.lm_head, h, [
-                lambda: lm_head_argmax(h, weights.lm_head, Norm(weights.ln_f, read if way is NormWay.STATISTICS
-                                                                else None), best, tuning=self.tuning)] * 4),
+            "lm_head": lm_head,
         }
