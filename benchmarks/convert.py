@@ -34,6 +34,17 @@ def write_rows(path: Path, rows: list[dict]) -> None:
     print(f"wrote {path}")
 
 
+def c_model(work: Path) -> Path:
+    """The gpt2-medium-shape random checkpoint's tp-1 fp16 c-model under `work`, made where it is missing."""
+    from trtflow.formats import cmodel
+
+    source = work / "c-model" / "1-gpu"
+    if not source.is_dir():
+        make_checkpoint(work / "hf")
+        source = cmodel.convert(work / "hf", work / "c-model", 1, "float16", processes=8, progress=False)
+    return source
+
+
 def make_checkpoint(folder: Path, shape: dict = SHAPE) -> None:
     """HF GPT-2 names and shapes (Conv1D [in, out]), fp32 safetensors, random values."""
     import torch

@@ -35,18 +35,15 @@ def engine_dir(work: Path, variant: str) -> Path:
 def build_engines(variants: list[str], work: Path) -> None:
     """In the parent process: the checkpoint, the c-model and each variant's engine (compiled at build where the
     variant compiles), so that nothing the build allocated is counted in the measuring processes."""
-    from convert import CHECKPOINT_TOKEN_IDS, SHAPE, make_checkpoint
+    from convert import CHECKPOINT_TOKEN_IDS, c_model
     from gpu_speed import FLAGS, VARIANTS
     from trtflow.backends.torch.build import build
     from trtflow.flags import BuildFlags
-    from trtflow.formats import cmodel
 
-    if not (work / "c-model" / "1-gpu").is_dir():
-        make_checkpoint(work / "hf", SHAPE)
-        cmodel.convert(work / "hf", work / "c-model", 1, "float16", processes=8, progress=False)
+    source = c_model(work)
     for variant in variants:
         flags = BuildFlags.from_config({**FLAGS, **VARIANTS[variant], "max_batch_size": CASE[0]}, "float16")
-        build(work / "c-model" / "1-gpu", engine_dir(work, variant), flags, "0" * 10, CHECKPOINT_TOKEN_IDS)
+        build(source, engine_dir(work, variant), flags, "0" * 10, CHECKPOINT_TOKEN_IDS)
 
 
 def live_blocks(top: int = 12) -> list[str]:

@@ -18,12 +18,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from convert import CHECKPOINT_TOKEN_IDS, make_checkpoint  # noqa: E402
+from convert import CHECKPOINT_TOKEN_IDS, c_model  # noqa: E402
 from gpu_speed import FLAGS, VARIANTS  # noqa: E402
 from trtflow.backends.torch.build import build  # noqa: E402
 from trtflow.backends.torch.generator import TorchEngineGenerator  # noqa: E402
 from trtflow.flags import BuildFlags  # noqa: E402
-from trtflow.formats import cmodel  # noqa: E402
 from trtflow.infra.dist import init_distributed  # noqa: E402
 
 
@@ -46,10 +45,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1, help="prompts of 60 tokens (the engine is built for it)")
     args = parser.parse_args()
     work = Path("/tmp/trtflow-gpu")
-    make_checkpoint(work / "hf")
-    source = work / "c-model" / "1-gpu"
-    if not source.is_dir():
-        source = cmodel.convert(work / "hf", work / "c-model", 1, "float16", processes=8, progress=False)
+    source = c_model(work)
     engine_dir = build(source, work / "engines" / f"profile-{args.variant}-b{args.batch}",
                        BuildFlags.from_config({**FLAGS, **VARIANTS[args.variant], "max_batch_size": max(args.batch, 1)},
                                               "float16"), "0" * 10,

@@ -25,13 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from convert import CHECKPOINT_TOKEN_IDS, make_checkpoint  # noqa: E402
+from convert import CHECKPOINT_TOKEN_IDS, c_model  # noqa: E402
 from gpu_speed import FLAGS  # noqa: E402
 from trtflow.backends.torch.build import build  # noqa: E402
 from trtflow.backends.torch.generator import TorchEngineGenerator  # noqa: E402
 from trtflow.backends.torch.kernels import row  # noqa: E402
 from trtflow.flags import BuildFlags  # noqa: E402
-from trtflow.formats import cmodel  # noqa: E402
 from trtflow.infra.dist import init_distributed  # noqa: E402
 
 CANDIDATES = {"qkv": [(8, 4), (16, 8), (32, 8), (16, 4)], "attention": [(64, 4), (128, 4), (256, 8)],
@@ -48,10 +47,7 @@ def main() -> None:
     parser.add_argument("--mlp", nargs="+", default=[], metavar="BLOCK_F,WARPS")
     args = parser.parse_args()
     work = Path("/tmp/trtflow-gpu")
-    make_checkpoint(work / "hf")
-    source = work / "c-model" / "1-gpu"
-    if not source.is_dir():
-        source = cmodel.convert(work / "hf", work / "c-model", 1, "float16", processes=8, progress=False)
+    source = c_model(work)
     flags = {**FLAGS, "decode": "kernels", "max_batch_size": 1, "use_weight_only": args.int8}
     engine_dir = build(source, work / "engines" / f"row-sweep{'-int8' if args.int8 else ''}",
                        BuildFlags.from_config(flags, "float16"), "0" * 10, CHECKPOINT_TOKEN_IDS)

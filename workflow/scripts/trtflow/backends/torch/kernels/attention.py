@@ -11,7 +11,7 @@ from .launch import INTERPRETED, pdl_options
 
 
 @triton.jit
-def attend_slots(t0, length, q, keys, values, running_max, total, acc, HEAD_DIM: tl.constexpr, BLOCK_T: tl.constexpr):
+def _attend_slots(t0, length, q, keys, values, running_max, total, acc, HEAD_DIM: tl.constexpr, BLOCK_T: tl.constexpr):
     """Online softmax over BLOCK_T cache slots from t0: the running max, the sum of weights and the weighted values."""
     dims = tl.arange(0, HEAD_DIM)
     slots = t0 + tl.arange(0, BLOCK_T)
@@ -27,12 +27,31 @@ def attend_slots(t0, length, q, keys, values, running_max, total, acc, HEAD_DIM:
 
 
 @triton.jit
+def attend(q, keys, values, length, CAPACITY: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_T: tl.constexpr,
+           WHOLE_CACHE: tl.constexpr):
+    """softmax(q·kᵀ)·v over the first `length` slots of one head's keys and values [CAPACITY, HEAD_DIM], fp32.
+    WHOLE_CACHE (Triton's CPU interpreter, which cannot take a loaded value as a loop bound): the loop runs over every
+    block, the masks alone leaving out the slots beyond."""
+    running_max = tl.full([], float("-inf"), tl.float32)
+    total = tl.zeros([], dtype=tl.float32)
+    acc = tl.zeros([HEAD_DIM], dtype=tl.float32)
+    if WHOLE_CACHE:
+        for t0 in range(0, CAPACITY, BLOCK_T):
+            running_max, total, acc = _attend_slots(t0, length, q, keys, values, running_max, total, acc,
+                                                    HEAD_DIM, BLOCK_T)
+    else:
+        for t0 in range(0, length, BLOCK_T):
+            running_max, total, acc = _attend_slots(t0, length, q, keys, values, running_max, total, acc,
+                                                    HEAD_DIM, BLOCK_T)
+    return acc / total
+
+
+@triton.jit
 def _attention_kernel(qkv_ptr, kv_ptr, pos_ptr, out_ptr, heads, scale, CAPACITY: tl.constexpr,
                       HEAD_DIM: tl.constexpr, BLOCK_T: tl.constexpr, WHOLE_CACHE: tl.constexpr, PDL: tl.constexpr):
     """One (row, head): its query against the cache's first position+1 slots, online softmax in fp32 over
-    BLOCK_T slots at a time. Slots beyond a row's position are never read; on the GPU the loop stops at the row's
-    length. WHOLE_CACHE (Triton's CPU interpreter, which cannot take a loaded value as a loop bound): the loop runs
-    over every block, the masks alone leaving out the slots beyond."""
+    BLOCK_T slots at a time (attend). Slots beyond a row's position are never read; on the GPU the loop stops at the
+    row's length."""
     if PDL:  # everything it reads is the previous kernels': it only lets the next kernel start loading weights
         tl.extra.cuda.gdc_launch_dependents()
         tl.extra.cuda.gdc_wait()
@@ -43,18 +62,8 @@ def _attention_kernel(qkv_ptr, kv_ptr, pos_ptr, out_ptr, heads, scale, CAPACITY:
     keys = kv_ptr + row * 2 * hidden * CAPACITY + head * CAPACITY * HEAD_DIM
     values = keys + hidden * CAPACITY
     length = tl.load(pos_ptr + row) + 1
-    running_max = tl.full([], float("-inf"), tl.float32)
-    total = tl.zeros([], dtype=tl.float32)
-    acc = tl.zeros([HEAD_DIM], dtype=tl.float32)
-    if WHOLE_CACHE:
-        for t0 in range(0, CAPACITY, BLOCK_T):
-            running_max, total, acc = attend_slots(t0, length, q, keys, values, running_max, total, acc,
-                                                    HEAD_DIM, BLOCK_T)
-    else:
-        for t0 in range(0, length, BLOCK_T):
-            running_max, total, acc = attend_slots(t0, length, q, keys, values, running_max, total, acc,
-                                                    HEAD_DIM, BLOCK_T)
-    tl.store(out_ptr + row * hidden + head * HEAD_DIM + dims, (acc / total).to(out_ptr.dtype.element_ty))
+    out = attend(q, keys, values, length, CAPACITY, HEAD_DIM, BLOCK_T, WHOLE_CACHE)
+    tl.store(out_ptr + row * hidden + head * HEAD_DIM + dims, out.to(out_ptr.dtype.element_ty))
 
 
 def attention_block(batch: int) -> tuple[int, int]:

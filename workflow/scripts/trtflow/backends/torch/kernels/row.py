@@ -30,7 +30,7 @@ import triton
 import triton.language as tl
 
 from ..weights import GPT2Weights, Layer
-from .attention import attend_slots
+from .attention import attend
 from .launch import INTERPRETED, pdl_options
 from .linear import gelu_tanh
 
@@ -117,18 +117,8 @@ def _attend_dense_kernel(qkv_ptr, kv_ptr, pos_ptr, w_ptr, scale_ptr, sums_ptr, s
     keys = kv_ptr + head * CAPACITY * HEAD_DIM
     values = keys + H * CAPACITY
     length = tl.load(pos_ptr) + 1
-    running_max = tl.full([], float("-inf"), tl.float32)
-    total = tl.zeros([], dtype=tl.float32)
-    acc = tl.zeros([HEAD_DIM], dtype=tl.float32)
-    if WHOLE_CACHE:  # Triton's interpreter: no loaded loop bound (attention.py)
-        for t0 in range(0, CAPACITY, BLOCK_T):
-            running_max, total, acc = attend_slots(t0, length, q, keys, values, running_max, total, acc,
-                                                    HEAD_DIM, BLOCK_T)
-    else:
-        for t0 in range(0, length, BLOCK_T):
-            running_max, total, acc = attend_slots(t0, length, q, keys, values, running_max, total, acc,
-                                                    HEAD_DIM, BLOCK_T)
-    out = (acc / total).to(qkv_ptr.dtype.element_ty).to(tl.float32)
+    out = attend(q, keys, values, length, CAPACITY, HEAD_DIM, BLOCK_T, WHOLE_CACHE)
+    out = out.to(qkv_ptr.dtype.element_ty).to(tl.float32)  # rounded as the attention kernel stores it
     part = tl.sum(w.to(tl.float32) * out[None, :], axis=1)
     if scale_ptr is not None:
         part *= _vector(scale_ptr, outs, out_ok)
