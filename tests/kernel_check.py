@@ -303,7 +303,7 @@ def configurations_timed() -> dict[str, list]:
 def refused() -> dict[str, str]:
     """The launches' answers to what they cannot take: row sums for one row or of the wrong width, statistics
     without their layer norm, a folded layer norm without statistics, γ folded into an int8 weight, more rows than
-    a tile, an int8 weight without its scale, a QKV whose cache does not fit it."""
+    a tile, an int8 weight without its scale, a QKV whose cache does not fit it, two rows for the row kernels."""
     x, weight = torch.zeros(4, 32).half(), torch.zeros(48, 32).half()
     cpu = torch.device("cpu")
     stats = kernels.row_stats(4, 32, cpu)[0]
@@ -325,6 +325,9 @@ def refused() -> dict[str, str]:
         "cache": refusal(lambda: qkv_into_cache(x, Linear(torch.zeros(96, 32).half()), Norm(),
                                                 torch.zeros(4, 2, 2, 8, 8).half(), torch.zeros(4, dtype=torch.long),
                                                 tuning=TABLE)),
+        "row kernels": refusal(lambda: row_kernels.row_layers(  # two rows
+            GPT2Weights(wte=x, wpe=x, ln_f=ln, lm_head=x, layers=()), torch.zeros(2, dtype=torch.long),
+            torch.zeros(2, dtype=torch.long), [torch.zeros(2, 2, 2, 8, 16).half()], 2)),
     }
 
 

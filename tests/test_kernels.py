@@ -77,6 +77,7 @@ def test_what_the_launches_cannot_take_is_refused_with_the_reason(checked):
     assert "at most 64 rows, not 65" in refused["too many rows"]
     assert "an int8 weight needs its per-channel scale" in refused["int8 without scale"]
     assert "contiguous cache [4, 2, heads, capacity, head_dim] of heads·head_dim = 32" in refused["cache"]
+    assert "take one row over contiguous caches [1, 2, 2, capacity, 16]" in refused["row kernels"]
 
 
 def test_an_engines_tuning_table_reads_back_as_recorded(checked):
