@@ -110,6 +110,7 @@ SPEED_CASES = [(1, 60, 20), (1, 60, 100), (8, 60, 100), (64, 128, 100)]
 # The int8 weight-only rows: the cases shown and each column's system for them (a column without one shows "–").
 INT8_CASES = [(1, 60, 100), (64, 128, 100)]
 INT8_SYSTEMS = {"trtflow-cudagraph-triton": "trtflow-cudagraph-triton-int8wo",
+                "hf-transformers-static-compiled": "hf-transformers-static-compiled-torchao-int8wo",
                 "floor (weights and KV cache read once a step)": "floor (weights and KV cache read once a step)"}
 DOCS = [ROOT / "README.md", ROOT / "docs" / "benchmarks" / "README.md"]
 

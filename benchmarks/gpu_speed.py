@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import importlib.util
 import json
 import sys
 import time
@@ -61,7 +62,9 @@ VARIANTS = {"trtflow-eager": {}, "trtflow-cudagraph": {"decode": "cuda-graph"},
             "trtflow-cudagraph-gemv-int8wo": {"decode": "compile-gemv", "use_weight_only": True},
             "trtflow-cudagraph-autotune-int8wo": {"decode": "compile-max-autotune",
                                                   "use_weight_only": True}}
-HF_SYSTEMS = {"dynamic": "hf-transformers-generate", "static": "hf-transformers-static-compiled"}
+HF_SYSTEMS = {"dynamic": "hf-transformers-generate", "static": "hf-transformers-static-compiled",
+              # the static compiled path over torchao's weight-only int8 linears: what a user would reach for
+              "static-torchao-int8": "hf-transformers-static-compiled-torchao-int8wo"}
 FLOOR = "floor (weights and KV cache read once a step)"
 
 
@@ -99,6 +102,24 @@ def floor_row(shape: dict, int8: bool, bandwidth: float, batch: int, input_len: 
             "tokens_per_s": batch * output_len / latency}
 
 
+def torchao_int8(model) -> int:
+    """HF GPT-2's linears as torchao's weight-only int8 (`quantize_` with Int8WeightOnlyConfig), in place. GPT-2's
+    attention and MLP layers are transformers' Conv1D (weight [in, out]), which quantize_ passes over: each becomes
+    the nn.Linear it computes first. Returns how many linears were quantized."""
+    from torchao.quantization import Int8WeightOnlyConfig, quantize_
+    from transformers.pytorch_utils import Conv1D
+
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, Conv1D):
+                linear = torch.nn.Linear(*child.weight.shape, device=child.weight.device, dtype=child.weight.dtype)
+                linear.weight.data.copy_(child.weight.data.t())
+                linear.bias.data.copy_(child.bias.data)
+                setattr(parent, name, linear)
+    quantize_(model, Int8WeightOnlyConfig())
+    return sum(isinstance(m, torch.nn.Linear) and type(m.weight) is not torch.nn.Parameter for m in model.modules())
+
+
 def weights_mib(engine) -> float:
     """What a torch engine holds for its weights, with the kernels' folded layer norms (KernelStep.nbytes), MiB."""
     step = engine.static.kernels if engine.static is not None else None
@@ -112,7 +133,8 @@ def main() -> None:
     parser.add_argument("--num-runs", type=int, default=10)
     parser.add_argument("--hf-num-runs", type=int, default=5)
     parser.add_argument("--hf", nargs="+", default=["dynamic"], choices=list(HF_SYSTEMS),
-                        help="transformers' generate with its dynamic cache, and/or static (compiled)")
+                        help="transformers' generate with its dynamic cache, and/or static (compiled), and/or static "
+                             "over torchao's weight-only int8 (needs torchao; run last: it quantizes the model)")
     parser.add_argument("--current", type=Path, help="also write the rows in current.csv's columns here")
     parser.add_argument("--commit", default="", help="the commit measured, for --current's rows")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
@@ -122,6 +144,8 @@ def main() -> None:
                         help="the engines' max_batch_size (compiled engines compile batch 1 and it at build)")
     parser.add_argument("--smoke", action="store_true", help="a 2-layer model and small cases, to try it on CPU")
     args = parser.parse_args()
+    if "static-torchao-int8" in args.hf and importlib.util.find_spec("torchao") is None:
+        parser.error("--hf static-torchao-int8 needs torchao: pip install torchao (docs/benchmarks/README.md says which)")
     cases, shape = CASES, SHAPE
     if args.cases:
         cases = [tuple(int(v) for v in case.split(",")) for case in args.cases]
@@ -205,11 +229,21 @@ def main() -> None:
         del engine
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    for cache in args.hf:
-        hf.cache = None if cache == "dynamic" else cache
+    for cache in sorted(args.hf, key=list(HF_SYSTEMS).index):  # torchao's last: it quantizes the model in place
+        hf.cache = None if cache == "dynamic" else "static"
+        weights = "float16"
+        if cache == "static-torchao-int8":
+            summary["torchao_int8_linears"] = torchao_int8(hf.model)
+            weights = "int8 weight-only"
+            tokens = [hf.generate([p], 20, ignore_eos=True).output_ids[0] for p in prompts]
+            same = sum(a == b for t, h in zip(tokens, hf_tokens, strict=True) for a, b in zip(t, h, strict=True))
+            summary["agreement_vs_hf_fp16_20_steps"][HF_SYSTEMS[cache]] = {"tokens_equal": same,
+                                                                           "tokens": 20 * len(prompts)}
+            print(f"{HF_SYSTEMS[cache]}: {summary['torchao_int8_linears']} linears int8; {same}/{20 * len(prompts)} "
+                  f"greedy tokens equal to HF fp16", flush=True)
         for case in cases:
             summary["rows"].append(record(HF_SYSTEMS[cache], hf, *case, args.hf_num_runs,
-                                          {"backend": "transformers", "cuda_graphs": False}))
+                                          {"backend": "transformers", "cuda_graphs": False}, weights))
     handle.close()
     if "static" in args.hf:  # transformers compiles its step itself: how many graphs dynamo made says it did
         summary["dynamo_unique_graphs"] = torch._dynamo.utils.counters["stats"]["unique_graphs"]
