@@ -6,7 +6,8 @@ torch.compile), and runs trtflow's benchmark measurement (bench.measure, gptSess
 and the same measurement of Hugging Face `generate` (fp16) for three cases. Also checks greedy tokens
 of the engines against HF fp16 for 20 steps, one prompt at a time and (engines of at least WIDE_ROWS rows)
 the same prompts repeated in one batch of WIDE_ROWS. `--hf static` adds transformers' fast path (static cache,
-its decode step compiled by transformers). On a GPU it also measures the floor: the time to read the weights once
+its decode step compiled by transformers), `--hf static-torchao-int8` that path over torchao's int8 weight-only
+linears. On a GPU it also measures the floor: the time to read the weights once
 (one matrix-vector product over as many bytes) and, at larger batches, the KV cache at that bandwidth.
 Writes one CSV (the benchmark's columns + `system`), a JSON summary and, with `--current`, the rows in
 docs/benchmarks/current.csv's columns (benchmarks/current.py merges them).
@@ -134,7 +135,7 @@ def main() -> None:
     parser.add_argument("--hf-num-runs", type=int, default=5)
     parser.add_argument("--hf", nargs="+", default=["dynamic"], choices=list(HF_SYSTEMS),
                         help="transformers' generate with its dynamic cache, and/or static (compiled), and/or static "
-                             "over torchao's weight-only int8 (needs torchao; run last: it quantizes the model)")
+                             "over torchao's weight-only int8 (needs torchao; measured after the others: it quantizes)")
     parser.add_argument("--current", type=Path, help="also write the rows in current.csv's columns here")
     parser.add_argument("--commit", default="", help="the commit measured, for --current's rows")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
