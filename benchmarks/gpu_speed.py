@@ -103,6 +103,11 @@ def floor_row(shape: dict, int8: bool, bandwidth: float, batch: int, input_len: 
             "tokens_per_s": batch * output_len / latency}
 
 
+def tokens_equal(tokens: list[list[int]], reference: list[list[int]]) -> int:
+    """How many tokens of each prompt's greedy continuation equal the reference's at the same step."""
+    return sum(a == b for t, r in zip(tokens, reference, strict=True) for a, b in zip(t, r, strict=True))
+
+
 def torchao_int8(model) -> int:
     """HF GPT-2's linears as torchao's weight-only int8 (`quantize_` with Int8WeightOnlyConfig), in place. GPT-2's
     attention and MLP layers are transformers' Conv1D (weight [in, out]), which quantize_ passes over: each becomes
@@ -206,7 +211,7 @@ def main() -> None:
         weights_mb = weights_mib(engine)
         summary.setdefault("weights_mb", {})[name] = weights_mb
         tokens = [engine.generate([p], 20, Sampling(), ignore_eos=True).output_ids[0] for p in prompts]
-        same = sum(a == b for t, h in zip(tokens, hf_tokens, strict=True) for a, b in zip(t, h, strict=True))
+        same = tokens_equal(tokens, hf_tokens)
         first_diff = [next((i for i, (a, b) in enumerate(zip(t, h, strict=True)) if a != b), 20)
                       for t, h in zip(tokens, hf_tokens, strict=True)]
         summary["agreement_vs_hf_fp16_20_steps"][name] = {"tokens_equal": same, "tokens": 20 * len(prompts),
@@ -216,7 +221,7 @@ def main() -> None:
         if args.max_batch_size >= WIDE_ROWS:  # the check prompts again, decoded side by side as one wide batch
             rows = engine.generate([prompts[i % len(prompts)] for i in range(WIDE_ROWS)], 20, Sampling(),
                                    ignore_eos=True).output_ids
-            same = sum(a == b for i, t in enumerate(rows) for a, b in zip(t, hf_tokens[i % len(prompts)], strict=True))
+            same = tokens_equal(rows, [hf_tokens[i % len(prompts)] for i in range(WIDE_ROWS)])
             summary.setdefault(f"agreement_vs_hf_fp16_20_steps_{WIDE_ROWS}_rows", {})[name] = same
             print(f"{name}: {same}/{20 * WIDE_ROWS} greedy tokens equal to HF fp16 in a batch of {WIDE_ROWS}", flush=True)
         for case in cases:
@@ -237,7 +242,7 @@ def main() -> None:
             summary["torchao_int8_linears"] = torchao_int8(hf.model)
             weights = "int8 weight-only"
             tokens = [hf.generate([p], 20, ignore_eos=True).output_ids[0] for p in prompts]
-            same = sum(a == b for t, h in zip(tokens, hf_tokens, strict=True) for a, b in zip(t, h, strict=True))
+            same = tokens_equal(tokens, hf_tokens)
             summary["agreement_vs_hf_fp16_20_steps"][HF_SYSTEMS[cache]] = {"tokens_equal": same,
                                                                            "tokens": 20 * len(prompts)}
             print(f"{HF_SYSTEMS[cache]}: {summary['torchao_int8_linears']} linears int8; {same}/{20 * len(prompts)} "
