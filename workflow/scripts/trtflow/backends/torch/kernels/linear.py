@@ -55,6 +55,16 @@ def _pack_argmax(value, index):
 
 
 @triton.jit
+def kv_slot(rows, K: tl.constexpr, CAPACITY: tl.constexpr, HEAD_DIM: tl.constexpr):
+    """Where QKV's outputs `rows` (Q, K, V of K = heads·HEAD_DIM each) go in one row's cache [2, heads, CAPACITY,
+    HEAD_DIM] at position 0, and which of them are K or V (Q is not cached)."""
+    part = rows // K  # 0 Q, 1 K, 2 V
+    head = (rows - part * K) // HEAD_DIM
+    dim = rows - part * K - head * HEAD_DIM
+    return (part - 1) * K * CAPACITY + head * CAPACITY * HEAD_DIM + dim, part >= 1
+
+
+@triton.jit
 def _strip(ptr, rows, rows_ok, cols, K: tl.constexpr):
     """The [rows, cols] block of a row-major [*, K] matrix, zero outside."""
     return tl.load(ptr + rows[:, None] * K + cols[None, :], mask=rows_ok[:, None] & (cols < K)[None, :], other=0.0)
@@ -203,13 +213,10 @@ def _qkv_kernel(x_ptr, w_ptr, y_ptr, bias_ptr, scale_ptr, kv_ptr, pos_ptr, ln_pt
     out = batch[:, None] * N + rows[None, :]
     out_ok = batch_ok[:, None] & row_ok[None, :]
     tl.store(y_ptr + out, acc.to(y_ptr.dtype.element_ty), mask=out_ok)
-    part = rows // K  # 0 Q, 1 K, 2 V
-    head = (rows - part * K) // HEAD_DIM
-    dim = rows - part * K - head * HEAD_DIM
+    slot, is_kv = kv_slot(rows, K, CAPACITY, HEAD_DIM)
     position = tl.load(pos_ptr + batch, mask=batch_ok, other=0)
-    slot = batch[:, None] * (2 * K * CAPACITY) + ((part - 1) * K * CAPACITY + head * CAPACITY * HEAD_DIM
-                                                  + dim)[None, :] + position[:, None] * HEAD_DIM
-    tl.store(kv_ptr + slot, acc.to(kv_ptr.dtype.element_ty), mask=out_ok & (part >= 1)[None, :])
+    slot = batch[:, None] * (2 * K * CAPACITY) + slot[None, :] + position[:, None] * HEAD_DIM
+    tl.store(kv_ptr + slot, acc.to(kv_ptr.dtype.element_ty), mask=out_ok & is_kv[None, :])
 
 
 @triton.jit

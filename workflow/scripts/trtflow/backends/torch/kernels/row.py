@@ -32,7 +32,7 @@ import triton.language as tl
 from ..weights import GPT2Weights, Layer
 from .attention import attend
 from .launch import INTERPRETED, pdl_options
-from .linear import gelu_tanh
+from .linear import gelu_tanh, kv_slot
 
 # (weights a program, num_warps) of each kernel: the best of benchmarks/row_sweep.py at gpt2-medium's shape (decisions.md)
 BLOCKS = {"qkv": (8, 4), "attention": (256, 8), "mlp": (16, 8)}
@@ -47,6 +47,12 @@ def _vector(ptr, cols, ok):
     if ptr is None:
         return tl.zeros(cols.shape, dtype=tl.float32)
     return tl.load(ptr + cols, mask=ok, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _residual(sum_ptr, bias_ptr, residual_ptr, cols, ok):
+    """A linear's summed partial products + its bias + the residual it adds to, in fp32 (rounded by the caller)."""
+    return _vector(sum_ptr, cols, ok) + _vector(bias_ptr, cols, ok) + _vector(residual_ptr, cols, ok)
 
 
 @triton.jit
@@ -78,7 +84,7 @@ def _qkv_row_kernel(stream_ptr, sums_ptr, proj_bias_ptr, wte_ptr, wpe_ptr, token
     if wte_ptr is not None:
         x = _vector(wte_ptr + tl.load(token_ptr) * H, cols, ok) + _vector(wpe_ptr + position * H, cols, ok)
     else:
-        x = _vector(sums_ptr + H, cols, ok) + _vector(proj_bias_ptr, cols, ok) + _vector(stream_ptr, cols, ok)
+        x = _residual(sums_ptr + H, proj_bias_ptr, stream_ptr, cols, ok)
     stored = x.to(stream_ptr.dtype.element_ty)
     if tl.program_id(0) == 0:
         tl.store(stream_ptr + H + cols, stored, mask=ok)
@@ -89,10 +95,8 @@ def _qkv_row_kernel(stream_ptr, sums_ptr, proj_bias_ptr, wte_ptr, wpe_ptr, token
         acc *= _vector(scale_ptr, rows, row_ok)
     acc += _vector(bias_ptr, rows, row_ok)
     tl.store(qkv_ptr + rows, acc.to(qkv_ptr.dtype.element_ty), mask=row_ok)
-    part = rows // H  # 0 Q, 1 K, 2 V; the cache is [2, heads, CAPACITY, HEAD_DIM]
-    head = (rows - part * H) // HEAD_DIM
-    slot = (part - 1) * H * CAPACITY + head * CAPACITY * HEAD_DIM + position * HEAD_DIM + rows % HEAD_DIM
-    tl.store(kv_ptr + slot, acc.to(kv_ptr.dtype.element_ty), mask=row_ok & (part >= 1))
+    slot, is_kv = kv_slot(rows, H, CAPACITY, HEAD_DIM)
+    tl.store(kv_ptr + slot + position * HEAD_DIM, acc.to(kv_ptr.dtype.element_ty), mask=row_ok & is_kv)
 
 
 @triton.jit
@@ -142,7 +146,7 @@ def _mlp_kernel(stream_ptr, sums_ptr, dense_bias_ptr, ln_ptr, fc_ptr, fc_bias_pt
     proj = tl.load(proj_ptr + cols[:, None] * INNER + feats[None, :], mask=ok[:, None] & f_ok[None, :], other=0.0)
     if PDL:
         tl.extra.cuda.gdc_wait()
-    h = _vector(sums_ptr, cols, ok) + _vector(dense_bias_ptr, cols, ok) + _vector(stream_ptr + H, cols, ok)
+    h = _residual(sums_ptr, dense_bias_ptr, stream_ptr + H, cols, ok)
     stored = h.to(stream_ptr.dtype.element_ty)
     if tl.program_id(0) == 0:
         tl.store(stream_ptr + cols, stored, mask=ok)
@@ -167,7 +171,7 @@ def _sum_row_kernel(stream_ptr, sums_ptr, proj_bias_ptr, out_ptr, H: tl.constexp
         tl.extra.cuda.gdc_wait()
     cols = tl.arange(0, H_PAD)
     ok = cols < H
-    h = _vector(sums_ptr + H, cols, ok) + _vector(proj_bias_ptr, cols, ok) + _vector(stream_ptr, cols, ok)
+    h = _residual(sums_ptr + H, proj_bias_ptr, stream_ptr, cols, ok)
     tl.store(out_ptr + cols, h.to(out_ptr.dtype.element_ty), mask=ok)
 
 
