@@ -124,20 +124,21 @@ def engine_models(hf_dir: Path, work: Path, batch: int, weight_only: bool, devic
     return dims, fast, ParallelGPT2(dims, dims.heads, 1, GPT2Weights.from_engine(widened, dims.eps))
 
 
-def row_steps(hf_dir: Path, work: Path, weight_only: bool, steps: int = 10) -> dict:
+def row_steps(hf_dir: Path, work: Path, weight_only: bool, steps: int = 10, device: str = "cpu") -> dict:
     """One row through row.py's three kernels a layer against step.py's five and the fp32 reference, from position 0
     past the interpreter's 8-slot attention blocks: logits and greedy tokens each step, and how many steps ran the
     row kernels."""
-    dims, fast, reference = engine_models(hf_dir, work, 1, weight_only)
+    dims, fast, reference = engine_models(hf_dir, work, 1, weight_only, device)
     step = kernels.KernelStep(fast, TABLE, 1, steps)
-    caches = [ContiguousKV(dims.layers, 1, dims.heads, steps, dims.head_dim, dtype, torch.device("cpu"))
+    caches = [ContiguousKV(dims.layers, 1, dims.heads, steps, dims.head_dim, dtype, torch.device(device))
               for dtype in (torch.float16, torch.float16, torch.float32)]
     calls, launch = [], row_kernels.row_layers
     row_kernels.row_layers = lambda *args: calls.append(1) or launch(*args)
-    token, tokens, errors = torch.tensor([7]), {"row": [], "five": [], "reference": []}, {"five": 0.0, "reference": 0.0}
+    token = torch.tensor([7], device=device)
+    tokens, errors = {"row": [], "five": [], "reference": []}, {"five": 0.0, "reference": 0.0}
     try:
         for index in range(steps):
-            position = torch.tensor([index])
+            position = torch.tensor([index], device=device)
             got = step.decode(token, position, caches[0].kv)
             row_kernels.ENABLED = False
             five = step.decode(token, position, caches[1].kv)

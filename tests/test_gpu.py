@@ -93,6 +93,20 @@ def test_trtflows_triton_kernels_decode_a_wide_batch_as_the_reference_model_does
     assert all(tie["gap"] <= 2 * tie["error"] for tie in decode["ties"]), decode["ties"]
 
 
+@pytest.mark.parametrize("weight_only", [False, True])
+def test_one_rows_three_kernels_a_layer_decode_as_the_five_kernel_step_and_the_reference(tiny_gpt2, tmp_path,
+                                                                                         weight_only):
+    """kernels/row.py on the GPU (their partial sums meeting by atomic adds from many programs at once, which the
+    interpreter runs one after another): one row for 10 steps from position 0 against step.py's five kernels and
+    the engine's weights computed in fp32 (kernel_check.row_steps)."""
+    from kernel_check import row_steps
+
+    run = row_steps(tiny_gpt2, tmp_path, weight_only, device="cuda")
+    assert run["row steps"] == 10
+    assert run["relative error"]["five"] < 2e-3 and run["relative error"]["reference"] < 5e-3, run
+    assert run["row"] == run["five"] == run["reference"], run
+
+
 def test_trtflows_triton_kernels_stop_rows_at_the_end_id_as_eager_does(engines):
     """The bookkeeping kernel (kernels.finish_step): with an end id that one row reaches mid-run, that row ends
     there and the other goes on, as the eager step decides it."""
