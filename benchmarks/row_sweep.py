@@ -13,7 +13,6 @@ generated, so that a drift of the machine falls on all of them.
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import sys
 import time
@@ -25,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from convert import CHECKPOINT_TOKEN_IDS, c_model  # noqa: E402
+from convert import CHECKPOINT_TOKEN_IDS, c_model, write_rows  # noqa: E402
 from gpu_speed import FLAGS  # noqa: E402
 from trtflow.backends.torch.build import build  # noqa: E402
 from trtflow.backends.torch.generator import TorchEngineGenerator  # noqa: E402
@@ -88,23 +87,24 @@ def main() -> None:
                     row.BLOCKS.update(blocks)
                     ms, tokens = timed()
                     seen[key] = ms
-                    rows.append({"path": "row kernels " + " ".join(f"{k}={v[0]}w{v[1]}" for k, v in blocks.items()),
-                                 "ms": f"{ms:.3f}", "tokens equal": tokens == five_tokens})
+                    rows.append({"path": "row kernels " + label(blocks), "ms": f"{ms:.3f}",
+                                 "tokens equal": tokens == five_tokens})
                     print(rows[-1], flush=True)
             best[kernel] = min(options, key=lambda o: seen[tuple(sorted({**best, kernel: o}.items()))])
-    rows.append({"path": "best " + " ".join(f"{k}={v[0]}w{v[1]}" for k, v in best.items()),
-                 "ms": f"{seen[tuple(sorted(best.items()))]:.3f}", "tokens equal": ""})
-    with open(Path(args.out) / f"row_sweep{suffix}.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["path", "ms", "tokens equal"])
-        writer.writeheader()
-        writer.writerows(rows)
+    rows.append({"path": "best " + label(best), "ms": f"{seen[tuple(sorted(best.items()))]:.3f}", "tokens equal": ""})
+    write_rows(Path(args.out) / f"row_sweep{suffix}.csv", rows)
     print(rows[-1])
+
+
+def label(blocks: dict[str, tuple[int, int]]) -> str:
+    """Block sizes as the CSVs name them: qkv=8w4 attention=256w8 mlp=16w8."""
+    return " ".join(f"{k}={v[0]}w{v[1]}" for k, v in blocks.items())
 
 
 def ab(timed, rounds: int, mlp: list[tuple[int, int]], path: Path) -> None:
     """The five-kernel step and the row kernels (row.BLOCKS, then each mlp strip) alternating, `rounds` times."""
     paths = [("five kernels a layer (step.py)", False, None)] + [
-        ("row kernels " + " ".join(f"{k}={v[0]}w{v[1]}" for k, v in {**row.BLOCKS, "mlp": m}.items()), True, m)
+        ("row kernels " + label({**row.BLOCKS, "mlp": m}), True, m)
         for m in [row.BLOCKS["mlp"], *mlp]]
     default, rows = row.BLOCKS["mlp"], []
     for round_ in range(1, rounds + 1):
@@ -114,10 +114,7 @@ def ab(timed, rounds: int, mlp: list[tuple[int, int]], path: Path) -> None:
                 ms, tokens = timed(steps)
                 rows.append({"round": round_, "path": name, "output_len": steps, "ms": f"{ms:.3f}"})
                 print(rows[-1], flush=True)
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["round", "path", "output_len", "ms"])
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(path, rows)
 
 
 if __name__ == "__main__":
