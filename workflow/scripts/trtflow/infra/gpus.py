@@ -76,14 +76,13 @@ def gpu_pool(env: dict | None = None) -> list[str]:
 def lock_dir(env: dict | None = None) -> Path:
     env = os.environ if env is None else env
     folder = Path(env.get("TRTFLOW_GPU_LOCK_DIR") or Path(tempfile.gettempdir()) / f"trtflow-gpu-locks-{os.getuid()}")
+    fix = "set TRTFLOW_GPU_LOCK_DIR to a folder every job of this machine can write"
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise GpuPoolError(f"cannot make the GPU lock folder {folder} ({err.strerror}); set TRTFLOW_GPU_LOCK_DIR to a "
-                           "folder every job of this machine can write") from None
+        raise GpuPoolError(f"cannot make the GPU lock folder {folder} ({err.strerror}); {fix}") from None
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise GpuPoolError(f"cannot write in the GPU lock folder {folder}; set TRTFLOW_GPU_LOCK_DIR to a folder every "
-                           "job of this machine can write")
+        raise GpuPoolError(f"cannot write in the GPU lock folder {folder}; {fix}")
     return folder
 
 
