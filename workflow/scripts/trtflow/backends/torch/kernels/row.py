@@ -53,6 +53,14 @@ def _vector(ptr, cols, ok):
 
 
 @triton.jit
+def _scaled(x, scale_ptr, cols, ok):
+    """x times an int8 weight's per-channel scales at cols, where scale_ptr is given."""
+    if scale_ptr is not None:
+        x *= _vector(scale_ptr, cols, ok)
+    return x
+
+
+@triton.jit
 def _residual(sum_ptr, bias_ptr, residual_ptr, cols, ok):
     """A linear's summed partial products + its bias + the residual it adds to, in fp32 (rounded by the caller)."""
     return _vector(sum_ptr, cols, ok) + _vector(bias_ptr, cols, ok) + _vector(residual_ptr, cols, ok)
@@ -96,9 +104,7 @@ def _qkv_row_kernel(stream_ptr, sums_ptr, proj_bias_ptr, wte_ptr, wpe_ptr, token
         tl.store(sums_ptr + cols, tl.zeros([H_PAD], dtype=tl.float32), mask=ok)
     x = _normed_row(stored.to(tl.float32), cols, ok, ln_ptr, eps, H)
     acc = tl.sum(w.to(tl.float32) * x[None, :], axis=1)
-    if scale_ptr is not None:
-        acc *= _vector(scale_ptr, rows, row_ok)
-    acc += _vector(bias_ptr, rows, row_ok)
+    acc = _scaled(acc, scale_ptr, rows, row_ok) + _vector(bias_ptr, rows, row_ok)
     tl.store(stream_ptr + 2 * H + rows, acc.to(stream_ptr.dtype.element_ty), mask=row_ok)
     slot, is_kv = kv_slot(rows, H, CAPACITY, HEAD_DIM)
     tl.store(kv_ptr + slot + position * HEAD_DIM, acc.to(kv_ptr.dtype.element_ty), mask=row_ok & is_kv)
@@ -130,9 +136,7 @@ def _attend_dense_kernel(stream_ptr, kv_ptr, pos_ptr, w_ptr, scale_ptr, sums_ptr
     length = tl.load(pos_ptr) + 1
     out = attend(q, keys, values, length, CAPACITY, HEAD_DIM, BLOCK_T, WHOLE_CACHE)
     out = out.to(stream_ptr.dtype.element_ty).to(tl.float32)  # rounded as the attention kernel stores it
-    part = tl.sum(w.to(tl.float32) * out[None, :], axis=1)
-    if scale_ptr is not None:
-        part *= _vector(scale_ptr, outs, out_ok)
+    part = _scaled(tl.sum(w.to(tl.float32) * out[None, :], axis=1), scale_ptr, outs, out_ok)
     tl.atomic_add(sums_ptr + outs, part, mask=out_ok, sem="relaxed")
 
 
@@ -159,14 +163,10 @@ def _mlp_kernel(stream_ptr, sums_ptr, dense_bias_ptr, ln_ptr, fc_ptr, fc_bias_pt
     if tl.program_id(0) == 0:
         tl.store(stream_ptr + cols, stored, mask=ok)
     x = _normed_row(stored.to(tl.float32), cols, ok, ln_ptr, eps, H)
-    f = tl.sum(fc.to(tl.float32) * x[None, :], axis=1)
-    if fc_scale_ptr is not None:
-        f *= _vector(fc_scale_ptr, feats, f_ok)
+    f = _scaled(tl.sum(fc.to(tl.float32) * x[None, :], axis=1), fc_scale_ptr, feats, f_ok)
     f += _vector(fc_bias_ptr, feats, f_ok)
     g = tl.where(f_ok, gelu_tanh(f).to(stream_ptr.dtype.element_ty).to(tl.float32), 0.0)
-    part = tl.sum(proj.to(tl.float32) * g[None, :], axis=1)
-    if proj_scale_ptr is not None:
-        part *= _vector(proj_scale_ptr, cols, ok)
+    part = _scaled(tl.sum(proj.to(tl.float32) * g[None, :], axis=1), proj_scale_ptr, cols, ok)
     tl.atomic_add(sums_ptr + H + cols, part, mask=ok, sem="relaxed")
 
 
