@@ -12,18 +12,16 @@ from .launch import INTERPRETED, pdl_options
 
 @triton.jit
 def _attend_slots(t0, length, q, keys, values, running_max, total, acc, HEAD_DIM: tl.constexpr, BLOCK_T: tl.constexpr):
-    """Online softmax over BLOCK_T cache slots from t0: the running max, the sum of weights and the weighted values.
-    The values are loaded with the keys, so that both are in flight at once (the reductions between would hold
-    back a later load)."""
+    """Online softmax over BLOCK_T cache slots from t0: the running max, the sum of weights and the weighted values."""
     dims = tl.arange(0, HEAD_DIM)
     slots = t0 + tl.arange(0, BLOCK_T)
     filled = slots < length
     k = tl.load(keys + slots[:, None] * HEAD_DIM + dims[None, :], mask=filled[:, None], other=0.0)
-    v = tl.load(values + slots[:, None] * HEAD_DIM + dims[None, :], mask=filled[:, None], other=0.0)
     scores = tl.where(filled, tl.sum(k.to(tl.float32) * q[None, :], axis=1), float("-inf"))
     new_max = tl.maximum(running_max, tl.max(scores, axis=0))
     weights = tl.exp(scores - new_max)
     rescale = tl.exp(running_max - new_max)
+    v = tl.load(values + slots[:, None] * HEAD_DIM + dims[None, :], mask=filled[:, None], other=0.0)
     acc = acc * rescale + tl.sum(weights[:, None] * v.to(tl.float32), axis=0)
     return new_max, total * rescale + tl.sum(weights, axis=0), acc
 
