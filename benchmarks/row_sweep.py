@@ -3,13 +3,11 @@ a layer at one row, in one process: a gpt2-medium-shape engine (random weights, 
 weight-only int8), prompts of 60 tokens, 100 generated; each configuration captured anew and timed as the median
 of --runs generations. Coordinate descent: each kernel's candidates in turn, the others at their best so far.
 Also the greedy tokens of each configuration against the five-kernel step's. `--ab ROUNDS` instead alternates the
-five-kernel step and the row kernels at row.BLOCKS (and at each `--mlp` strip, and asking L2 for the weights of
-each `--prefetch` count of phases ahead, prefetch.AHEAD), ROUNDS times, 20 and 100 tokens generated, so that a
-drift of the machine falls on all of them.
+five-kernel step and the row kernels at row.BLOCKS (and at each `--mlp` strip), ROUNDS times, 20 and 100 tokens
+generated, so that a drift of the machine falls on all of them.
 
     PYTHONPATH=workflow/scripts python3 benchmarks/row_sweep.py --out $OUT [--int8] [--rounds 2]
     PYTHONPATH=workflow/scripts python3 benchmarks/row_sweep.py --out $OUT [--int8] --ab 4 [--mlp 16,8 32,16]
-        [--prefetch 1 2]
 """
 
 from __future__ import annotations
@@ -30,7 +28,7 @@ from convert import CHECKPOINT_TOKEN_IDS, c_model, write_rows  # noqa: E402
 from gpu_speed import FLAGS  # noqa: E402
 from trtflow.backends.torch.build import build  # noqa: E402
 from trtflow.backends.torch.generator import TorchEngineGenerator  # noqa: E402
-from trtflow.backends.torch.kernels import prefetch, row  # noqa: E402
+from trtflow.backends.torch.kernels import row  # noqa: E402
 from trtflow.flags import BuildFlags  # noqa: E402
 from trtflow.infra.dist import init_distributed  # noqa: E402
 
@@ -46,7 +44,6 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--ab", type=int, default=0, metavar="ROUNDS")
     parser.add_argument("--mlp", nargs="+", default=[], metavar="BLOCK_F,WARPS")
-    parser.add_argument("--prefetch", nargs="+", type=int, default=[], metavar="PHASES")
     args = parser.parse_args()
     work = Path("/tmp/trtflow-gpu")
     source = c_model(work)
@@ -71,8 +68,7 @@ def main() -> None:
 
     suffix = "_int8" if args.int8 else ""
     if args.ab:
-        ab(timed, args.ab, [tuple(int(v) for v in m.split(",")) for m in args.mlp], args.prefetch,
-           Path(args.out) / f"row_ab{suffix}.csv")
+        ab(timed, args.ab, [tuple(int(v) for v in m.split(",")) for m in args.mlp], Path(args.out) / f"row_ab{suffix}.csv")
         return
     rows = []
     row.ENABLED = False
@@ -105,25 +101,21 @@ def label(blocks: dict[str, tuple[int, int]]) -> str:
     return " ".join(f"{k}={v[0]}w{v[1]}" for k, v in blocks.items())
 
 
-def ab(timed, rounds: int, mlp: list[tuple[int, int]], ahead: list[int], path: Path) -> None:
-    """The five-kernel step and the row kernels (row.BLOCKS, then each mlp strip, then each prefetch distance)
-    alternating, `rounds` times; each one's greedy tokens against the five-kernel step's."""
-    default = row.BLOCKS["mlp"]
-    paths = [("five kernels a layer (step.py)", False, default, 0)] + [
-        ("row kernels " + label({**row.BLOCKS, "mlp": m}), True, m, 0) for m in [default, *mlp]] + [
-        (f"row kernels {label(row.BLOCKS)} prefetch={n}", True, default, n) for n in ahead]
-    rows, reference = [], {}
+def ab(timed, rounds: int, mlp: list[tuple[int, int]], path: Path) -> None:
+    """The five-kernel step and the row kernels (row.BLOCKS, then each mlp strip) alternating, `rounds` times."""
+    paths = [("five kernels a layer (step.py)", False, None)] + [
+        ("row kernels " + label({**row.BLOCKS, "mlp": m}), True, m)
+        for m in [row.BLOCKS["mlp"], *mlp]]
+    default, rows = row.BLOCKS["mlp"], []
     for round_ in range(1, rounds + 1):
-        for name, enabled, strip, n in paths:
-            row.ENABLED, row.BLOCKS["mlp"], prefetch.AHEAD = enabled, strip, n
+        for name, enabled, strip in paths:
+            row.ENABLED, row.BLOCKS["mlp"] = enabled, strip or default
             for steps in (20, 100):
                 ms, tokens = timed(steps)
-                reference.setdefault(steps, tokens)
-                rows.append({"round": round_, "path": name, "output_len": steps, "ms": f"{ms:.3f}",
-                             "tokens equal": tokens == reference[steps]})
+                rows.append({"round": round_, "path": name, "output_len": steps, "ms": f"{ms:.3f}"})
                 print(rows[-1], flush=True)
-    row.BLOCKS["mlp"], prefetch.AHEAD = default, 0
     write_rows(path, rows)
+
 
 if __name__ == "__main__":
     main()

@@ -4,7 +4,6 @@
     TRITON_INTERPRET=1 PYTHONPATH=<triton>:workflow/scripts python tests/kernel_check.py HF_DIR WORK
 """
 
-import itertools
 import json
 import sys
 from pathlib import Path
@@ -17,11 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scrip
 from test_runtime import TINY_TOKEN_IDS, engine_flags  # noqa: E402  (tests/ is this script's folder)
 from trtflow.backends.torch import kernels  # noqa: E402
 from trtflow.backends.torch.build import build  # noqa: E402
-from trtflow.backends.torch.kernels import (
-    prefetch,  # noqa: E402
-    tuning,  # noqa: E402
-)
 from trtflow.backends.torch.kernels import row as row_kernels  # noqa: E402
+from trtflow.backends.torch.kernels import tuning  # noqa: E402
 from trtflow.backends.torch.kernels.linear import Epilogue, Norm, linear, lm_head_argmax, qkv_into_cache  # noqa: E402
 from trtflow.backends.torch.kvcache import ContiguousKV  # noqa: E402
 from trtflow.backends.torch.model import ParallelGPT2  # noqa: E402
@@ -155,27 +151,7 @@ def row_steps(hf_dir: Path, work: Path, weight_only: bool, steps: int = 10, devi
             token = want.argmax(-1)
     finally:
         row_kernels.row_layers, row_kernels.ENABLED = launch, True
-    return {"row steps": len(calls), "relative error": errors, **tokens, "prefetch table": prefetch_regions(step)}
-
-
-def prefetch_regions(step: kernels.KernelStep) -> dict:
-    """The step's prefetch table against the weights its row kernels read in launch order (QKV, dense, fc and
-    proj): each region within its weight, 16-byte aligned, short of it by less than 16 bytes at either end; and how
-    many kernels would be given a row of it here."""
-    table, inside = step.prefetched.tolist(), []
-    for index, layer in enumerate(step.weights.layers):
-        phases = ([layer.qkv.weight], [layer.dense.weight], [layer.fc.weight, layer.proj.weight])
-        for phase, weights in enumerate(phases):
-            regions = table[3 * index + phase]
-            for (address, size), w in itertools.zip_longest(regions, weights):
-                if w is None:
-                    inside.append(address == size == 0)
-                    continue
-                start, end = w.data_ptr(), w.data_ptr() + w.numel() * w.element_size()
-                inside.append(address % 16 == size % 16 == 0 and start <= address < start + 16
-                              and end - 16 < address + size <= end)
-    given = [prefetch.ahead(step.prefetched, phase) is not None for phase in range(len(table))]
-    return {"within": all(inside), "regions": len(inside), "phases": len(table), "given": sum(given)}
+    return {"row steps": len(calls), "relative error": errors, **tokens}
 
 
 def decode_steps(hf_dir: Path, work: Path, batch: int, weight_only: bool, steps: int = 4, device: str = "cpu") -> dict:

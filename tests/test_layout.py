@@ -109,11 +109,10 @@ def test_the_torch_backend_reads_weights_by_field_not_by_name():
 
 
 def test_the_kernels_package_has_its_layers():
-    """launch ← linear, attention, fold, prefetch ← row ← step; tuning needs only launch (it is handed the step);
-    nothing in the package imports the CUDA-graph decoder or the generator that use it."""
+    """launch ← linear, attention, fold ← row ← step; tuning needs only launch (it is handed the step); nothing in the
+    package imports the CUDA-graph decoder or the generator that use it."""
     allowed = {"launch": set(), "fold": set(), "attention": {"launch"}, "linear": {"launch", "fold"},
-               "prefetch": {"launch"}, "tuning": {"launch", "linear"},
-               "row": {"launch", "linear", "attention", "prefetch"},
+               "tuning": {"launch", "linear"}, "row": {"launch", "linear", "attention"},
                "step": {"launch", "linear", "attention", "fold", "row", "tuning"},
                "__init__": {"launch", "linear", "attention", "fold", "step", "tuning"}}
     kernels = "trtflow.backends.torch.kernels"

@@ -13,12 +13,11 @@ The kernel after a sum adds the bias and the residual and rounds once, as step.p
 every weight it reads before waiting on the kernel before it (PDL), so that only activations are read after the wait.
 
 The row's state between kernels (RowBuffers):
-    stream [5, H], the activations' dtype: [0] the residual after attention (the MLP kernel's program 0 writes it),
-                   [1] the layer's input (the QKV kernel's program 0), [2:5] Q, K and V (the QKV kernel)
+    stream [2, H], the activations' dtype: [0] the residual after attention (the MLP kernel's program 0 writes it),
+                   [1] the layer's input (the QKV kernel's program 0)
     sums [2, H] fp32: [0] the attention sum (zeroed by the QKV kernel, added into by the attention kernel),
                       [1] the MLP sum (zeroed by the attention kernel, added into by the MLP kernel)
 Neither needs zeroing before a step: each sum is zeroed by the kernel before the one that adds into it.
-With a prefetch table (prefetch.py) each kernel first asks L2 for the weights of a kernel after it.
 """
 
 from __future__ import annotations
@@ -31,11 +30,9 @@ import triton
 import triton.language as tl
 
 from ..weights import GPT2Weights, Layer
-from . import prefetch
 from .attention import attend
 from .launch import INTERPRETED, pdl_options
 from .linear import gelu_tanh, kv_slot
-from .prefetch import prefetch_l2
 
 # (weights a program, num_warps) of each kernel: the best of benchmarks/row_sweep.py at gpt2-medium's shape (decisions.md)
 BLOCKS = {"qkv": (8, 4), "attention": (256, 8), "mlp": (16, 8)}
@@ -77,15 +74,13 @@ def _normed_row(x, cols, ok, ln_ptr, eps, H: tl.constexpr):
 
 @triton.jit
 def _qkv_row_kernel(stream_ptr, sums_ptr, proj_bias_ptr, wte_ptr, wpe_ptr, token_ptr, ln_ptr, w_ptr, bias_ptr,
-                    scale_ptr, kv_ptr, pos_ptr, prefetch_ptr, eps, H: tl.constexpr, H_PAD: tl.constexpr,
+                    scale_ptr, qkv_ptr, kv_ptr, pos_ptr, eps, H: tl.constexpr, H_PAD: tl.constexpr,
                     CAPACITY: tl.constexpr, HEAD_DIM: tl.constexpr, PDL: tl.constexpr, BLOCK_N: tl.constexpr):
     """BLOCK_N of QKV's 3·H outputs from ln_1 of the layer's input: the embedding of the token at its position
     (wte_ptr given, the first layer), else the last layer's MLP sum + proj's bias + its residual after attention.
-    Program 0 stores the input (stream[1]) and zeroes the attention sum; Q, K and V go into stream[2:5], K and V
-    also into the cache at the position."""
+    Program 0 stores the input (stream[1]) and zeroes the attention sum; K and V go into the cache at the position."""
     if PDL:
         tl.extra.cuda.gdc_launch_dependents()
-    prefetch_l2(prefetch_ptr)
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < 3 * H
     cols = tl.arange(0, H_PAD)
@@ -105,21 +100,19 @@ def _qkv_row_kernel(stream_ptr, sums_ptr, proj_bias_ptr, wte_ptr, wpe_ptr, token
     x = _normed_row(stored.to(tl.float32), cols, ok, ln_ptr, eps, H)
     acc = tl.sum(w.to(tl.float32) * x[None, :], axis=1)
     acc = _scaled(acc, scale_ptr, rows, row_ok) + _vector(bias_ptr, rows, row_ok)
-    tl.store(stream_ptr + 2 * H + rows, acc.to(stream_ptr.dtype.element_ty), mask=row_ok)
+    tl.store(qkv_ptr + rows, acc.to(qkv_ptr.dtype.element_ty), mask=row_ok)
     slot, is_kv = kv_slot(rows, H, CAPACITY, HEAD_DIM)
     tl.store(kv_ptr + slot + position * HEAD_DIM, acc.to(kv_ptr.dtype.element_ty), mask=row_ok & is_kv)
 
 
 @triton.jit
-def _attend_dense_kernel(stream_ptr, kv_ptr, pos_ptr, w_ptr, scale_ptr, sums_ptr, prefetch_ptr, softmax_scale,
-                         H: tl.constexpr,
+def _attend_dense_kernel(qkv_ptr, kv_ptr, pos_ptr, w_ptr, scale_ptr, sums_ptr, softmax_scale, H: tl.constexpr,
                          H_PAD: tl.constexpr, CAPACITY: tl.constexpr, HEAD_DIM: tl.constexpr, PDL: tl.constexpr,
                          BLOCK_P: tl.constexpr, BLOCK_T: tl.constexpr, WHOLE_CACHE: tl.constexpr):
     """Program (head, strip): the head's attention output (rounded as stored) times dense's BLOCK_P rows × the head's
     HEAD_DIM columns, added into the attention sum. Program (0, 0) zeroes the MLP sum."""
     if PDL:
         tl.extra.cuda.gdc_launch_dependents()
-    prefetch_l2(prefetch_ptr)
     head, strip = tl.program_id(0), tl.program_id(1)
     outs = strip * BLOCK_P + tl.arange(0, BLOCK_P)
     out_ok = outs < H
@@ -130,26 +123,25 @@ def _attend_dense_kernel(stream_ptr, kv_ptr, pos_ptr, w_ptr, scale_ptr, sums_ptr
     if (head == 0) & (strip == 0):
         cols = tl.arange(0, H_PAD)
         tl.store(sums_ptr + H + cols, tl.zeros([H_PAD], dtype=tl.float32), mask=cols < H)
-    q = tl.load(stream_ptr + 2 * H + head * HEAD_DIM + dims).to(tl.float32) * softmax_scale
+    q = tl.load(qkv_ptr + head * HEAD_DIM + dims).to(tl.float32) * softmax_scale
     keys = kv_ptr + head * CAPACITY * HEAD_DIM
     values = keys + H * CAPACITY
     length = tl.load(pos_ptr) + 1
     out = attend(q, keys, values, length, CAPACITY, HEAD_DIM, BLOCK_T, WHOLE_CACHE)
-    out = out.to(stream_ptr.dtype.element_ty).to(tl.float32)  # rounded as the attention kernel stores it
+    out = out.to(qkv_ptr.dtype.element_ty).to(tl.float32)  # rounded as the attention kernel stores it
     part = _scaled(tl.sum(w.to(tl.float32) * out[None, :], axis=1), scale_ptr, outs, out_ok)
     tl.atomic_add(sums_ptr + outs, part, mask=out_ok, sem="relaxed")
 
 
 @triton.jit
 def _mlp_kernel(stream_ptr, sums_ptr, dense_bias_ptr, ln_ptr, fc_ptr, fc_bias_ptr, fc_scale_ptr, proj_ptr,
-                proj_scale_ptr, prefetch_ptr, eps, H: tl.constexpr, H_PAD: tl.constexpr, INNER: tl.constexpr,
-                PDL: tl.constexpr, BLOCK_F: tl.constexpr):
+                proj_scale_ptr, eps, H: tl.constexpr, H_PAD: tl.constexpr, INNER: tl.constexpr, PDL: tl.constexpr,
+                BLOCK_F: tl.constexpr):
     """BLOCK_F of fc's features from ln_2 of the residual after attention (the attention sum + dense's bias + the
     layer's input; program 0 stores it, stream[0]), their GELU rounded as stored, times proj's columns for them,
     added into the MLP sum."""
     if PDL:
         tl.extra.cuda.gdc_launch_dependents()
-    prefetch_l2(prefetch_ptr)
     feats = tl.program_id(0) * BLOCK_F + tl.arange(0, BLOCK_F)
     f_ok = feats < INNER
     cols = tl.arange(0, H_PAD)
@@ -185,28 +177,21 @@ def _sum_row_kernel(stream_ptr, sums_ptr, proj_bias_ptr, out_ptr, H: tl.constexp
 
 @dataclass(frozen=True)
 class RowBuffers:
-    """One row's state between the kernels (the module's docstring): stream [5, H] and sums [2, H] fp32."""
+    """One row's state between the kernels (the module's docstring): stream [2, H] and sums [2, H] fp32."""
 
     stream: torch.Tensor
     sums: torch.Tensor
 
     @classmethod
     def empty(cls, hidden: int, dtype: torch.dtype, device: torch.device) -> RowBuffers:
-        return cls(torch.empty(5, hidden, dtype=dtype, device=device),
+        return cls(torch.empty(2, hidden, dtype=dtype, device=device),
                    torch.empty(2, hidden, dtype=torch.float32, device=device))
 
 
-def prefetch_table(weights: GPT2Weights) -> torch.Tensor:
-    """prefetch.table of the step's phases at one row: each layer's QKV, dense, then fc and proj."""
-    phases = [p for layer in weights.layers
-              for p in ([layer.qkv.weight], [layer.dense.weight], [layer.fc.weight, layer.proj.weight])]
-    return prefetch.table(phases, weights.wte.device)
-
-
 def row_layers(weights: GPT2Weights, token: torch.Tensor, position: torch.Tensor, caches: list[torch.Tensor],
-               heads: int, prefetched: torch.Tensor | None = None) -> torch.Tensor:
+               heads: int) -> torch.Tensor:
     """h [1, H] before ln_f for one row (token [1] at position [1]) through every layer, each layer's K and V written
-    into its cache [1, 2, heads, capacity, head_dim]. `prefetched`: the step's prefetch_table, to ask L2 ahead."""
+    into its cache [1, 2, heads, capacity, head_dim]."""
     hidden = weights.wte.shape[1]
     head_dim, capacity = hidden // heads, caches[0].shape[3]
     if not (token.numel() == 1 and all(c.is_contiguous() and c.shape[:3] == (1, 2, heads) and c.shape[4] == head_dim
@@ -214,36 +199,36 @@ def row_layers(weights: GPT2Weights, token: torch.Tensor, position: torch.Tensor
         raise ValueError(f"the row kernels take one row over contiguous caches [1, 2, {heads}, capacity, {head_dim}]")
     dtype, device = weights.wte.dtype, weights.wte.device
     state = RowBuffers.empty(hidden, dtype, device)
+    qkv = torch.empty(3 * hidden, dtype=dtype, device=device)
     pad = triton.next_power_of_2(hidden)
     pdl = pdl_options()
     previous: Layer | None = None
-    for index, (layer, cache) in enumerate(zip(weights.layers, caches, strict=True)):
-        _qkv(layer, previous, weights, state, cache, token, position, prefetch.ahead(prefetched, 3 * index), pad, pdl)
+    for layer, cache in zip(weights.layers, caches, strict=True):
+        _qkv(layer, previous, weights, state, qkv, cache, token, position, hidden, pad, pdl)
         block_p, warps = BLOCKS["attention"]
         _attend_dense_kernel[(heads, triton.cdiv(hidden, block_p))](
-            state.stream, cache, position, layer.dense.weight, layer.dense.scale, state.sums,
-            prefetch.ahead(prefetched, 3 * index + 1), head_dim**-0.5, H=hidden, H_PAD=pad, CAPACITY=capacity,
-            HEAD_DIM=head_dim, BLOCK_P=block_p, BLOCK_T=ATTENTION_SLOTS, WHOLE_CACHE=INTERPRETED, num_warps=warps,
-            **pdl)
+            qkv, cache, position, layer.dense.weight, layer.dense.scale, state.sums, head_dim**-0.5, H=hidden,
+            H_PAD=pad, CAPACITY=capacity, HEAD_DIM=head_dim, BLOCK_P=block_p, BLOCK_T=ATTENTION_SLOTS,
+            WHOLE_CACHE=INTERPRETED, num_warps=warps, **pdl)
         inner = layer.fc.weight.shape[0]
         block_f, warps = BLOCKS["mlp"]
         _mlp_kernel[(triton.cdiv(inner, block_f),)](
             state.stream, state.sums, layer.dense.bias, layer.ln_2.params, layer.fc.weight, layer.fc.bias,
-            layer.fc.scale, layer.proj.weight, layer.proj.scale, prefetch.ahead(prefetched, 3 * index + 2),
-            layer.ln_2.eps, H=hidden, H_PAD=pad, INNER=inner, BLOCK_F=block_f, num_warps=warps, **pdl)
+            layer.fc.scale, layer.proj.weight, layer.proj.scale, layer.ln_2.eps, H=hidden, H_PAD=pad,
+            INNER=inner, BLOCK_F=block_f, num_warps=warps, **pdl)
         previous = layer
     h = torch.empty(1, hidden, dtype=dtype, device=device)
     _sum_row_kernel[(1,)](state.stream, state.sums, previous.proj.bias, h, H=hidden, H_PAD=pad, **pdl)
     return h
 
 
-def _qkv(layer: Layer, previous: Layer | None, weights: GPT2Weights, state: RowBuffers, cache: torch.Tensor,
-         token: torch.Tensor, position: torch.Tensor, prefetch_row: torch.Tensor | None, pad: int, pdl: dict) -> None:
+def _qkv(layer: Layer, previous: Layer | None, weights: GPT2Weights, state: RowBuffers, qkv: torch.Tensor,
+         cache: torch.Tensor, token: torch.Tensor, position: torch.Tensor, hidden: int, pad: int, pdl: dict) -> None:
     """The QKV kernel of `layer`, its input the embedding where `previous` is None."""
     block_n, warps = BLOCKS["qkv"]
-    first, hidden = previous is None, weights.wte.shape[1]
+    first = previous is None
     _qkv_row_kernel[(triton.cdiv(3 * hidden, block_n),)](
         state.stream, state.sums, None if first else previous.proj.bias, weights.wte if first else None,
         weights.wpe if first else None, token, layer.ln_1.params, layer.qkv.weight, layer.qkv.bias,
-        layer.qkv.scale, cache, position, prefetch_row, layer.ln_1.eps, H=hidden, H_PAD=pad,
-        CAPACITY=cache.shape[3], HEAD_DIM=cache.shape[4], BLOCK_N=block_n, num_warps=warps, **pdl)
+        layer.qkv.scale, qkv, cache, position, layer.ln_1.eps, H=hidden, H_PAD=pad, CAPACITY=cache.shape[3],
+        HEAD_DIM=cache.shape[4], BLOCK_N=block_n, num_warps=warps, **pdl)

@@ -133,7 +133,6 @@ class KernelStep:
         folds = norm_way(min(max_batch, MAX_BATCH), self.weights.quantized) is NormWay.FOLDED
         self.folded = tuple(FoldedLayer(fold(layer.ln_1, layer.qkv) if index else None, fold(layer.ln_2, layer.fc))
                             for index, layer in enumerate(self.weights.layers)) if folds else ()
-        self.prefetched = row.prefetch_table(self.weights)  # the one-row step's, for prefetch.AHEAD
 
     def nbytes(self) -> int:
         """The folded copies' bytes, on top of the model's weights."""
@@ -155,8 +154,7 @@ class KernelStep:
         of its own (ln_2's; the next ln_1's or ln_f's)."""
         batch = tokens.shape[0]
         if _one_row(batch):
-            return row.row_layers(self.weights, tokens, positions, caches, self.model.local_heads,
-                                  self.prefetched), None
+            return row.row_layers(self.weights, tokens, positions, caches, self.model.local_heads), None
         h = self.model.embed(tokens, positions)  # [B, H]
         way = norm_way(batch, self.weights.quantized)
         after_attention, after_mlp = (row_stats(batch, h.shape[1], h.device, 2) if way.passes_statistics
