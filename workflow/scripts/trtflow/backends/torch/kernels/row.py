@@ -155,8 +155,8 @@ def _mlp_kernel(stream_ptr, sums_ptr, dense_bias_ptr, ln_ptr, fc_ptr, fc_bias_pt
     if tl.program_id(0) == 0:
         tl.store(stream_ptr + cols, stored, mask=ok)
     x = _normed_row(stored.to(tl.float32), cols, ok, ln_ptr, eps, H)
-    f = _scaled(tl.sum(fc.to(tl.float32) * x[None, :], axis=1), fc_scale_ptr, feats, f_ok)
-    f += _vector(fc_bias_ptr, feats, f_ok)
+    f = tl.sum(fc.to(tl.float32) * x[None, :], axis=1)
+    f = _scaled(f, fc_scale_ptr, feats, f_ok) + _vector(fc_bias_ptr, feats, f_ok)
     g = tl.where(f_ok, gelu_tanh(f).to(stream_ptr.dtype.element_ty).to(tl.float32), 0.0)
     part = _scaled(tl.sum(proj.to(tl.float32) * g[None, :], axis=1), proj_scale_ptr, cols, ok)
     tl.atomic_add(sums_ptr + H + cols, part, mask=ok, sem="relaxed")
