@@ -77,18 +77,22 @@ def test_trtflows_triton_kernels_decode_small_batches_as_eager_does(engines, var
 
 
 @pytest.mark.parametrize("weight_only", [False, True])
-def test_trtflows_triton_kernels_decode_a_wide_batch_as_the_reference_model_does(tiny_gpt2, tmp_path, weight_only):
-    """40 rows (a tile of 64) through KernelStep.decode on the GPU, fp16 with QKV's and fc's layer norms folded into
-    their weights (norm_way "folded") or int8 with each layer norm a kernel apart, against the engine's stored
-    weights computed in fp32, both fed the reference's tokens (kernel_check.decode_steps): logits within fp16
-    rounding, and a greedy token differs only at a near tie, where the reference's top two are closer than the
-    step's largest logit difference. (Compared token for token with the eager engine over 12 steps, one row of 40
-    differed in fp16 and in int8 alike, the int8 path being older code than the fold: a near tie, most likely.)"""
+@pytest.mark.parametrize("batch", [3, 17, 40, 64])
+def test_trtflows_triton_kernels_decode_batches_of_many_rows_as_the_reference_model_does(tiny_gpt2, tmp_path, batch,
+                                                                                        weight_only):
+    """3 rows (a tile of 16: layer norms from the statistics of the kernel before), 17 and 40 (tiles of 32 and 64,
+    rows masked off) and 64 (a whole tile) through KernelStep.decode on the GPU, rows at different positions: fp16
+    with QKV's and fc's layer norms folded into their weights from 32 rows, int8 with each layer norm a kernel
+    apart, against the engine's stored weights computed in fp32, both fed the reference's tokens
+    (kernel_check.decode_steps): logits within fp16 rounding, and a greedy token differs only at a near tie, where
+    the reference's top two are closer than the step's largest logit difference. (Compared token for token with the
+    eager engine over 12 steps, one row of 40 differed in fp16 and in int8 alike: a near tie, most likely.)"""
     from kernel_check import decode_steps
 
-    decode = decode_steps(tiny_gpt2, tmp_path, 40, weight_only, steps=6, device="cuda")
-    assert decode["applies"] and decode["way"] == ("apart" if weight_only else "folded")
-    assert len(decode["folded"]) == (0 if weight_only else 2 * 2 - 1)
+    way = "statistics" if batch < 16 else "apart" if weight_only else "folded"
+    decode = decode_steps(tiny_gpt2, tmp_path, batch, weight_only, steps=6, device="cuda")
+    assert decode["applies"] and decode["way"] == way
+    assert len(decode["folded"]) == (2 * 2 - 1 if way == "folded" else 0)
     assert decode["relative_logit_error"] < 5e-3
     assert all(tie["gap"] <= 2 * tie["error"] for tie in decode["ties"]), decode["ties"]
 
