@@ -6,7 +6,7 @@ GPT example; `seed-table` writes the ROUGE-1 of a run's engine and of Hugging Fa
 `tables` writes the tables README.md and docs/benchmarks/README.md show between `<!-- current.csv: NAME -->` and
 `<!-- end -->` (`--check`: fail where they differ from the CSV).
 
-    python3 benchmarks/current.py merge OUT/current.csv
+    python3 benchmarks/current.py merge OUT/current.csv [--systems NAME …] [--previous-main] [--into CSV]
     python3 benchmarks/current.py recipe
     python3 benchmarks/current.py seed-table OUT/demo/seed_table.json --device "NVIDIA H200" --commit HASH
     python3 benchmarks/current.py tables
@@ -28,6 +28,7 @@ COLUMNS = ["system", "device", "model", "weights", "tp", "batch_size", "input_le
            "tokens_per_s", "ttft_ms", "tpot_ms", "peak_mem_mb", "rouge1", "date", "commit", "measured_by"]
 KEY = ("system", "device", "model", "weights", "tp", "batch_size", "input_len", "output_len")
 RECIPE_SYSTEM = "TensorRT-LLM v0.8.0 (published)"
+PREVIOUS_MAIN = " (previous main)"  # after trtflow's systems in rows of the commit before, measured beside it
 
 
 def shown(value) -> str:
@@ -51,6 +52,16 @@ def write(path: Path, rows: list[dict]) -> None:
         writer.writeheader()
         for row in rows:
             writer.writerow({column: shown(row.get(column)) for column in COLUMNS})
+
+
+def run_rows(path: Path, systems: list[str] | None, previous_main: bool) -> list[dict]:
+    """A run's rows to merge: only those of `systems` where given; with previous_main, trtflow's systems renamed
+    "NAME (previous main)" (the commit before the one measured beside it, in the same command)."""
+    rows = [row for row in read(path) if systems is None or row["system"] in systems]
+    if previous_main:
+        rows = [{**row, "system": row["system"] + PREVIOUS_MAIN} if row["system"].startswith("trtflow") else row
+                for row in rows]
+    return rows
 
 
 def merge(new: list[dict], path: Path = CURRENT) -> None:
@@ -102,6 +113,7 @@ def seed_table_rows(path: Path, device: str, commit: str, date: str) -> list[dic
 # The first screen's comparison: (column title, system, device) for gpt2-medium's shape; the recipe's own figures
 # come from another GPU and are marked so.
 SPEED_COLUMNS = [("trtflow", "trtflow-cudagraph-triton", "NVIDIA H200"),
+                 ("trtflow, previous main", "trtflow-cudagraph-triton" + PREVIOUS_MAIN, "NVIDIA H200"),
                  ("HF `generate`", "hf-transformers-generate", "NVIDIA H200"),
                  ("HF static cache, compiled", "hf-transformers-static-compiled", "NVIDIA H200"),
                  ("memory-bandwidth floor", "floor (weights and KV cache read once a step)", "NVIDIA H200"),
@@ -110,6 +122,7 @@ SPEED_CASES = [(1, 60, 20), (1, 60, 100), (8, 60, 100), (64, 128, 100)]
 # The int8 weight-only rows: the cases shown and each column's system for them (a column without one shows "–").
 INT8_CASES = [(1, 60, 100), (64, 128, 100)]
 INT8_SYSTEMS = {"trtflow-cudagraph-triton": "trtflow-cudagraph-triton-int8wo",
+                "trtflow-cudagraph-triton" + PREVIOUS_MAIN: "trtflow-cudagraph-triton-int8wo" + PREVIOUS_MAIN,
                 "hf-transformers-static-compiled": "hf-transformers-static-compiled-torchao-int8wo",
                 "floor (weights and KV cache read once a step)": "floor (weights and KV cache read once a step)"}
 DOCS = [ROOT / "README.md", ROOT / "docs" / "benchmarks" / "README.md"]
@@ -132,15 +145,18 @@ def case_cell(rows: list[dict], system: str | None, device: str | None, weights:
 
 
 def speed_table(rows: list[dict]) -> list[str]:
-    """trtflow against HF, HF's fast path, the floor and the recipe, per case; fp16 and then int8 weight-only."""
-    lines = ["| gpt2-medium shape, tp 1 | " + " | ".join(title for title, _, _ in SPEED_COLUMNS) + " |",
-             "|---" * (len(SPEED_COLUMNS) + 1) + "|"]
+    """trtflow against the previous main (once current.csv holds its rows), HF, HF's fast path, the floor and the
+    recipe, per case; fp16 and then int8 weight-only."""
+    measured = {row["system"] for row in rows}
+    columns = [c for c in SPEED_COLUMNS if not c[1].endswith(PREVIOUS_MAIN) or c[1] in measured]
+    lines = ["| gpt2-medium shape, tp 1 | " + " | ".join(title for title, _, _ in columns) + " |",
+             "|---" * (len(columns) + 1) + "|"]
     for name, weights, cases, system_of in (("fp16", "float16", SPEED_CASES, lambda system: system),
                                             ("int8 weight-only", "int8 weight-only", INT8_CASES, INT8_SYSTEMS.get)):
         for batch, input_len, output_len in cases:
             label = f"{name}, batch {batch}, in {input_len} / out {output_len} ({'ms' if batch == 1 else 'tokens/s'})"
             cells = [case_cell(rows, system_of(system), device, weights, (batch, input_len, output_len))
-                     for _, system, device in SPEED_COLUMNS]
+                     for _, system, device in columns]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
@@ -201,6 +217,11 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     merged = commands.add_parser("merge", help="a run's current.csv rows into docs/benchmarks/current.csv")
     merged.add_argument("csv", type=Path)
+    merged.add_argument("--systems", nargs="+", help="merge only these systems' rows")
+    merged.add_argument("--into", type=Path, default=CURRENT, help="the CSV to merge into (default: %(default)s)")
+    merged.add_argument("--previous-main", action="store_true",
+                        help="the rows of the previous main, measured in the same command: trtflow's systems get "
+                             f"'{PREVIOUS_MAIN.strip()}' after their names")
     commands.add_parser("recipe", help="the recipe's published figures")
     seed = commands.add_parser("seed-table", help="ROUGE-1 rows from a seed_table.json")
     seed.add_argument("json", type=Path)
@@ -211,7 +232,7 @@ def main() -> None:
     shown_tables.add_argument("--check", action="store_true", help="only say whether they are current")
     args = parser.parse_args()
     if args.command == "merge":
-        merge(read(args.csv))
+        merge(run_rows(args.csv, args.systems, args.previous_main), args.into)
     elif args.command == "recipe":
         merge(recipe_rows())
     elif args.command == "seed-table":

@@ -143,7 +143,8 @@ def main() -> None:
                              "over torchao's weight-only int8 (needs torchao; measured after the others: it quantizes)")
     parser.add_argument("--current", type=Path, help="also write the rows in current.csv's columns here")
     parser.add_argument("--commit", default="", help="the commit measured, for --current's rows")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS),
+                        help="trtflow's engines to build and measure (none: the --hf systems alone)")
     parser.add_argument("--cases", nargs="+", default=None, metavar="BATCH,IN,OUT",
                         help="the cases to measure (default: " + " ".join(",".join(map(str, c)) for c in CASES) + ")")
     parser.add_argument("--max-batch-size", type=int, default=FLAGS["max_batch_size"],
