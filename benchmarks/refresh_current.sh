@@ -28,8 +28,9 @@ rm -f "$out/current.csv"
 speed() {  # TREE NAME gpu_speed.py arguments: one gpu_speed.py run of TREE into OUT/NAME, its output in OUT/NAME.log
   local tree=$1 name=$2
   shift 2
-  if ! (cd "$tree" && PYTHONPATH="workflow/scripts${PYTHONPATH:+:$PYTHONPATH}" "$python" benchmarks/gpu_speed.py --out "$out/$name" \
-        --work "${TMPDIR:-/tmp}/trtflow-current-$name" --current "$out/$name/current.csv" "$@") >"$out/$name.log" 2>&1
+  if ! (cd "$tree" && PYTHONPATH="workflow/scripts${PYTHONPATH:+:$PYTHONPATH}" "$python" benchmarks/gpu_speed.py \
+        --out "$out/$name" --work "${TMPDIR:-/tmp}/trtflow-current-$name" --current "$out/$name/current.csv" "$@") \
+        >"$out/$name.log" 2>&1
   then
     echo "refresh_current: gpu_speed.py failed in $tree ($name); its output: $out/$name.log" >&2
     exit 1
