@@ -7,7 +7,7 @@ from the previous launch), the 24 launches captured in one CUDA graph, time per 
   (PDL) and, from 2 rows, for the linears after a layer norm, the other ways of doing it (kernels.NormWay: from
   kernels.row_stats normalized in the loop, a pass over the rows in every program or a kernel apart, folded into the
   weights), against Triton's autotuner over the same candidates and cuBLAS (F.linear, unfused); with --sweep BATCH:WEIGHTS
-  every configuration of that path (ROW_SWEEP at batch 1, DOT_SWEEP above) for the layer linears.
+  every configuration of that path (ROW_SWEEP at batch 1, DOT_SWEEP and SPLIT_SWEEP above) for the layer linears.
 - attention: the attention kernel as the step runs it, with and without PDL (with --sweep attention per
   BLOCK_T / num_warps) against SDPA with the additive mask over the whole span (what the step ran before), for
   several batch sizes and filled lengths.
@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 from trtflow.backends.torch import kernels  # noqa: E402
 from trtflow.backends.torch.kernels import attention as attention_kernels  # noqa: E402
 from trtflow.backends.torch.kernels import launch  # noqa: E402
-from trtflow.backends.torch.kernels.linear import LN_APART_ROWS, Epilogue, Norm, linear, lm_head_argmax  # noqa: E402
+from trtflow.backends.torch.kernels.linear import LN_APART_ROWS, linear, lm_head_argmax  # noqa: E402
+from trtflow.backends.torch.kernels.operands import Epilogue, Norm  # noqa: E402
 from trtflow.backends.torch.model import ParallelGPT2, decode_mask  # noqa: E402
 from trtflow.backends.torch.weight_only import quantize_weights  # noqa: E402
 from trtflow.backends.torch.weights import GPT2Weights, LayerNorm, Linear  # noqa: E402
@@ -51,12 +52,17 @@ ROW_SWEEP = [triton.Config({"BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages
 DOT_SWEEP = [triton.Config({"BLOCK_N": n, "BLOCK_K": k}, num_warps=4 if n * k <= 4096 else 8, num_stages=s)
              for (n, k), s in itertools.product(((16, 128), (16, 256), (16, 512), (32, 64), (32, 128), (32, 256),
                                                  (64, 64), (64, 128), (128, 64)), (3, 4))]
+# with K split (kernels/split.py): 2-16 chunks, wide blocks
+SPLIT_SWEEP = [triton.Config({"BLOCK_N": n, "BLOCK_K": k, "SPLIT_K": split}, num_warps=4 if n * k <= 4096 else 8,
+                             num_stages=3)
+               for (n, k), split in itertools.product(((32, 128), (64, 64), (64, 128), (128, 64)), (2, 4, 8, 16))]
 COLUMNS = ["part", "batch", "n", "k", "weights", "variant", "config", "us_per_launch", "gb_per_s"]
 
 
 def label(config: triton.Config) -> str:
     kw = config.kwargs
-    return f"{kw['BLOCK_N']}x{kw['BLOCK_K']} w{config.num_warps} s{config.num_stages}"
+    split = f" split {kw['SPLIT_K']}" if kw.get("SPLIT_K", 1) > 1 else ""
+    return f"{kw['BLOCK_N']}x{kw['BLOCK_K']} w{config.num_warps} s{config.num_stages}{split}"
 
 
 def random_model(weights: str) -> ParallelGPT2:
@@ -130,7 +136,7 @@ def gemv_rows(batch: int, weights: str, sweep: bool) -> list[dict]:
             linears = [lambda lin=getattr(layer, part), x=x: F.linear(x, lin.weight, lin.bias)
                        for layer in model.weights.layers]
             row("cuBLAS F.linear (unfused)", kernels.time_in_graph(linears))
-        for config in (ROW_SWEEP if batch == 1 else DOT_SWEEP) if sweep and part != "lm_head" else ():
+        for config in (ROW_SWEEP if batch == 1 else DOT_SWEEP + SPLIT_SWEEP) if sweep and part != "lm_head" else ():
             table.chosen[key] = config
             try:
                 us = kernels.time_in_graph(launches, repeats=5)

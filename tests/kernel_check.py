@@ -16,9 +16,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scrip
 from test_runtime import TINY_TOKEN_IDS, engine_flags  # noqa: E402  (tests/ is this script's folder)
 from trtflow.backends.torch import kernels  # noqa: E402
 from trtflow.backends.torch.build import build  # noqa: E402
+from trtflow.backends.torch.kernels import launch, tuning  # noqa: E402
 from trtflow.backends.torch.kernels import row as row_kernels  # noqa: E402
-from trtflow.backends.torch.kernels import tuning  # noqa: E402
-from trtflow.backends.torch.kernels.linear import Epilogue, Norm, linear, lm_head_argmax, qkv_into_cache  # noqa: E402
+from trtflow.backends.torch.kernels.linear import linear, lm_head_argmax, qkv_into_cache  # noqa: E402
+from trtflow.backends.torch.kernels.operands import Epilogue, Norm  # noqa: E402
+from trtflow.backends.torch.kernels.split import workspace  # noqa: E402
 from trtflow.backends.torch.kvcache import ContiguousKV  # noqa: E402
 from trtflow.backends.torch.model import ParallelGPT2  # noqa: E402
 from trtflow.backends.torch.state import DecodeState  # noqa: E402
@@ -31,13 +33,33 @@ from trtflow.gpt2 import ModelDims  # noqa: E402
 TABLE = kernels.TuningTable()  # empty: the interpreter runs fixed blocks
 
 
-def linear_errors() -> dict[str, float]:
+class SplitTable(kernels.TuningTable):
+    """A tuning table that runs every linear of 2 or more rows with K split 3 ways in strips of `block_k`
+    (split.py), so that chunks end short of K and some are empty (they must still count in: K 128 in strips of 64,
+    K 64 in strips of 32); the lm_head's argmax, which does not split, and one row as the empty table does."""
+
+    def __init__(self, block_k: int = 64):
+        super().__init__()
+        self.split = {"BLOCK_N": 16, "BLOCK_K": block_k, "SPLIT_K": 3, "num_warps": 4, "num_stages": 2}
+
+    def has(self, key):
+        return key[0] > 1
+
+    def kernel_for(self, kernel, autotune_key, key):
+        if kernel.fn.__name__ == "_argmax_kernel":
+            return kernel, launch.INTERPRETED_BLOCKS
+        return kernel, self.split
+
+
+def linear_errors(table: kernels.TuningTable = TABLE) -> dict[str, float]:
     """Each fused form against torch in fp32, for shapes that do and do not fill the kernel's blocks, at one row and
     at row counts that are not powers of two; random layer-norm gains and biases; int8 weights with their
-    per-channel scales as weight_only quantizes."""
+    per-channel scales as weight_only quantizes. With a SplitTable, the shapes of several rows, K split."""
     torch.manual_seed(0)
     errors = {}
     for m, n, k in ((1, 384, 128), (1, 100, 300), (1, 64, 1024), (3, 384, 128), (3, 100, 300), (8, 64, 1024)):
+        if m == 1 and isinstance(table, SplitTable):
+            continue
         x, weight = torch.randn(m, k).half(), (torch.randn(n, k) / k**0.5).half()
         bias, residual = torch.randn(n).half(), torch.randn(m, n).half()
         ln = LayerNorm.of(torch.randn(k).half(), torch.randn(k).half(), 1e-5)
@@ -48,7 +70,7 @@ def linear_errors() -> dict[str, float]:
         plain, int8 = Linear(weight, bias), Linear(q, bias, scale)
 
         def run(lin, norm=Norm(), epilogue=Epilogue(), x=x):
-            return linear(x, lin, norm, epilogue, tuning=TABLE)
+            return linear(x, lin, norm, epilogue, tuning=table)
 
         cases = {
             "ln+bias": (run(plain, Norm(ln)), F.linear(normed, f32["w"], f32["b"])),
@@ -67,11 +89,11 @@ def linear_errors() -> dict[str, float]:
             h = run(plain, epilogue=Epilogue(residual=residual, row_sums_into=stats))
             cases["bias+residual, statistics out"] = (h, F.linear(f32["x"], f32["w"], f32["b"]) + f32["r"])
             normed2 = F.layer_norm(h.float(), (n,), ln2.weight.float(), ln2.bias.float(), 1e-5)
-            cases["ln from statistics in"] = (linear(h, Linear(square), Norm(ln2, stats), tuning=TABLE),
+            cases["ln from statistics in"] = (linear(h, Linear(square), Norm(ln2, stats), tuning=table),
                                               F.linear(normed2, square.float()))
             folded = kernels.fold(ln2, Linear(square, bias))
             cases["ln folded into the weight, statistics in"] = (
-                linear(h, folded, Norm(statistics=stats), Epilogue(gelu=True), tuning=TABLE),
+                linear(h, folded, Norm(statistics=stats), Epilogue(gelu=True), tuning=table),
                 F.gelu(F.linear(normed2, square.float(), f32["b"]), approximate="tanh"))
         for name, (got, want) in cases.items():
             assert got.shape == (m, n), (name, got.shape)
@@ -80,14 +102,14 @@ def linear_errors() -> dict[str, float]:
 
 
 def qkv_cache_writes() -> dict[str, float]:
-    """qkv_into_cache at 1 and 3 rows (rows at different positions), layer-normed in the loop and int8: its output
-    against torch, and the cache's slot at each row's position against that output's K and V; no other slot
-    written."""
+    """qkv_into_cache at 1 and 3 rows (rows at different positions), layer-normed in the loop and int8, and at 3
+    rows with K split: its output against torch, and the cache's slot at each row's position against that output's K
+    and V; no other slot written."""
     torch.manual_seed(4)
     heads, head_dim, capacity = 4, 16, 12
     hidden = heads * head_dim
     errors = {}
-    for m, int8 in ((1, False), (3, False), (3, True)):
+    for m, int8, table in ((1, False, TABLE), (3, False, TABLE), (3, True, TABLE), (3, False, SplitTable())):
         x, weight = torch.randn(m, hidden).half(), (torch.randn(3 * hidden, hidden) / 8).half()
         bias = torch.randn(3 * hidden).half()
         ln = LayerNorm.of(torch.randn(hidden).half(), torch.randn(hidden).half(), 1e-5)
@@ -98,11 +120,11 @@ def qkv_cache_writes() -> dict[str, float]:
                         bias.float())
         cache = torch.zeros(m, 2, heads, capacity, head_dim).half()
         positions = torch.tensor([5, 0, 11][:m])
-        got = qkv_into_cache(x, lin, Norm(ln), cache, positions, tuning=TABLE).float()
+        got = qkv_into_cache(x, lin, Norm(ln), cache, positions, tuning=table).float()
         kv = got.view(m, 3, heads, head_dim)[:, 1:]
         written = cache[torch.arange(m), :, :, positions].float()  # [m, 2, heads, head_dim]
         cache[torch.arange(m), :, :, positions] = 0
-        name = f"{m} rows{' int8' if int8 else ''}"
+        name = f"{m} rows{' int8' if int8 else ''}{' split' if table is not TABLE else ''}"
         errors[f"{name} output"] = (got - want).abs().max().item() / want.abs().max().item()
         errors[f"{name} cache"] = (written - kv).abs().max().item() + cache.float().abs().max().item()
     return errors
@@ -154,14 +176,15 @@ def row_steps(hf_dir: Path, work: Path, weight_only: bool, steps: int = 10, devi
     return {"row steps": len(calls), "relative error": errors, **tokens}
 
 
-def decode_steps(hf_dir: Path, work: Path, batch: int, weight_only: bool, steps: int = 4, device: str = "cpu") -> dict:
+def decode_steps(hf_dir: Path, work: Path, batch: int, weight_only: bool, steps: int = 4, device: str = "cpu",
+                 table: kernels.TuningTable = TABLE) -> dict:
     """KernelStep.decode on an fp16 engine (weight-only int8 or not) against model.decode of the same stored weights
     computing in fp32, both fed the reference's greedy tokens from `batch` different ones (so that a near tie cannot
     make every later token differ). `ties`: where the two argmaxes differ, the reference's logit gap between them
     and the step's largest logit difference."""
     dims, fast, reference = engine_models(hf_dir, work, batch, weight_only, device)
     capacity = max(16, steps + batch)
-    step = kernels.KernelStep(fast, TABLE, batch, capacity)
+    step = kernels.KernelStep(fast, table, batch, capacity)
     caches = [ContiguousKV(dims.layers, batch, dims.heads, capacity, dims.head_dim, dtype, torch.device(device))
               for dtype in (torch.float16, torch.float32)]
     token, tokens, ties, worst = torch.arange(5, 5 + batch, device=device), {"kernels": [], "reference": []}, [], 0.0
@@ -294,11 +317,12 @@ def context_linears() -> dict:
 
 
 def configurations_timed() -> dict[str, list]:
-    """Which block configurations the tuner times for a batch and input width (tuning.candidates)."""
-    cases = {"batch 1, K 1024": (1, 1024), "batch 8, K 1024": (8, 1024), "batch 8, K 128": (8, 128),
-             "batch 64, K 4096": (64, 4096)}
-    return {name: sorted((c.kwargs["BLOCK_N"], c.kwargs["BLOCK_K"]) for c in tuning.candidates(m, k))
-            for name, (m, k) in cases.items()}
+    """Which block configurations (BLOCK_N, BLOCK_K, SPLIT_K) the tuner times for a batch and input width
+    (tuning.candidates)."""
+    cases = {"batch 1, K 1024": (1, 1024, True), "batch 8, K 1024": (8, 1024, True), "batch 8, K 128": (8, 128, True),
+             "batch 64, K 4096": (64, 4096, True), "batch 64, K 1024, no split (the lm_head)": (64, 1024, False)}
+    return {name: sorted((c.kwargs["BLOCK_N"], c.kwargs["BLOCK_K"], c.kwargs.get("SPLIT_K", 1))
+                         for c in tuning.candidates(m, k, splits)) for name, (m, k, splits) in cases.items()}
 
 
 def refused() -> dict[str, str]:
@@ -345,9 +369,14 @@ if __name__ == "__main__":
     hf, work = Path(sys.argv[1]), Path(sys.argv[2])
     decodes = {f"batch {b}{' int8' if wo else ''}": decode_steps(hf, work, b, wo)
                for b, wo in ((1, False), (3, False), (1, True), (3, True), (20, False), (20, True))}
+    decodes |= {f"batch {b}{' int8' if wo else ''} split": decode_steps(hf, work / "split", b, wo,
+                                                                           table=SplitTable(block_k=32))
+                for b, wo in ((20, False),)}
     rows = {"fp16": row_steps(hf, work / "row", False), "int8": row_steps(hf, work / "row-int8", True)}
-    print(json.dumps({"linear": linear_errors(), "qkv": qkv_cache_writes(), "decode": decodes, "row": rows,
+    print(json.dumps({"linear": linear_errors(), "split": linear_errors(SplitTable()), "qkv": qkv_cache_writes(),
+                      "decode": decodes, "row": rows,
                       "attention": attention_errors(), "greedy": greedy_argmax(), "refused": refused(),
                       "tuning_round_trip": tuning_round_trip(), "autotuner_hooks": autotuner_hooks(),
                       "context_linears": context_linears(),
-                      "configurations_timed": configurations_timed()}))
+                      "configurations_timed": configurations_timed(),
+                      "workspace left": workspace(torch.device("cpu"), 1).abs().sum().item()}))

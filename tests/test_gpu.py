@@ -97,6 +97,22 @@ def test_trtflows_triton_kernels_decode_batches_of_many_rows_as_the_reference_mo
     assert all(tie["gap"] <= 2 * tie["error"] for tie in decode["ties"]), decode["ties"]
 
 
+@pytest.mark.parametrize("batch, weight_only", [(3, True), (17, False), (64, False), (64, True)])
+def test_the_kernels_decode_with_k_split_as_the_reference_model_does(tiny_gpt2, tmp_path, batch, weight_only):
+    """Every linear but the lm_head with K split 3 ways (kernel_check.SplitTable, strips of 32 over the tiny model's
+    64 and 256 inputs: chunks of one strip, some empty), on the GPU, where the programs of a block add their
+    partial sums at once and the last to arrive runs the epilogue (split.py), which the interpreter runs one after
+    another; as the unsplit test above."""
+    from kernel_check import SplitTable, decode_steps
+    from trtflow.backends.torch.kernels.split import workspace
+
+    decode = decode_steps(tiny_gpt2, tmp_path, batch, weight_only, steps=6, device="cuda",
+                          table=SplitTable(block_k=32))
+    assert decode["relative_logit_error"] < 5e-3
+    assert all(tie["gap"] <= 2 * tie["error"] for tie in decode["ties"]), decode["ties"]
+    assert workspace(torch.device("cuda"), 1).abs().sum().item() == 0
+
+
 @pytest.mark.parametrize("weight_only", [False, True])
 def test_one_rows_three_kernels_a_layer_decode_as_the_five_kernel_step_and_the_reference(tiny_gpt2, tmp_path,
                                                                                          weight_only):

@@ -35,20 +35,30 @@ def test_each_fused_linear_form_equals_torch(checked):
         assert error < 2e-3, f"{case}: relative error {error}"  # fp16 output rounding
 
 
+def test_each_fused_linear_form_with_k_split_equals_torch_and_leaves_the_workspace_as_zeros(checked):
+    # the three shapes over several rows, K split 3 ways (kernel_check.SplitTable): inputs of 128 (the last chunk
+    # empty), 300 (the last short) and 1,024; the partial sums combined by the last program of each block
+    assert set(checked["split"]) == {case for case in checked["linear"] if not case.startswith("1x")}
+    for case, error in checked["split"].items():
+        assert error < 2e-3, f"{case}: relative error {error}"
+    assert checked["workspace left"] == 0  # shared by every launch, never cleared between them
+
+
 def test_the_qkv_kernel_writes_k_and_v_at_each_rows_position_and_nowhere_else(checked):
-    assert set(checked["qkv"]) == {f"{case} {part}" for case in ("1 rows", "3 rows", "3 rows int8")
+    assert set(checked["qkv"]) == {f"{case} {part}" for case in ("1 rows", "3 rows", "3 rows int8", "3 rows split")
                                    for part in ("output", "cache")}
     for case, error in checked["qkv"].items():
         assert error < (2e-3 if case.endswith("output") else 1e-6), f"{case}: {error}"
 
 
-def test_the_decode_step_follows_the_reference_model_at_batch_1_3_and_20_fp16_and_int8(checked):
+def test_the_decode_step_follows_the_reference_model_at_batch_1_3_and_20_fp16_and_int8_and_with_k_split(checked):
     ways = {"batch 1": "pass", "batch 3": "statistics", "batch 1 int8": "pass", "batch 3 int8": "statistics",
-            "batch 20": "folded", "batch 20 int8": "apart"}  # 20 rows: a tile of 32
+            "batch 20": "folded", "batch 20 int8": "apart",  # 20 rows: a tile of 32
+            "batch 20 split": "folded"}  # every linear but the lm_head K split
     assert set(checked["decode"]) == set(ways)
     for case, decode in checked["decode"].items():
         assert decode["applies"], case
-        assert decode["int8"] == case.endswith("int8"), case
+        assert decode["int8"] == ("int8" in case), case
         assert decode["way"] == ways[case], case
         # folded: every layer's fc, and QKV but the first layer's (its layer norm has no statistics: apart)
         assert len(decode["folded"]) == (2 * 2 - 1 if ways[case] == "folded" else 0), (case, decode["folded"])
@@ -100,9 +110,12 @@ def test_context_linears_run_the_kernel_once_their_shape_is_tuned_and_match_the_
 def test_the_tuner_times_the_configurations_of_the_batchs_path_that_fit_the_input(checked):
     timed = checked["configurations_timed"]
     assert len(timed["batch 1, K 1024"]) == 10  # tuning.ROW_BLOCKS, all of them
-    dot = [[16, 128], [16, 256], [16, 512], [32, 128], [64, 64], [64, 128]]
-    assert timed["batch 8, K 1024"] == timed["batch 64, K 4096"] == dot  # tuning.DOT_BLOCKS, all of them
-    assert timed["batch 8, K 128"] == [[16, 128], [32, 128], [64, 64], [64, 128]]  # ≤ 128 wide
+    dot = [[16, 128, 1], [16, 256, 1], [16, 512, 1], [32, 128, 1], [64, 64, 1], [64, 128, 1]]
+    split = [[32, 128, 4], [64, 64, 2], [64, 64, 4], [64, 128, 2], [64, 128, 8]]
+    assert timed["batch 8, K 1024"] == timed["batch 64, K 4096"] == sorted(dot + split)  # DOT_ and SPLIT_BLOCKS
+    assert timed["batch 64, K 1024, no split (the lm_head)"] == dot
+    # ≤ 128 wide, and no split into a chunk without a strip of its own (64 × 2 is the one that fits 128)
+    assert timed["batch 8, K 128"] == [[16, 128, 1], [32, 128, 1], [64, 64, 1], [64, 64, 2], [64, 128, 1]]
 
 
 def test_the_attention_kernel_reads_each_rows_filled_slots_as_softmax_attention_does(checked):
@@ -122,3 +135,4 @@ def test_the_lm_head_argmax_epilogue_is_torch_argmax_and_the_step_bookkeeping_th
     assert [row[2] for row in state["out"]] == state["tokens"] and state["step"] == [3]
     assert state["positions"] == [6, 7, 8]
     assert state["best"] == [-(2**63)] * 3  # emptied for the next step
+

@@ -1,6 +1,8 @@
 """trtflow's Triton kernels for the decode step (`decode: kernels`), one family a module:
 
     linear.py     the fused linear (layer norm, bias, GELU, residual, cache write or argmax in one kernel)
+    operands.py   what the linear takes: how its layer norm is done, its epilogue, row statistics, argmax slots
+    split.py      split-K: a linear's input width over several programs, their partial sums combined
     attention.py  decode attention over each row's filled cache slots
     fold.py       a layer norm folded into the linear after it
     row.py        one row's layer in three kernels (dense on attention's, proj on fc's, summed by atomic adds)
@@ -14,18 +16,8 @@
 from .attention import attention
 from .fold import FoldedLinear, fold
 from .launch import MAX_BATCH, row_tile
-from .linear import (
-    NO_ARGMAX,
-    Epilogue,
-    Norm,
-    argmax_of,
-    argmax_slots,
-    context_linear,
-    lm_head_argmax,
-    qkv_into_cache,
-    row_stats,
-    shape_of,
-)
+from .linear import context_linear, lm_head_argmax, qkv_into_cache, shape_of
+from .operands import NO_ARGMAX, Epilogue, Norm, argmax_of, argmax_slots, row_stats
 from .step import FOLD_ROWS, KernelStep, NormWay, applies, finish_step, norm_way
 from .tuning import TuningTable, covering, time_in_graph, time_step, tune
 

@@ -7,17 +7,17 @@ Three kernels share the loop and differ in what they write:
     _argmax_kernel   each row's argmax only, merged across programs       the lm_head of a greedy step
 
 A program reads BLOCK_N weight rows in BLOCK_K-wide strips once and multiplies them with every row of x: one row as
-a reduction in fp32, more through tl.dot (rows padded to a tile of 16, 32 or 64, in the activations' dtype). An int8
-weight is widened in the loop and the sums scaled per output channel: x·(q·s)ᵀ = (x·qᵀ)·s.
+a reduction in fp32, more through tl.dot (rows padded to a tile of 16, 32 or 64, in the activations' dtype), there
+over all of K or over one of SPLIT_K chunks of it (split.py). An int8 weight is widened in the loop and the sums
+scaled per output channel: x·(q·s)ᵀ = (x·qᵀ)·s.
 
-`Norm` says how the layer norm before the linear is done: in the loop from a pass over x, in the loop from the row
+`Norm` (operands.py; in the kernels `norm`: the layer norm's parameters, row statistics, a fold's column sums)
+says how the layer norm before the linear is done: in the loop from a pass over x, in the loop from the row
 statistics the kernel before left (`row_stats`), folded into the weight (fold.FoldedLinear), or none. With PDL the
 first weight strip, which no earlier kernel writes, is loaded before waiting on the previous kernel.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -25,18 +25,23 @@ import triton
 import triton.language as tl
 
 from ..weight_only import dequantizing
-from ..weights import LayerNorm, Linear
+from ..weights import Linear
 from .fold import FoldedLinear
 from .launch import DOT_MIN, INTERPRETED, INTERPRETED_BLOCKS, MAX_BATCH, launcher, pdl_options, row_tile
+from .operands import LOW_WORD, Epilogue, Norm, check_stats
+from .split import chunk, combine, workspace
 
-NO_ARGMAX = -(2**63)  # an empty argmax slot: below every packed (value, index)
-LOW_WORD = tl.constexpr(2**32 - 1)  # a packed argmax's low word holds LOW_WORD - index (_pack_argmax)
 # From this row tile on, a layer norm done in the loop from a pass over x runs as a kernel of its own instead
 # (normalizing 64 rows in every program costs more than the extra kernel: decisions.md)
 LN_APART_ROWS = 32
 
 
 # ---------------------------------------------------------------------------------------------- the kernels' pieces
+
+@triton.constexpr_function
+def padded(k):
+    return triton.next_power_of_2(k)
+
 
 @triton.jit
 def gelu_tanh(x):
@@ -72,9 +77,10 @@ def _strip(ptr, rows, rows_ok, cols, K: tl.constexpr):
 
 @triton.jit
 def _statistics(x_ptr, ln_ptr, stats_ptr, batch, batch_ok, eps, K: tl.constexpr, BLOCK_M: tl.constexpr,
-                BLOCK_K: tl.constexpr, K_PAD: tl.constexpr):
+                BLOCK_K: tl.constexpr):
     """Each row's mean and rstd for the layer norm: summed in order from the partial sums the kernel that wrote x
     stored (stats_ptr, [parts, 2, BLOCK_M]); else from a pass over x (ln_ptr given); else unused zeros."""
+    K_PAD: tl.constexpr = padded(K)
     mean = tl.zeros([BLOCK_M], dtype=tl.float32)
     rstd = mean
     if stats_ptr is not None:
@@ -122,10 +128,11 @@ def _dot_rows(x_ptr, batch, batch_ok, cols, mean, rstd, ln_ptr, K: tl.constexpr)
 
 
 @triton.jit
-def _accumulate(x_ptr, w_ptr, w, rows, row_ok, batch, batch_ok, mean, rstd, ln_ptr, K: tl.constexpr,
-                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+def _accumulate(x_ptr, w_ptr, w, rows, row_ok, batch, batch_ok, mean, rstd, ln_ptr, k_first, K: tl.constexpr,
+                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, K_CHUNK: tl.constexpr):
     """Σ over the strips of norm(x)·Wᵀ, fp32 [BLOCK_M, BLOCK_N]; `w` is the first strip, already loaded. One row: a
-    reduction, each strip loaded one ahead by hand. More: tl.dot, the loop left to Triton's pipelining."""
+    reduction over all of K, each strip loaded one ahead by hand. More: tl.dot over the K_CHUNK columns from
+    k_first, the loop left to Triton's pipelining."""
     first = tl.arange(0, BLOCK_K)
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     if BLOCK_M == 1:
@@ -140,9 +147,10 @@ def _accumulate(x_ptr, w_ptr, w, rows, row_ok, batch, batch_ok, mean, rstd, ln_p
             w = w_next
     else:
         dtype = x_ptr.dtype.element_ty
-        acc = tl.dot(_dot_rows(x_ptr, batch, batch_ok, first, mean, rstd, ln_ptr, K), tl.trans(w.to(dtype)), acc)
-        for k0 in range(BLOCK_K, K, BLOCK_K):
-            cols = k0 + first
+        acc = tl.dot(_dot_rows(x_ptr, batch, batch_ok, k_first + first, mean, rstd, ln_ptr, K), tl.trans(w.to(dtype)),
+                     acc)
+        for k0 in range(BLOCK_K, K_CHUNK, BLOCK_K):  # a static trip count (k_first is a program's)
+            cols = k_first + k0 + first
             strip = _strip(w_ptr, rows, row_ok, cols, K)
             acc = tl.dot(_dot_rows(x_ptr, batch, batch_ok, cols, mean, rstd, ln_ptr, K), tl.trans(strip.to(dtype)),
                          acc)
@@ -150,23 +158,29 @@ def _accumulate(x_ptr, w_ptr, w, rows, row_ok, batch, batch_ok, mean, rstd, ln_p
 
 
 @triton.jit
-def _product(x_ptr, w_ptr, ln_ptr, stats_ptr, sums_ptr, scale_ptr, bias_ptr, M, N, eps, K: tl.constexpr,
-             PDL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-             K_PAD: tl.constexpr):
-    """This program's BLOCK_N outputs of every row, in fp32: the layer norm, the loop, then a folded layer norm's
-    mean and rstd (sums_ptr), the int8 scale and the bias. Returns (acc, output features, their mask, rows, mask)."""
+def _product(x_ptr, w_ptr, norm, ws_ptr, scale_ptr, bias_ptr, M, N, eps, K: tl.constexpr, PDL: tl.constexpr,
+             BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, SPLIT_K: tl.constexpr):
+    """This program's BLOCK_N outputs of every row, in fp32: the layer norm, the loop (split: over its chunk of K,
+    then the chunks' sum), then a folded layer norm's mean and rstd, the int8 scale and the bias. Returns (acc,
+    output features, their mask, rows, the mask of those this program writes: none in a split's other programs)."""
+    ln_ptr, stats_ptr, sums_ptr = norm
+    K_CHUNK: tl.constexpr = chunk(K, SPLIT_K, BLOCK_K)
     if PDL:
         tl.extra.cuda.gdc_launch_dependents()
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)  # output features
     row_ok = rows < N
     batch = tl.arange(0, BLOCK_M)
     batch_ok = batch < M
-    w = _strip(w_ptr, rows, row_ok, tl.arange(0, BLOCK_K), K)  # nothing the previous kernel writes
+    k_first = 0
+    if SPLIT_K > 1:
+        k_first = tl.program_id(1) * K_CHUNK
+    w = _strip(w_ptr, rows, row_ok, k_first + tl.arange(0, BLOCK_K), K)  # nothing the previous kernel writes
     if PDL:
         tl.extra.cuda.gdc_wait()
-    mean, rstd = _statistics(x_ptr, ln_ptr, stats_ptr, batch, batch_ok, eps, K, BLOCK_M, BLOCK_K, K_PAD)
-    acc = _accumulate(x_ptr, w_ptr, w, rows, row_ok, batch, batch_ok, mean, rstd, ln_ptr, K, BLOCK_M, BLOCK_N,
-                      BLOCK_K)
+    mean, rstd = _statistics(x_ptr, ln_ptr, stats_ptr, batch, batch_ok, eps, K, BLOCK_M, BLOCK_K)
+    acc = _accumulate(x_ptr, w_ptr, w, rows, row_ok, batch, batch_ok, mean, rstd, ln_ptr, k_first, K, BLOCK_M,
+                      BLOCK_N, BLOCK_K, K_CHUNK)
+    acc, batch_ok = combine(acc, ws_ptr, rows, row_ok, batch, batch_ok, N, SPLIT_K, BLOCK_M)
     if sums_ptr is not None:
         acc = (acc - mean[:, None] * tl.load(sums_ptr + rows, mask=row_ok, other=0.0)[None, :]) * rstd[:, None]
     if scale_ptr is not None:
@@ -179,13 +193,13 @@ def _product(x_ptr, w_ptr, ln_ptr, stats_ptr, sums_ptr, scale_ptr, bias_ptr, M, 
 # ---------------------------------------------------------------------------------------------- the kernels
 
 @triton.jit
-def _linear_kernel(x_ptr, w_ptr, y_ptr, bias_ptr, scale_ptr, res_ptr, sums_out_ptr, ln_ptr, stats_ptr, sums_ptr,
-                   M, N, eps, K: tl.constexpr, GELU: tl.constexpr, PDL: tl.constexpr, BLOCK_M: tl.constexpr,
-                   BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, K_PAD: tl.constexpr):
+def _linear_kernel(x_ptr, w_ptr, y_ptr, bias_ptr, scale_ptr, res_ptr, sums_out_ptr, norm, ws_ptr, M, N, eps,
+                   K: tl.constexpr, GELU: tl.constexpr, PDL: tl.constexpr, BLOCK_M: tl.constexpr,
+                   BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, SPLIT_K: tl.constexpr = 1):
     """y = act(norm(x)·Wᵀ + b) + residual. With sums_out_ptr, each program's sums and sums of squares of its
     outputs of each row as stored, [programs, 2, BLOCK_M]: the next layer norm's statistics (row_stats)."""
-    acc, rows, row_ok, batch, batch_ok = _product(x_ptr, w_ptr, ln_ptr, stats_ptr, sums_ptr, scale_ptr, bias_ptr, M,
-                                                  N, eps, K, PDL, BLOCK_M, BLOCK_N, BLOCK_K, K_PAD)
+    acc, rows, row_ok, batch, batch_ok = _product(x_ptr, w_ptr, norm, ws_ptr, scale_ptr, bias_ptr, M, N, eps, K, PDL,
+                                                  BLOCK_M, BLOCK_N, BLOCK_K, SPLIT_K)
     if GELU:
         acc = gelu_tanh(acc)
     out = batch[:, None] * N + rows[None, :]
@@ -202,14 +216,14 @@ def _linear_kernel(x_ptr, w_ptr, y_ptr, bias_ptr, scale_ptr, res_ptr, sums_out_p
 
 
 @triton.jit
-def _qkv_kernel(x_ptr, w_ptr, y_ptr, bias_ptr, scale_ptr, kv_ptr, pos_ptr, ln_ptr, stats_ptr, sums_ptr, M, eps,
-                K: tl.constexpr, CAPACITY: tl.constexpr, HEAD_DIM: tl.constexpr, PDL: tl.constexpr,
-                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, K_PAD: tl.constexpr):
+def _qkv_kernel(x_ptr, w_ptr, y_ptr, bias_ptr, scale_ptr, kv_ptr, pos_ptr, norm, ws_ptr, M, eps, K: tl.constexpr,
+                CAPACITY: tl.constexpr, HEAD_DIM: tl.constexpr, PDL: tl.constexpr, BLOCK_M: tl.constexpr,
+                BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, SPLIT_K: tl.constexpr = 1):
     """QKV = norm(x)·Wᵀ + b, [M, 3·K] (one rank: K = heads·HEAD_DIM), its K and V rows also written into one layer's
     cache [M, 2, heads, CAPACITY, HEAD_DIM] at each row's position."""
     N: tl.constexpr = 3 * K
-    acc, rows, row_ok, batch, batch_ok = _product(x_ptr, w_ptr, ln_ptr, stats_ptr, sums_ptr, scale_ptr, bias_ptr, M,
-                                                  N, eps, K, PDL, BLOCK_M, BLOCK_N, BLOCK_K, K_PAD)
+    acc, rows, row_ok, batch, batch_ok = _product(x_ptr, w_ptr, norm, ws_ptr, scale_ptr, bias_ptr, M, N, eps, K, PDL,
+                                                  BLOCK_M, BLOCK_N, BLOCK_K, SPLIT_K)
     out = batch[:, None] * N + rows[None, :]
     out_ok = batch_ok[:, None] & row_ok[None, :]
     tl.store(y_ptr + out, acc.to(y_ptr.dtype.element_ty), mask=out_ok)
@@ -220,11 +234,12 @@ def _qkv_kernel(x_ptr, w_ptr, y_ptr, bias_ptr, scale_ptr, kv_ptr, pos_ptr, ln_pt
 
 
 @triton.jit
-def _argmax_kernel(x_ptr, w_ptr, best_ptr, ln_ptr, stats_ptr, M, N, eps, K: tl.constexpr, PDL: tl.constexpr,
-                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, K_PAD: tl.constexpr):
-    """No output: each row's greatest value of norm(x)·Wᵀ and its first index, merged into best_ptr (_pack_argmax)."""
-    acc, rows, row_ok, batch, batch_ok = _product(x_ptr, w_ptr, ln_ptr, stats_ptr, None, None, None, M, N, eps, K,
-                                                  PDL, BLOCK_M, BLOCK_N, BLOCK_K, K_PAD)
+def _argmax_kernel(x_ptr, w_ptr, best_ptr, norm, M, N, eps, K: tl.constexpr, PDL: tl.constexpr,
+                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """No output: each row's greatest value of norm(x)·Wᵀ and its first index, merged into best_ptr (_pack_argmax).
+    Never split: the lm_head has blocks enough for every SM."""
+    acc, rows, row_ok, batch, batch_ok = _product(x_ptr, w_ptr, norm, None, None, None, M, N, eps, K, PDL, BLOCK_M,
+                                                  BLOCK_N, BLOCK_K, 1)
     out_ok = batch_ok[:, None] & row_ok[None, :]
     best, index = tl.max(tl.where(out_ok, acc, float("-inf")), axis=1, return_indices=True,
                          return_indices_tie_break_left=True)
@@ -234,73 +249,6 @@ def _argmax_kernel(x_ptr, w_ptr, best_ptr, ln_ptr, stats_ptr, M, N, eps, K: tl.c
 KERNELS = {"linear": _linear_kernel, "qkv": _qkv_kernel, "argmax": _argmax_kernel}
 # the autotuner's key for each (the fallback for a shape `tune` never saw): the qkv kernel's N is 3·K
 AUTOTUNE_KEYS = {"linear": ["BLOCK_M", "N", "K"], "qkv": ["BLOCK_M", "K"], "argmax": ["BLOCK_M", "N", "K"]}
-
-
-# ---------------------------------------------------------------------------------------------- what they take
-
-@dataclass(frozen=True)
-class Norm:
-    """The layer norm before a linear: `layer_norm` normalized in the loop (statistics from a pass over x, or from
-    `statistics`, the row_stats of x left by the kernel that wrote it); with a fold.FoldedLinear, `statistics`
-    alone (mean and rstd applied in the epilogue); or neither: no layer norm."""
-
-    layer_norm: LayerNorm | None = None
-    statistics: torch.Tensor | None = None
-
-    def check(self, linear, rows: int, width: int) -> None:
-        if self.statistics is not None:
-            _check_stats(self.statistics, rows, width)
-        if isinstance(linear, FoldedLinear):
-            if self.statistics is None or self.layer_norm is not None:
-                raise ValueError("a folded layer norm takes its statistics from Norm(statistics=…) alone: no "
-                                 "layer_norm, the fold holds it")
-        elif self.statistics is not None and self.layer_norm is None:
-            raise ValueError("row statistics are a layer norm's: give it (Norm(layer_norm=…, statistics=…))")
-
-    def eps(self, linear) -> float:
-        if isinstance(linear, FoldedLinear):
-            return linear.eps
-        return self.layer_norm.eps if self.layer_norm is not None else 0.0
-
-
-@dataclass(frozen=True)
-class Epilogue:
-    """What a plain linear does after the product: GELU, a residual added, its rows' partial sums stored for the
-    next layer norm (`row_sums_into`, a row_stats buffer), its output dtype."""
-
-    gelu: bool = False
-    residual: torch.Tensor | None = None
-    row_sums_into: torch.Tensor | None = None
-    out_dtype: torch.dtype | None = None
-
-
-def row_stats_shape(batch: int, width: int) -> tuple[int, int, int]:
-    """[parts, 2, row tile]: a part per program of the narrowest blocks (BLOCK_N = DOT_MIN) over `width` outputs,
-    padded to a power of two."""
-    return triton.next_power_of_2(triton.cdiv(width, DOT_MIN.value)), 2, row_tile(batch)
-
-
-def row_stats(batch: int, width: int, device: torch.device, count: int = 1) -> list[torch.Tensor]:
-    """`count` zeroed buffers (one memset) for Epilogue(row_sums_into=…) of `batch` rows × `width` outputs, read as
-    Norm(statistics=…). Every kernel that writes one buffer must have one shape (so one BLOCK_N): the parts none
-    writes stay zero."""
-    return list(torch.zeros((count, *row_stats_shape(batch, width)), dtype=torch.float32, device=device).unbind(0))
-
-
-def _check_stats(stats: torch.Tensor, rows: int, width: int) -> None:
-    if not (row_tile(rows) > 1 and stats.is_contiguous() and stats.shape == row_stats_shape(rows, width)):
-        raise ValueError(f"row statistics of {rows} rows × {width}: a contiguous {row_stats_shape(rows, width)} "
-                         f"(kernels.row_stats), for two or more rows, not {tuple(stats.shape)}")
-
-
-def argmax_slots(batch: int, device: torch.device) -> torch.Tensor:
-    """Empty argmax slots for lm_head_argmax, one a row."""
-    return torch.full((batch,), NO_ARGMAX, dtype=torch.long, device=device)
-
-
-def argmax_of(packed: torch.Tensor) -> torch.Tensor:
-    """The indices in what lm_head_argmax merged."""
-    return LOW_WORD.value - (packed & LOW_WORD.value)
 
 
 # ---------------------------------------------------------------------------------------------- the launches
@@ -322,13 +270,13 @@ def _apart(x: torch.Tensor, norm: Norm) -> tuple[torch.Tensor, Norm]:
 def _launch(name: str, tuning, x: torch.Tensor, weight: torch.Tensor, n: int, *args, **constexprs) -> None:
     """One of KERNELS over x [M, K] and weight [n, K], its block sizes from `tuning` (tuning.TuningTable)."""
     m, k = x.shape
-    if INTERPRETED:
+    key = shape_of(m, weight, x)
+    if INTERPRETED and not tuning.has(key):
         kernel, blocks = KERNELS[name], INTERPRETED_BLOCKS
     else:
-        kernel, blocks = tuning.kernel_for(KERNELS[name], AUTOTUNE_KEYS[name], shape_of(m, weight, x))
-    grid = lambda meta: (triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
-    launcher(kernel, grid)(*args, K=k, **constexprs, **pdl_options(), BLOCK_M=row_tile(m),
-                           K_PAD=triton.next_power_of_2(k), **blocks)
+        kernel, blocks = tuning.kernel_for(KERNELS[name], AUTOTUNE_KEYS[name], key)
+    grid = lambda meta: (triton.cdiv(n, meta["BLOCK_N"]), meta.get("SPLIT_K", 1))  # noqa: E731
+    launcher(kernel, grid)(*args, K=k, **constexprs, **pdl_options(), BLOCK_M=row_tile(m), **blocks)
 
 
 def shape_of(batch: int, weight: torch.Tensor, x: torch.Tensor) -> tuple:
@@ -344,11 +292,11 @@ def linear(x: torch.Tensor, lin: Linear | FoldedLinear, norm: Norm = Norm(), epi
     m = x.shape[0]
     norm.check(lin, m, k)
     if epilogue.row_sums_into is not None:
-        _check_stats(epilogue.row_sums_into, m, n)
+        check_stats(epilogue.row_sums_into, m, n)
     x, norm = _apart(x, norm)
     y = torch.empty(m, n, dtype=epilogue.out_dtype or x.dtype, device=x.device)
     _launch("linear", tuning, x, lin.weight, n, x, lin.weight, y, lin.bias, lin.scale, epilogue.residual,
-            epilogue.row_sums_into, _params(norm), norm.statistics, getattr(lin, "sums", None), m, n, norm.eps(lin),
+            epilogue.row_sums_into, _norm_args(norm, lin), workspace(x.device, n), m, n, norm.eps(lin),
             GELU=epilogue.gelu)
     return y
 
@@ -366,8 +314,8 @@ def qkv_into_cache(x: torch.Tensor, lin: Linear | FoldedLinear, norm: Norm, cach
                          f"head_dim] of heads·head_dim = {k}, not {tuple(cache.shape)}")
     x, norm = _apart(x, norm)
     y = torch.empty(m, n, dtype=x.dtype, device=x.device)
-    _launch("qkv", tuning, x, lin.weight, n, x, lin.weight, y, lin.bias, lin.scale, cache, positions, _params(norm),
-            norm.statistics, getattr(lin, "sums", None), m, norm.eps(lin), CAPACITY=cache.shape[3],
+    _launch("qkv", tuning, x, lin.weight, n, x, lin.weight, y, lin.bias, lin.scale, cache, positions,
+            _norm_args(norm, lin), workspace(x.device, n), m, norm.eps(lin), CAPACITY=cache.shape[3],
             HEAD_DIM=cache.shape[4])
     return y
 
@@ -380,11 +328,13 @@ def lm_head_argmax(x: torch.Tensor, weight: torch.Tensor, norm: Norm, best: torc
     m = x.shape[0]
     norm.check(Linear(weight), m, k)
     x, norm = _apart(x, norm)
-    _launch("argmax", tuning, x, weight, n, x, weight, best, _params(norm), norm.statistics, m, n, norm.eps(None))
+    _launch("argmax", tuning, x, weight, n, x, weight, best, _norm_args(norm, None), m, n, norm.eps(None))
 
 
-def _params(norm: Norm) -> torch.Tensor | None:
-    return norm.layer_norm.params if norm.layer_norm is not None else None
+def _norm_args(norm: Norm, linear) -> tuple:
+    """The kernels' `norm`: (layer-norm parameters, row statistics, a folded linear's column sums), each or None."""
+    return (norm.layer_norm.params if norm.layer_norm is not None else None, norm.statistics,
+            getattr(linear, "sums", None))
 
 
 def context_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,

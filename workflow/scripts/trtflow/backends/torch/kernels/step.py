@@ -11,7 +11,7 @@
 
 How the layer norm before QKV and fc is done depends on the rows (NormWay): one row, every program makes a pass
 over it; from 2 rows the kernels that write the residual stream (dense, proj) leave their rows' partial sums
-(linear.row_stats) and the layer norm after takes its statistics from them; from FOLD_ROWS with fp16/bf16 weights
+(operands.row_stats) and the layer norm after takes its statistics from them; from FOLD_ROWS with fp16/bf16 weights
 QKV's and fc's layer norms are folded into copies of their weights (fold.py); with int8 weights from
 LN_APART_ROWS a layer norm is a kernel of its own. The first layer's ln_1 has no kernel before it to leave
 statistics, and the tied lm_head is never folded (decisions.md has the measurements behind each threshold).
@@ -34,18 +34,8 @@ from . import row
 from .attention import attention
 from .fold import FoldedLinear, fold
 from .launch import MAX_BATCH, pdl_options, row_tile
-from .linear import (
-    LN_APART_ROWS,
-    LOW_WORD,
-    NO_ARGMAX,
-    Epilogue,
-    Norm,
-    argmax_slots,
-    linear,
-    lm_head_argmax,
-    qkv_into_cache,
-    row_stats,
-)
+from .linear import LN_APART_ROWS, linear, lm_head_argmax, qkv_into_cache
+from .operands import LOW_WORD, NO_ARGMAX, Epilogue, Norm, argmax_slots, row_stats
 from .tuning import TuningTable
 
 FOLD_ROWS = 32  # from this row tile on, fp16/bf16 QKV and fc take their layer norms folded in (decisions.md)

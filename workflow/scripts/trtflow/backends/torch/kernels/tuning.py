@@ -17,6 +17,7 @@ import torch
 import triton
 
 from .launch import COMPILE_ONLY, MAX_BATCH, row_tile
+from .split import chunk
 
 # The candidates: those best or within a few percent of it for some linear in benchmarks/kernel_bench.py's sweeps,
 # and narrow strips for small models. Each is compiled at build for every shape: fewer candidates, a shorter build.
@@ -26,23 +27,42 @@ ROW_BLOCKS = [triton.Config({"BLOCK_N": n, "BLOCK_K": k}, num_warps=w)  # one ro
 DOT_BLOCKS = [triton.Config({"BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s)  # 2-64 rows: tl.dot tiles
               for n, k, w, s in ((16, 128, 4, 4), (16, 256, 4, 4), (16, 512, 8, 3), (32, 128, 4, 4), (64, 64, 4, 3),
                                  (64, 128, 8, 4))]
-BLOCKS = ROW_BLOCKS + DOT_BLOCKS
-_DOT = {id(config) for config in DOT_BLOCKS}
+# 2-64 rows, K split (split.py): wider blocks, so fewer reads of x, on as many programs as the narrow ones
+SPLIT_BLOCKS = [triton.Config({"BLOCK_N": n, "BLOCK_K": k, "SPLIT_K": split}, num_warps=w, num_stages=s)
+                for n, k, w, s, split in ((32, 128, 4, 4, 4), (64, 64, 4, 3, 2), (64, 64, 4, 3, 4), (64, 128, 8, 4, 2),
+                                          (64, 128, 8, 4, 8))]
+BLOCKS = ROW_BLOCKS + DOT_BLOCKS + SPLIT_BLOCKS
+_DOT = {id(config) for config in DOT_BLOCKS + SPLIT_BLOCKS}
 DOT_TILE_LIMIT = 8192  # weight elements per strip on the tl.dot path (more spill registers)
 
 
 def fitting(configs, named_args, **kwargs):
-    """The candidates worth timing: those of the batch's path (ROW_BLOCKS for one row, DOT_BLOCKS above) whose strips
-    are no wider than the input rounded up to 128 and, on the tl.dot path, hold at most DOT_TILE_LIMIT weights.
-    (Triton's early_config_prune signature.)"""
-    widest = max(128, kwargs["K_PAD"])
+    """The candidates worth timing: those of the batch's path (ROW_BLOCKS for one row, DOT_BLOCKS and, for a kernel
+    with a split-K workspace, SPLIT_BLOCKS above) whose strips are no wider than the input rounded up to 128, on the
+    tl.dot path hold at most DOT_TILE_LIMIT weights, and split K only into chunks of at least a strip each.
+    (Triton's early_config_prune signature: named_args has `ws_ptr` where the kernel can split.)"""
+    width = kwargs["K"]
+    widest = max(128, triton.next_power_of_2(width))
     dot = kwargs["BLOCK_M"] > 1
-    return [c for c in configs if (id(c) in _DOT) == dot and c.kwargs["BLOCK_K"] <= widest and (
-        not dot or c.kwargs["BLOCK_N"] * c.kwargs["BLOCK_K"] <= DOT_TILE_LIMIT)]
+    splits = "ws_ptr" in named_args
+
+    def fits(c):
+        split = c.kwargs.get("SPLIT_K", 1)
+        return ((id(c) in _DOT) == dot and c.kwargs["BLOCK_K"] <= widest
+                and (not dot or c.kwargs["BLOCK_N"] * c.kwargs["BLOCK_K"] <= DOT_TILE_LIMIT)
+                and (split == 1 or splits and (split - 1) * chunk(width, split, c.kwargs["BLOCK_K"]) < width))
+    return [c for c in configs if fits(c)]
 
 
-def candidates(batch: int, width: int) -> list[triton.Config]:
-    return fitting(BLOCKS, {}, BLOCK_M=row_tile(batch), K_PAD=triton.next_power_of_2(width))
+def candidates(batch: int, width: int, splits: bool = True) -> list[triton.Config]:
+    """The candidates for `batch` rows over inputs `width` wide; `splits`: the kernel can split K (not the
+    lm_head's argmax)."""
+    return fitting(BLOCKS, {"ws_ptr": None} if splits else {}, BLOCK_M=row_tile(batch), K=width)
+
+
+def candidates_of(linear: str, batch: int, width: int) -> list[triton.Config]:
+    """The candidates for one of step.KernelStep.linears: the lm_head's argmax never splits K."""
+    return candidates(batch, width, splits=linear != "lm_head")
 
 
 def _options(config: triton.Config) -> dict:
@@ -107,7 +127,7 @@ class TuningTable:
 def _zero_row_sums(kwargs: dict, reset_only: bool = False) -> None:
     """The autotuner's hook before each candidate's launch and after the last: a row_stats buffer the kernel writes
     is zeroed, since a candidate of wider blocks writes fewer parts and would leave a narrower one's behind for the
-    layer norm that reads them all (linear.row_stats). Every other output is written whole by any candidate."""
+    layer norm that reads them all (operands.row_stats). Every other output is written whole by any candidate."""
     if kwargs.get("sums_out_ptr") is not None:
         kwargs["sums_out_ptr"].zero_()
 
@@ -163,7 +183,7 @@ def time_step(step, batch: int, caches: list[torch.Tensor], repeats: int = 20) -
     """Microseconds per greedy step of `step` (a step.KernelStep) over `batch` rows of `caches` (one contiguous
     [batch, 2, heads, capacity, head_dim] per layer), captured as one CUDA graph with the state reset each step."""
     from ..state import DecodeState
-    from .linear import argmax_slots
+    from .operands import argmax_slots
 
     device = caches[0].device
     state = DecodeState.zeros(batch, step.capacity, device, argmax_slots(batch, device))
@@ -189,7 +209,7 @@ def tune(step, batch: int, caches: list[torch.Tensor] | None = None) -> dict[str
     from .linear import shape_of
 
     table = step.tuning
-    plans = {name: (shape_of(batch, weight, x), launches, candidates(batch, weight.shape[1]))
+    plans = {name: (shape_of(batch, weight, x), launches, candidates_of(name, batch, weight.shape[1]))
              for name, (weight, x, launches) in step.linears(batch).items()}
     with compiling_in_parallel():
         for key, launches, configs in plans.values():
