@@ -40,7 +40,7 @@ class SplitTable(kernels.TuningTable):
 
     def __init__(self, block_k: int = 64):
         super().__init__()
-        self.split = {"BLOCK_N": 16, "BLOCK_K": block_k, "SPLIT_K": 3, "num_warps": 4, "num_stages": 2}
+        self.split = {"BLOCK_N": 32, "BLOCK_K": block_k, "SPLIT_K": 3, "num_warps": 4, "num_stages": 2}
 
     def has(self, key):
         return key[0] > 1

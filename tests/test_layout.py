@@ -109,12 +109,14 @@ def test_the_torch_backend_reads_weights_by_field_not_by_name():
 
 
 def test_the_kernels_package_has_its_layers():
-    """launch ← linear, attention, fold ← row ← step; tuning needs only launch (it is handed the step); nothing in the
-    package imports the CUDA-graph decoder or the generator that use it."""
-    allowed = {"launch": set(), "fold": set(), "attention": {"launch"}, "linear": {"launch", "fold"},
-               "tuning": {"launch", "linear"}, "row": {"launch", "linear", "attention"},
-               "step": {"launch", "linear", "attention", "fold", "row", "tuning"},
-               "__init__": {"launch", "linear", "attention", "fold", "step", "tuning"}}
+    """launch ← split, fold ← operands ← linear; launch ← attention; those ← row ← step; tuning needs only the linear's
+    pieces (it is handed the step); nothing in the package imports the CUDA-graph decoder or the generator that use
+    it."""
+    allowed = {"launch": set(), "fold": set(), "split": {"launch"}, "operands": {"launch", "fold"},
+               "attention": {"launch"}, "linear": {"launch", "fold", "operands", "split"},
+               "tuning": {"launch", "linear", "operands", "split"}, "row": {"launch", "linear", "attention"},
+               "step": {"launch", "linear", "operands", "attention", "fold", "row", "tuning"},
+               "__init__": {"launch", "linear", "operands", "attention", "fold", "step", "tuning"}}
     kernels = "trtflow.backends.torch.kernels"
     for name, may in allowed.items():
         module = kernels if name == "__init__" else f"{kernels}.{name}"

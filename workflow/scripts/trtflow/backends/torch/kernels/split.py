@@ -51,6 +51,8 @@ _WORKSPACES: dict[torch.device, list[torch.Tensor]] = {}
 def workspace(device: torch.device, n: int) -> torch.Tensor:
     """The device's split-K workspace, zeros, with room for a linear of `n` outputs. A larger one replaces it for
     later launches; the smaller is kept alive, since a captured CUDA graph may hold its address."""
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())  # the key a tensor's own device gives
     need = MAX_BATCH * n + triton.cdiv(n, DOT_MIN.value)
     held = _WORKSPACES.setdefault(device, [])
     if not held or held[-1].numel() < need:
