@@ -9,8 +9,8 @@ from the previous launch), the 24 launches captured in one CUDA graph, time per 
   weights), against Triton's autotuner over the same candidates and cuBLAS (F.linear, unfused); with --sweep BATCH:WEIGHTS
   every configuration of that path (ROW_SWEEP at batch 1, DOT_SWEEP and SPLIT_SWEEP above) for the layer linears.
 - attention: the attention kernel as the step runs it, with and without PDL (with --sweep attention per
-  BLOCK_T / num_warps) against SDPA with the additive mask over the whole span (what the step ran before), for
-  several batch sizes and filled lengths.
+  BLOCK_T / num_warps / AHEAD, how far its loads run ahead of the arithmetic) against SDPA with the additive mask
+  over the whole span (what the step ran before), for several batch sizes and filled lengths.
 - argmax: the lm_head with its argmax epilogue against the lm_head writing logits then torch.argmax.
 
     PYTHONPATH=workflow/scripts python3 benchmarks/kernel_bench.py --out $OUT [--sweep 64:fp16 1:int8 attention]
@@ -172,10 +172,10 @@ def attention_case(batch: int, length: int, capacity: int, sweep: bool) -> list[
                      "variant": variant, "us_per_launch": round(us, 3), "gb_per_s": round(bytes_read / us / 1000, 1)})
         print(f"attention b{batch} len {length:4d} {variant:34s} {us:7.2f} us", flush=True)
 
-    def kernel(cache, block_t, warps):
+    def kernel(cache, block_t, warps, ahead):
         attention_kernels._attention_kernel[(batch, HEADS)](qkv, cache, positions, out, HEADS, HEAD_DIM**-0.5,
                                                   CAPACITY=capacity, HEAD_DIM=HEAD_DIM, BLOCK_T=block_t,
-                                                  WHOLE_CACHE=False, PDL=False, num_warps=warps)
+                                                  WHOLE_CACHE=False, PDL=False, num_warps=warps, AHEAD=ahead)
 
     row("SDPA + mask over the span", kernels.time_in_graph(
         [lambda c=c: F.scaled_dot_product_attention(q, c[:, 0], c[:, 1], attn_mask=mask) for c in caches]))
@@ -185,9 +185,9 @@ def attention_case(batch: int, length: int, capacity: int, sweep: bool) -> list[
     row("kernels.attention, without PDL", kernels.time_in_graph(
         [lambda c=c: kernels.attention(qkv, c, positions) for c in caches]))
     launch.PDL = None
-    for block_t, warps in itertools.product((32, 64, 128, 256), (2, 4, 8)) if sweep else ():
-        row(f"kernel BLOCK_T {block_t} w{warps}",
-            kernels.time_in_graph([lambda c=c, bt=block_t, w=warps: kernel(c, bt, w) for c in caches]))
+    for block_t, warps, ahead in itertools.product((32, 64, 128, 256), (2, 4, 8), (0, 1, 2)) if sweep else ():
+        row(f"kernel BLOCK_T {block_t} w{warps}" + (f" ahead {ahead}" if ahead else ""),
+            kernels.time_in_graph([lambda c=c, bt=block_t, w=warps, a=ahead: kernel(c, bt, w, a) for c in caches]))
     reference = F.scaled_dot_product_attention(q, caches[0][:, 0], caches[0][:, 1], attn_mask=mask)
     error = (kernels.attention(qkv, caches[0], positions) - reference.reshape(batch, -1)).abs().max().item()
     print(f"attention b{batch} len {length}: max |kernel - SDPA| {error:.2e}", flush=True)

@@ -64,7 +64,7 @@ def _compile_only(run):
         name = self.fn.__name__
         key = (name, kernel.hash)
         if key not in COMPILED:
-            blocks = {k: v for k, v in kwargs.items() if k.startswith(("BLOCK_", "SPLIT_"))}
+            blocks = {k: v for k, v in kwargs.items() if k.startswith(("BLOCK_", "SPLIT_", "AHEAD"))}
             COMPILED[key] = {"kernel": name, **blocks, **resources(kernel)}
         return kernel
     return compiled
@@ -120,6 +120,15 @@ def compile_steps(batches, int8: bool, every: bool) -> list[str]:
     return shapes
 
 
+def attention_variants(batch: int) -> None:
+    """The attention kernel with its loads further ahead than the step runs it (benchmarks/kernel_bench.py's sweep)."""
+    qkv = torch.zeros(batch, 3 * DIMS.hidden, dtype=torch.float16)
+    cache = torch.zeros(batch, 2, DIMS.heads, CAPACITY, DIMS.head_dim, dtype=torch.float16)
+    for block_t, ahead in ((64, 2), (128, 1), (128, 2)):
+        kernels.attention(qkv, cache, torch.zeros(batch, dtype=torch.long),
+                          {"BLOCK_T": block_t, "num_warps": 4, "AHEAD": ahead})
+
+
 if __name__ == "__main__":
     os.environ.pop("TRITON_INTERPRET", None)
     driver.set_active(Sm90Driver())
@@ -127,4 +136,5 @@ if __name__ == "__main__":
     launch.PDL = True  # as on Hopper
     every = "--every-candidate" in sys.argv
     shapes = compile_steps([1, 3, 17, 64], False, every) + compile_steps([1, 3, 64], True, every)
+    attention_variants(64)
     print(json.dumps({"shapes": shapes, "kernels": sorted(COMPILED.values(), key=lambda k: k["kernel"])}))

@@ -120,7 +120,7 @@ def test_the_tuner_times_the_configurations_of_the_batchs_path_that_fit_the_inpu
 
 def test_the_attention_kernel_reads_each_rows_filled_slots_as_softmax_attention_does(checked):
     attention = checked["attention"]
-    assert set(attention) == {"position 0", "position 47", "position 16", "position 79"}
+    assert set(attention) == {f"position {p}{ahead}" for p in (0, 47, 16, 79) for ahead in ("", " ahead 1", " ahead 2")}
     for case, error in attention.items():
         assert error < 2e-3, f"{case}: relative error {error}"  # fp16 output rounding; NaN past a row's slots
 
@@ -159,6 +159,7 @@ def test_every_kernel_of_the_step_compiles_for_sm90_through_tritons_jit_as_hoppe
         tiles = {(k["BLOCK_M"], k.get("SPLIT_K", 1) > 1) for k in compiled if k["kernel"] == kernel}
         assert tiles >= {(tile, split) for tile in (16, 32, 64) for split in (False, True)}, (kernel, tiles)
     assert not any(k.get("SPLIT_K", 1) > 1 for k in compiled if k["kernel"] == "_argmax_kernel")
+    assert {k["AHEAD"] for k in compiled if k["kernel"] == "_attention_kernel"} == {0, 1, 2}  # kernel_bench's sweep
     # no local-memory spills in what runs by default at one row and in attention, nor in any split candidate
     quiet = [k for k in compiled if k["spilled"] and (k["kernel"] not in ("_linear_kernel", "_qkv_kernel")
                                                       or k.get("SPLIT_K", 1) > 1)]
