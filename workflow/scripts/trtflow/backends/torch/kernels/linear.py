@@ -163,6 +163,7 @@ def _product(x_ptr, w_ptr, norm, ws_ptr, scale_ptr, bias_ptr, M, N, eps, K: tl.c
     """This program's BLOCK_N outputs of every row, in fp32: the layer norm, the loop (split: over its chunk of K,
     then the chunks' sum), then a folded layer norm's mean and rstd, the int8 scale and the bias. Returns (acc,
     output features, their mask, rows, the mask of those this program writes: none in a split's other programs)."""
+    tl.static_assert(SPLIT_K == 1 or BLOCK_M > 1, "one row's reduction loop does not split K")
     ln_ptr, stats_ptr, sums_ptr = norm
     K_CHUNK: tl.constexpr = chunk(K, SPLIT_K, BLOCK_K)
     if PDL:
