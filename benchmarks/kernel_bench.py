@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
 import itertools
 import sys
 from pathlib import Path
@@ -33,7 +34,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 
 from trtflow.backends.torch import kernels  # noqa: E402
-from trtflow.backends.torch.kernels import attention as attention_kernels  # noqa: E402
 from trtflow.backends.torch.kernels import launch  # noqa: E402
 from trtflow.backends.torch.kernels.linear import LN_APART_ROWS, linear, lm_head_argmax  # noqa: E402
 from trtflow.backends.torch.kernels.operands import Epilogue, Norm  # noqa: E402
@@ -41,6 +41,9 @@ from trtflow.backends.torch.model import ParallelGPT2, decode_mask  # noqa: E402
 from trtflow.backends.torch.weight_only import quantize_weights  # noqa: E402
 from trtflow.backends.torch.weights import GPT2Weights, LayerNorm, Linear  # noqa: E402
 from trtflow.gpt2 import ModelDims  # noqa: E402
+
+# the module (the package's `attention` is its launch function of the same name)
+attention_kernels = importlib.import_module("trtflow.backends.torch.kernels.attention")
 
 LAYERS, HIDDEN, HEADS, VOCAB = 24, 1024, 16, 50257
 HEAD_DIM = HIDDEN // HEADS
