@@ -23,9 +23,6 @@ def dump(tree: str) -> None:
     import sm90_check as check
 
     assert Path(trtflow.__file__).is_relative_to(Path(tree).resolve()), trtflow.__file__
-    from triton.runtime import driver
-    from triton.runtime.jit import JITFunction
-
     tuning = check.tuning
     if not hasattr(tuning, "candidates_of"):  # before split-K every linear had the same candidates
         tuning.candidates_of = lambda name, batch, width: tuning.candidates(batch, width)
@@ -42,9 +39,7 @@ def dump(tree: str) -> None:
         return {"sass": "\n".join(re.sub(r"c\[0x0\]\[0x[0-9a-f]+\]", "c[param]", line).strip() for line in lines)}
 
     check.resources = resources
-    driver.set_active(check.Sm90Driver())
-    JITFunction.run = check._compile_only(JITFunction.run)
-    check.launch.PDL = True
+    check.compile_only_for_sm90()
     check.compile_steps([1, 3, 17, 64], False, True)
     check.compile_steps([1, 3, 64], True, True)
     print(json.dumps(list(check.COMPILED.values())))
